@@ -1,0 +1,10 @@
+"""harness: the workbench for the NTIRE 2025 Efficient Burst HDR and Restoration challenge."""
+
+from __future__ import annotations
+
+from harness import variants as _variants  # noqa: F401  (registers the models)
+from harness.checkpoint import load_checkpoint
+from harness.registry import create_model, list_models, model_entry
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "load_checkpoint", "model_entry", "__version__"]

@@ -1,0 +1,134 @@
+"""``harness data check``: every scene of a folder, checked file by file."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tifffile
+
+from harness.data.scenes import EXPOSURE_GROUPS, NUM_FRAMES, Scene, discover_scenes, select_scenes
+
+SIZE_MULTIPLE = 32
+
+
+@dataclass
+class Problem:
+    scene: str
+    file: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.scene}: {self.file}: {self.what}"
+
+
+@dataclass
+class CheckReport:
+    folder: Path
+    split: str
+    scenes: list[Scene]
+    problems: list[Problem] = field(default_factory=list)
+    sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
+    dtypes: Counter[str] = field(default_factory=Counter)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    with_gt: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and bool(self.scenes)
+
+    def split_counts(self) -> dict[str, int]:
+        return {
+            "train (000-279)": sum(s.number < 280 for s in self.scenes),
+            "val (280-299)": sum(280 <= s.number < 300 for s in self.scenes),
+            "other (300+)": sum(s.number >= 300 for s in self.scenes),
+        }
+
+    def _widen(self, key: str, arr: np.ndarray) -> None:
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        old = self.ranges.get(key)
+        self.ranges[key] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+
+
+def _read(path: Path, scene: Scene, report: CheckReport) -> np.ndarray | None:
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # truncated and corrupt files raise several types
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        report.problems.append(Problem(scene.id, path.name, f"unreadable TIFF ({text[:120]})"))
+        return None
+
+
+def _check_scene(scene: Scene, report: CheckReport) -> None:
+    shape: tuple[int, ...] | None = None
+    group_of = {i: g for g, idx in EXPOSURE_GROUPS.items() for i in idx}
+    for i in range(NUM_FRAMES):
+        path = scene.frames[i]
+        name = f"{scene.id}-in-{i}.tif"
+        if path is None:
+            report.problems.append(Problem(scene.id, name, "frame missing"))
+            continue
+        arr = _read(path, scene, report)
+        if arr is None:
+            continue
+        report.dtypes[str(arr.dtype)] += 1
+        if arr.ndim != 2:
+            report.problems.append(Problem(scene.id, name, f"expected a 2-D single-channel frame, got shape {arr.shape}"))
+            continue
+        if not np.issubdtype(arr.dtype, np.floating):
+            report.problems.append(Problem(scene.id, name, f"expected float data, got {arr.dtype}"))
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            report.problems.append(Problem(scene.id, name, f"size {arr.shape[0]}x{arr.shape[1]} differs from frame 0's {shape[0]}x{shape[1]}"))
+            continue
+        if not np.all(np.isfinite(arr)):
+            report.problems.append(Problem(scene.id, name, f"{int(np.sum(~np.isfinite(arr)))} non-finite value(s) (NaN or inf)"))
+            continue
+        report._widen(group_of[i], arr)
+    if shape is not None:
+        h, w = shape[:2]
+        report.sizes[(h, w)] += 1
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+            report.problems.append(Problem(scene.id, f"{scene.id}-in-0.tif", f"size {h}x{w} is not a multiple of {SIZE_MULTIPLE}"))
+    if scene.gt is None:
+        return
+    report.with_gt += 1
+    gt = _read(scene.gt, scene, report)
+    if gt is None:
+        return
+    name = scene.gt.name
+    if gt.ndim != 3 or gt.shape[-1] != 3:
+        report.problems.append(Problem(scene.id, name, f"ground truth must be H x W x 3, got shape {gt.shape}"))
+        return
+    if shape is not None and gt.shape[:2] != shape:
+        report.problems.append(Problem(scene.id, name, f"size {gt.shape[0]}x{gt.shape[1]} differs from the frames' {shape[0]}x{shape[1]}"))
+    if not np.all(np.isfinite(gt)):
+        report.problems.append(Problem(scene.id, name, "non-finite value(s) in the ground truth"))
+        return
+    lo, hi = float(gt.min()), float(gt.max())
+    if lo < 0.0 or hi > 1.0:
+        report.problems.append(Problem(scene.id, name, f"values outside [0, 1] (min {lo:.4g}, max {hi:.4g})"))
+    report._widen("gt", gt)
+
+
+def check_folder(
+    folder: str | Path,
+    split: str = "test",
+    scenes: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    """Check every scene of ``folder`` in ``split`` (default: every scene; ``--scenes`` overrides it)."""
+    found = discover_scenes(folder)
+    selected = select_scenes(found, split, scenes)
+    report = CheckReport(Path(folder), split, selected)
+    if not selected:
+        report.problems.append(Problem("-", str(folder), f"no scenes in split {split!r}"))
+    for k, scene in enumerate(selected):
+        _check_scene(scene, report)
+        if progress:
+            progress(k + 1, len(selected))
+    return report

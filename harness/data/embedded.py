@@ -1,0 +1,27 @@
+"""The embedded default dataset: synthesised once, deterministically, into a cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from harness.data.synth import GENERATOR_VERSION, SynthConfig, synthesize
+
+EMBEDDED = SynthConfig()
+
+
+def cache_root() -> Path:
+    """``$HARNESS_CACHE``, else ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``."""
+    if os.environ.get("HARNESS_CACHE"):
+        return Path(os.environ["HARNESS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "harness"
+
+
+def embedded_dataset(progress: Callable[[int, int], None] | None = None) -> Path:
+    """The folder of the embedded dataset, generating it on first use."""
+    folder = cache_root() / f"{GENERATOR_VERSION}-default"
+    if not (folder / "dataset.json").is_file():
+        synthesize(folder, EMBEDDED, force=True, progress=progress)
+    return folder

@@ -1,0 +1,117 @@
+"""Registered model variants: one short function each, overrides win."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from harness.models.demosaic import BilinearDemosaic, DemosaicConfig
+from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig
+from harness.models.unet_baseline import UNetBaseline, UNetBaselineConfig
+from harness.registry import WeightsInfo, register_model
+
+TINY_WEIGHTS = WeightsInfo(
+    file="flowcnrdb_tiny.safetensors",
+    sha256="",
+    trained="harness train --model flowcnrdb_tiny (see README, 'Bundled weights')",
+)
+
+
+def _create_flowcnrdb(**kwargs: Any) -> FlowCNRDB:
+    return FlowCNRDB(FlowCNRDBConfig(**kwargs))
+
+
+@register_model(
+    "flowcnrdb",
+    "FlowCNRDB as published: flow alignment U-Net + 14 CNRDB fusion blocks",
+    "stem 32x5, reg 32..512, merge 64/32 x14",
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb(**kwargs: Any) -> nn.Module:
+    return _create_flowcnrdb(**kwargs)
+
+
+@register_model(
+    "flowcnrdb",
+    "About half the compute: stem depth 3, reg widths 24..384, merge depth 6",
+    "stem 32x3, reg 24..384, merge 64/32 x6",
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb_small(**kwargs: Any) -> nn.Module:
+    args: dict[str, Any] = dict(stem_depth=3, reg_widths=(24, 48, 96, 192, 384), merge_depth=6)
+    return _create_flowcnrdb(**{**args, **kwargs})
+
+
+TINY_ARGS: dict[str, Any] = dict(
+    train_size=64,
+    stem_width=16,
+    stem_depth=2,
+    reg_widths=(16, 32, 48, 64, 96),
+    reg_depths=(1, 1, 1, 1, 1),
+    merge_base_channels=32,
+    merge_grow_channels=16,
+    merge_depth=3,
+    merge_features=16,
+)
+
+
+@register_model(
+    "flowcnrdb",
+    "Under 1 M parameters, for tests and CPU demos (bundled weights)",
+    "stem 16x2, reg 16..96, merge 32/16 x3, train 64",
+    weights=TINY_WEIGHTS,
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb_tiny(**kwargs: Any) -> nn.Module:
+    return _create_flowcnrdb(**{**TINY_ARGS, **kwargs})
+
+
+@register_model(
+    "flowcnrdb",
+    "Ablation: the warp validity mask is not passed to the fusion stage",
+    "append_mask=False",
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb_nomask(**kwargs: Any) -> nn.Module:
+    return _create_flowcnrdb(**{"append_mask": False, **kwargs})
+
+
+@register_model(
+    "flowcnrdb",
+    "Ablation: no stage 2; features passed unwarped with masks of ones",
+    "align=none",
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb_noalign(**kwargs: Any) -> nn.Module:
+    return _create_flowcnrdb(**{"align": "none", **kwargs})
+
+
+@register_model(
+    "flowcnrdb",
+    "Stage 2 predicts one homography per frame from a pooled head (sparse alignment)",
+    "align=homography",
+    source_file="flowcnrdb.py",
+)
+def flowcnrdb_homography(**kwargs: Any) -> nn.Module:
+    return _create_flowcnrdb(**{"align": "homography", **kwargs})
+
+
+@register_model(
+    "unet",
+    "The challenge starter kit's U-Net baseline (31.01 dB validation)",
+    "depth 4, width 64",
+    source_file="unet_baseline.py",
+)
+def unet_baseline(**kwargs: Any) -> nn.Module:
+    return UNetBaseline(UNetBaselineConfig(**kwargs))
+
+
+@register_model(
+    "demosaic",
+    "Parameter-free: frame 0, bilinear demosaic, divided by its exposure ratio",
+    "exposure from dataset.json",
+    source_file="demosaic.py",
+)
+def demosaic(**kwargs: Any) -> nn.Module:
+    return BilinearDemosaic(DemosaicConfig(**kwargs))

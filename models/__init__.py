@@ -1,0 +1,1 @@
+"""Self-contained model files (torch only), installed as ``harness.models``."""
