@@ -230,6 +230,63 @@ def train_cmd(
     console.print(f"checkpoints: {out / 'last.pth'}, {out / 'best.pth'}")
 
 
+@app.command("budget")
+def budget_cmd(
+    model: ModelOpt,
+    weights: WeightsOpt = None,
+    size: Annotated[str, typer.Option(help="H x W of one output (the challenge: 768x1536).")] = "768x1536",
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")] = False,
+    counters: Annotated[str, typer.Option(help="Comma-separated counters.")] = "fvcore,ptflops_pytorch,ptflops_aten,flop_counter_mode,analytic",
+) -> None:
+    """Parameters and MACs from several counters, reconciled, against the challenge limits.
+
+    Exit 0 when the official verdict passes, 1 when it fails, 2 on bad input."""
+    import json
+
+    from harness.budget.budget import budget, build_for_budget, parse_counters
+    from harness.errors import CheckFailed
+
+    names = parse_counters(counters)
+    doc = budget(build_for_budget(model, str(weights) if weights else None), _parse_size(size), names)
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        _render_budget(model, doc)
+    official = doc["verdicts"]["official"]
+    if official is not None and not official["pass"]:
+        raise CheckFailed(f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore")
+
+
+def _render_budget(model: str, doc: dict[str, Any]) -> None:
+    h, w = doc["input"][2:]
+    console.print(f"[bold]{model}[/] at {h}x{w}: {doc['params']:,} parameters ({doc['params'] / 1e6:.3f} M)")
+    table = Table(title="counters (MACs: one fused multiply-add = 1)")
+    for col in ("counter", "MACs (T)", "native", "uncounted (T)", "complete (T)", "how"):
+        table.add_column(col, overflow="fold")
+    for name, c in doc["counters"].items():
+        unc = sum(c["uncounted"].values())
+        table.add_row(name, f"{c['macs'] / 1e12:.4f}", f"{c['reported']:.4g} {c['unit']}", f"{unc / 1e12:.4f}",
+                      f"{(c['macs'] + unc) / 1e12:.4f}", c["how"])
+    console.print(table)
+    names = [n for n in doc["counters"] if n != "analytic"]
+    rec = Table(title="reconciliation by operator (analytic cost, G MACs)")
+    for col in ("operator", "analytic", *names):
+        rec.add_column(col)
+    for row in doc["reconciliation"]:
+        cells = [row[n] if isinstance(row[n], str) else f"{row[n] / 1e9:.3f}" for n in names]
+        rec.add_row(row["operator"], f"{row['analytic'] / 1e9:.3f}", *cells)
+    console.print(rec)
+    same = doc["same_padding_convs"]
+    if same:
+        console.print(f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same))
+    for label, v in doc["verdicts"].items():
+        if v is None:
+            continue
+        mark = "[green]PASS[/]" if v["pass"] else "[red]FAIL[/]"
+        detail = f"{v['flops_t']:.4f} T fvcore" if "flops_t" in v else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())
+        console.print(f"{label}: {mark} ({v['params_m']:.3f} M params; {detail}) - {v['rule']}")
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="harness")

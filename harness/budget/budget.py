@@ -1,0 +1,162 @@
+"""``harness budget``: parameters, every counter in MACs, reconciliation and verdicts.
+
+Each counter's ``uncounted`` lists the operators it skips, with their cost
+from the analytic counter (what each counter covers is in ``COVERS``, from
+``shared/spec/counters.md`` and checked by the tests). ``official`` is the
+organisers' verdict (parameters < 30.0 M and fvcore < 4.0 T, fvcore 'flops'
+being MACs); ``strict`` asks the same of every counter's complete count
+(counted + uncounted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from torch import nn
+
+from harness.budget.analytic import CATEGORIES, AnalyticCount, analytic_count
+from harness.budget.counters import (
+    COUNTERS,
+    Measured,
+    flop_counter_mode_count,
+    fvcore_count,
+    ptflops_aten_count,
+    ptflops_pytorch_count,
+)
+from harness.errors import HarnessError
+from harness.inference import model_multiple
+
+PARAM_LIMIT = 30.0e6
+MAC_LIMIT = 4.0e12
+
+COVERS: dict[str, set[str]] = {
+    "fvcore": {"conv", "conv_transpose", "linear", "layer_norm", "grid_sample"},
+    "ptflops_pytorch": {"conv", "conv_same", "conv_transpose", "linear", "bias", "layer_norm", "activation", "pool"},
+    "ptflops_aten": {"conv", "conv_same", "conv_transpose", "linear", "bias"},
+    "flop_counter_mode": {"conv", "conv_same", "conv_transpose", "linear"},
+    "analytic": set(CATEGORIES),
+}
+RUNNERS = {
+    "fvcore": fvcore_count,
+    "ptflops_pytorch": ptflops_pytorch_count,
+    "ptflops_aten": ptflops_aten_count,
+    "flop_counter_mode": flop_counter_mode_count,
+}
+# fvcore's operator names -> the analytic categories they count.
+FVCORE_OPS = {"conv": ("conv", "conv_transpose"), "linear": ("linear",), "addmm": ("linear",), "matmul": ("linear",),
+              "layer_norm": ("layer_norm",), "grid_sampler": ("grid_sample",)}
+
+
+def parse_counters(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in COUNTERS]
+    if unknown or not names:
+        raise HarnessError(f"--counters: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(COUNTERS)}")
+    return names
+
+
+def parameters_by_module(model: nn.Module) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for name, p in model.named_parameters():
+        out[name.split(".")[0]] += p.numel()
+    return dict(out)
+
+
+def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict[str, Any]:
+    """The budget document (the JSON of ``harness budget --json``)."""
+    mult = model_multiple(model)
+    h, w = size
+    if h <= 0 or w <= 0 or h % mult or w % mult:
+        raise HarnessError(f"--size: H and W must be positive multiples of {mult}, got {h}x{w}")
+    params = sum(p.numel() for p in model.parameters())
+    t0 = time.perf_counter()
+    analytic = analytic_count(model, (1, 9, h, w))
+    results: dict[str, dict[str, Any]] = {}
+    for name in counters:
+        t = time.perf_counter()
+        measured = _analytic_measured(analytic, size) if name == "analytic" else RUNNERS[name](model, size)
+        results[name] = _describe(name, measured, analytic, time.perf_counter() - t)
+    official = None
+    if "fvcore" in results:
+        official = {
+            "pass": params < PARAM_LIMIT and results["fvcore"]["macs"] < MAC_LIMIT,
+            "params_m": params / 1000**2,
+            "flops_t": results["fvcore"]["macs"] / 1000**4,
+            "rule": "params < 30.0 M and fvcore FlopCountAnalysis total < 4.0 T (fvcore counts MACs)",
+        }
+    complete = {n: r["macs"] + sum(r["uncounted"].values()) for n, r in results.items()}
+    strict = {
+        "pass": params < PARAM_LIMIT and all(v < MAC_LIMIT for v in complete.values()),
+        "params_m": params / 1000**2,
+        "complete_t": {n: v / 1000**4 for n, v in complete.items()},
+        "rule": "params < 30.0 M and every counter's counted + uncounted MACs < 4.0 T",
+    }
+    return {
+        "params": int(params),
+        "params_by_module": parameters_by_module(model),
+        "input": [1, 9, h, w],
+        "counters": results,
+        "reconciliation": _reconcile(analytic, results),
+        "same_padding_convs": analytic.same_padding_convs,
+        "verdicts": {"official": official, "strict": strict},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _analytic_measured(analytic: AnalyticCount, size: tuple[int, int]) -> Measured:
+    return Measured(analytic.total, analytic.total, "MACs", False, f"formulas at {size[0]}x{size[1]} on the meta device",
+                    {k: int(v) for k, v in analytic.by_category.items()})
+
+
+def _describe(name: str, m: Measured, analytic: AnalyticCount, seconds: float) -> dict[str, Any]:
+    covered = COVERS[name]
+    uncounted = {cat: int(analytic.by_category[cat]) for cat in CATEGORIES if cat not in covered and cat in analytic.by_category}
+    expected = sum(int(analytic.by_category[c]) for c in covered)
+    out: dict[str, Any] = {
+        "macs": int(m.macs),
+        "reported": m.reported,
+        "unit": m.unit,
+        "extrapolated": m.extrapolated,
+        "how": m.how,
+        "uncounted": uncounted,
+        "difference_to_analytic_on_covered_operators": int(m.macs) - expected,
+        "seconds": seconds,
+    }
+    if m.by_operator:
+        out["by_operator"] = m.by_operator
+    if m.unsupported:
+        out["unsupported_ops"] = m.unsupported
+    return out
+
+
+def _reconcile(analytic: AnalyticCount, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per operator category: its analytic cost and what each counter did with it."""
+    rows = []
+    fv = results.get("fvcore", {}).get("by_operator", {})
+    for cat in CATEGORIES:
+        if cat not in analytic.by_category:
+            continue
+        row: dict[str, Any] = {"operator": cat, "analytic": int(analytic.by_category[cat])}
+        for name in results:
+            if name == "analytic":
+                continue
+            if cat not in COVERS[name]:
+                row[name] = "uncounted"
+            elif name == "fvcore":
+                ops = [op for op, cats in FVCORE_OPS.items() if cat in cats and op in fv]
+                row[name] = sum(fv[op] for op in ops) if cat != "conv_transpose" else "in conv"
+            else:
+                row[name] = "counted"
+        rows.append(row)
+    return rows
+
+
+def build_for_budget(name: str, weights: str | None) -> nn.Module:
+    import harness
+
+    model = harness.create_model(name).eval()
+    if weights:
+        harness.load_checkpoint(model, weights)
+    return model
