@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from harness.errors import HarnessError
 from harness.progress import progress_bar
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
@@ -285,6 +285,48 @@ def _render_budget(model: str, doc: dict[str, Any]) -> None:
         mark = "[green]PASS[/]" if v["pass"] else "[red]FAIL[/]"
         detail = f"{v['flops_t']:.4f} T fvcore" if "flops_t" in v else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())
         console.print(f"{label}: {mark} ({v['params_m']:.3f} M params; {detail}) - {v['rule']}")
+
+
+@app.command("package")
+def package_cmd(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A `harness evaluate` run folder to zip.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Zip to write.")] = None,
+    expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold (default: the run's).")] = None,
+    verify: Annotated[Optional[Path], typer.Option(help="Read a results zip as the server did, instead of writing one.")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="With --verify: score against this ground-truth folder.")] = None,
+    code: Annotated[Optional[Path], typer.Option(help="Write the code submission of this manifest (submissions/*.toml).")] = None,
+    verify_code: Annotated[bool, typer.Option(help="With --code: run its test_demo.py without harness and compare outputs.")] = False,
+) -> None:
+    """Codalab results zips and code-submission zips, verified the way the server reads them."""
+    import json
+
+    from harness.package.results import package_results, verify_zip
+
+    if sum(x is not None for x in (run_dir, verify, code)) != 1:
+        raise HarnessError("give exactly one of RUN_DIR, --verify ZIP or --code MANIFEST")
+    if verify is not None:
+        report = verify_zip(verify, gt)
+        console.print(f"{verify}: the server reads {len(report['outputs'])} output(s) from '{report['folder_read']}', sizes {report['shapes']}")
+        for note in report["notes"]:
+            console.print(f"note: {note}")
+        if gt is not None:
+            console.print(f"PSNR {report['psnr']:.4f} dB, SSIM {report['ssim']:.5f} (server), {report['ssim_standard']:.5f} (standard)")
+        typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_scene"}))
+        return
+    if code is not None:
+        from harness.package.code import package_code, read_manifest, verify_code
+
+        target = out or Path(f"code_{read_manifest(code).stem}.zip")
+        package_code(code, target)
+        console.print(f"wrote {target}")
+        if verify_code:
+            result = verify_code(target, code)
+            console.print(f"verified: test_demo.py outputs byte-identical to harness evaluate on {result['scenes']} scene(s)")
+        return
+    assert run_dir is not None
+    target = out or run_dir / "submission.zip"
+    package_results(run_dir, target, expect_scenes)
+    console.print(f"wrote {target}")
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""Codalab results zips: validated before writing, verified the way the server reads them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tifffile
+import torch
+
+from harness.data import discover_scenes, parse_scene_list
+from harness.data.scenes import Scene
+from harness.errors import HarnessError
+from harness.models.demosaic import bilinear_demosaic
+from harness.package.zips import safe_extract, write_zip
+from harness.scoring import OUT_RE, mean_scores, score_folder, server_folder, server_outputs
+
+SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
+
+
+def _read_u8(path: Path) -> np.ndarray:
+    try:
+        img = tifffile.imread(path)
+    except Exception as exc:
+        raise HarnessError(f"{path.name}: unreadable TIFF ({exc})") from None
+    if img.dtype != np.uint8:
+        raise HarnessError(f"{path.name}: outputs must be 8-bit, got {img.dtype}")
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise HarnessError(f"{path.name}: outputs must be H x W x 3 RGB, got shape {img.shape}")
+    return img
+
+
+def _reference(scene: Scene) -> np.ndarray | None:
+    """Ground truth when at hand, else a demosaic of frame 0 (colour is what matters here)."""
+    if scene.gt is not None:
+        return tifffile.imread(scene.gt).astype(np.float64)
+    if scene.frames[0] is not None:
+        frame = torch.from_numpy(tifffile.imread(scene.frames[0]).astype(np.float32))[None, None]
+        return bilinear_demosaic(frame)[0].permute(1, 2, 0).double().numpy()
+    return None
+
+
+def _channel_fit(out: np.ndarray, ref: np.ndarray) -> float:
+    """Mean correlation of the red and blue channels with the reference's."""
+    o = out.astype(np.float64)
+    return float(np.mean([np.corrcoef(o[..., c].ravel(), ref[..., c].ravel())[0, 1] for c in (0, 2)]))
+
+
+def check_channel_order(name: str, out: np.ndarray, ref: np.ndarray) -> None:
+    as_written = _channel_fit(out, ref)
+    swapped = _channel_fit(out[..., ::-1], ref)
+    if swapped > as_written + SWAP_MARGIN:
+        raise HarnessError(
+            f"{name}: red and blue look swapped (R/B correlation with the reference {as_written:.3f} as written, "
+            f"{swapped:.3f} swapped); was it written in BGR order (cv2.imwrite of an RGB array)?"
+        )
+
+
+@dataclass
+class RunInfo:
+    res: Path
+    scenes: list[str]
+    data: Path | None
+
+
+def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
+    res = run_dir / "res"
+    if not res.is_dir():
+        raise HarnessError(f"{run_dir}: no res/ folder (is it a `harness evaluate` run folder?)")
+    summary_path = run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if expect_scenes:
+        scenes = [f"Scene-{n:03d}" for n in parse_scene_list(expect_scenes)]
+    elif summary.get("scenes"):
+        scenes = list(summary["scenes"])
+    else:
+        raise HarnessError(f"{run_dir}: no summary.json to take the expected scenes from; pass --expect-scenes")
+    data = Path(summary["data"]) if summary.get("data") and Path(summary["data"]).is_dir() else None
+    return RunInfo(res, scenes, data)
+
+
+def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[str, Path]:
+    """Every check the server (or a human) would fail a submission for; returns name -> file."""
+    info = run_info(run_dir, expect_scenes)
+    files: dict[str, Path] = {}
+    for path in sorted(info.res.iterdir()):
+        if not OUT_RE.match(path.name):
+            raise HarnessError(f"{path.name}: not a Scene-XXX-out.tif name (the server pairs outputs by name)")
+        files[path.name] = path
+    want = {f"{s}-out.tif" for s in info.scenes}
+    missing, extra = sorted(want - set(files)), sorted(set(files) - want)
+    if missing:
+        raise HarnessError(f"{run_dir}: missing output(s) for {len(missing)} scene(s): {', '.join(missing[:5])}")
+    if extra:
+        raise HarnessError(f"{run_dir}: output(s) for unexpected scene(s): {', '.join(extra[:5])}")
+    scenes = {s.id: s for s in discover_scenes(info.data)} if info.data else {}
+    for name, path in files.items():
+        img = _read_u8(path)
+        scene = scenes.get(name.replace("-out.tif", ""))
+        expected = _expected_shape(scene)
+        if img.shape[:2] != expected:
+            raise HarnessError(f"{name}: size {img.shape[0]}x{img.shape[1]}, expected {expected[0]}x{expected[1]}")
+        ref = _reference(scene) if scene else None
+        if ref is not None:
+            check_channel_order(name, img, ref)
+    return files
+
+
+def _expected_shape(scene: Scene | None) -> tuple[int, int]:
+    if scene is None or scene.frames[0] is None:
+        return (768, 1536)  # the challenge's image size
+    with tifffile.TiffFile(scene.frames[0]) as tif:
+        shape = tif.pages[0].shape
+    return int(shape[0]), int(shape[1])
+
+
+def package_results(run_dir: Path, out: Path, expect_scenes: str | None = None) -> Path:
+    files = validate_results(run_dir, expect_scenes)
+    return write_zip(dict(files), out)
+
+
+def verify_zip(zip_path: Path, gt: Path | None = None) -> dict[str, Any]:
+    """Read a results zip as the scoring program did; score it when ground truth is given."""
+    with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
+        check = safe_extract(zip_path, Path(tmp))
+        folder = server_folder(Path(tmp))
+        outputs = server_outputs(folder)
+        report: dict[str, Any] = {
+            "zip": str(zip_path),
+            "members": len(check.members),
+            "notes": check.notes,
+            "folder_read": str(folder.relative_to(tmp)) if folder != Path(tmp) else ".",
+            "outputs": [p.name for p in outputs.values()],
+        }
+        shapes = {}
+        for path in outputs.values():
+            img = _read_u8(path)
+            shapes[path.name] = list(img.shape)
+        report["shapes"] = sorted({tuple(s) for s in shapes.values()})
+        if gt is not None:
+            table: pd.DataFrame = score_folder(folder, gt)
+            report.update(mean_scores(table))
+            report["per_scene"] = table.to_dict("records")
+    return report
