@@ -133,6 +133,7 @@ def evaluate_cmd(
     quantize: Annotated[str, typer.Option(help="floor (matches the truncated GT) or round.")] = "floor",
     force: Annotated[bool, typer.Option(help="Recompute every scene.")] = False,
     random_init: Annotated[bool, typer.Option(help="Run with untrained weights (a smoke test, not a score).")] = False,
+    report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
 ) -> None:
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
     from harness.evaluate import EvalConfig, evaluate
@@ -151,6 +152,10 @@ def evaluate_cmd(
         summary = evaluate(cfg, on_scene=on_scene)
     _render_scores(rows, summary)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"{model}-{split}"
+    if report and summary.get("psnr") is not None:
+        from harness.report.render import render_run_report
+
+        console.print(f"report: {render_run_report(run_dir)}")
     console.print(f"outputs: {run_dir / 'res'}")
 
 
@@ -327,6 +332,29 @@ def package_cmd(
     target = out or run_dir / "submission.zip"
     package_results(run_dir, target, expect_scenes)
     console.print(f"wrote {target}")
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder.")],
+    budget: Annotated[Optional[Path], typer.Option(help="`harness budget --json` output (default: computed now).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: RUN_DIR/report.html).")] = None,
+) -> None:
+    """A self-contained HTML report of a run."""
+    from harness.report.render import render_run_report
+
+    console.print(f"wrote {render_run_report(run_dir, budget, out)}")
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders; deltas are against the first.")],
+    out: Annotated[Path, typer.Option(help="HTML file.")] = Path("reports/compare.html"),
+) -> None:
+    """Compare runs on the scenes they share: per-scene deltas, wins and losses, paired plot."""
+    from harness.report.render import render_compare
+
+    console.print(f"wrote {render_compare(runs, out)}")
 
 
 def main() -> None:

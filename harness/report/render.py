@@ -1,0 +1,264 @@
+"""Self-contained HTML reports: one file, inline CSS/JS, images as data URIs, no network."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tifffile  # noqa: E402
+import torch  # noqa: E402
+from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from harness.data import discover_scenes  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
+from harness.metrics import quantize_gt  # noqa: E402
+from harness.models.demosaic import bilinear_demosaic  # noqa: E402
+from harness.scoring import atomic_write_text  # noqa: E402
+
+TEMPLATES = Path(__file__).parent / "templates"
+REFERENCES = [
+    ("starter-kit U-Net baseline (validation)", 31.01),
+    ("FlowCNRDB, test", 41.38),
+    ("FlowCNRDB, dev", 41.74),
+    ("winner RASD, test", 43.22),
+]
+PREVIEW_WIDTH = 768
+CROP = 96
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True)
+    return env
+
+
+def fmt(value: Any, places: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value):.{places}f}"
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def png(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def webp(img: np.ndarray, width: int | None = PREVIEW_WIDTH) -> str:
+    """uint8 H x W x 3 -> WebP data URI, downscaled to ``width`` when wider."""
+    pil = Image.fromarray(img)
+    if width and pil.width > width:
+        pil = pil.resize((width, round(pil.height * width / pil.width)), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="WEBP", quality=85, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: unreadable ({exc})") from None
+
+
+def _plots(table: pd.DataFrame, summary: dict[str, Any], brightness: dict[str, float]) -> dict[str, str]:
+    plots: dict[str, str] = {}
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.bar(table["scene"].str.replace("Scene-", ""), table["psnr"], color="#4a7ab5")
+    ax.axhline(summary["psnr"], color="k", lw=1, ls="--", label=f"mean {summary['psnr']:.2f} dB")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_xlabel("scene")
+    ax.legend()
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    plots["per_scene"] = png(fig)
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    ax.hist(table["psnr"], bins=min(20, max(3, len(table))), color="#4a7ab5")
+    ax.set_xlabel("PSNR (dB)")
+    ax.set_ylabel("scenes")
+    plots["distribution"] = png(fig)
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    xs = [brightness.get(s, np.nan) for s in table["scene"]]
+    ax.scatter(xs, table["psnr"], color="#b5574a")
+    ax.set_xlabel("mean ground-truth brightness (linear)")
+    ax.set_ylabel("PSNR (dB)")
+    plots["brightness"] = png(fig)
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    names = ["this run"] + [n for n, _ in REFERENCES]
+    values = [summary["psnr"]] + [v for _, v in REFERENCES]
+    ax.barh(names, values, color=["#b5574a"] + ["#999"] * len(REFERENCES))
+    ax.set_xlabel("PSNR (dB)")
+    ax.invert_yaxis()
+    plots["references"] = png(fig)
+    return plots
+
+
+def _training_plot(log: pd.DataFrame) -> str:
+    fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
+    axes[0].plot(log["iteration"], log["loss"])
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss (MSE)")
+    axes[1].plot(log["iteration"], log["lr"])
+    axes[1].set_title("learning rate")
+    val = log.dropna(subset=["val_psnr"])
+    axes[2].plot(val["iteration"], val["val_psnr"], marker="o", label="PSNR")
+    axes[2].set_title("validation PSNR (dB)")
+    twin = axes[2].twinx()
+    twin.plot(val["iteration"], val["val_ssim"], color="#b5574a", marker=".", label="SSIM")
+    twin.set_ylabel("SSIM")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    return png(fig)
+
+
+def _preview(frame0: np.ndarray) -> np.ndarray:
+    """A simple demosaiced preview of the reference frame, normalised and gamma-encoded."""
+    rgb = bilinear_demosaic(torch.from_numpy(frame0.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
+    scale = np.percentile(rgb, 99.5) or 1.0
+    return (np.clip(rgb / scale, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+def _heatmap(err: np.ndarray) -> np.ndarray:
+    vmax = max(float(np.percentile(err, 99.5)), 1.0)
+    return (plt.get_cmap("inferno")(np.clip(err / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
+def _visual(label: str, scene_id: str, psnr: float, res: Path, scene: Any) -> dict[str, Any]:
+    out = tifffile.imread(res / f"{scene_id}-out.tif")
+    images: list[dict[str, str]] = []
+    panels: list[tuple[str, np.ndarray]] = []
+    if scene is not None and scene.frames[0] is not None:
+        panels.append(("reference frame 0 (bilinear demosaic preview)", _preview(tifffile.imread(scene.frames[0]))))
+    panels.append(("output", out))
+    if scene is not None and scene.gt is not None:
+        gt = quantize_gt(tifffile.imread(scene.gt))
+        err = np.abs(out.astype(np.float64) - gt).mean(axis=-1)
+        panels += [("ground truth (8-bit)", gt), ("absolute error (mean over RGB)", _heatmap(err))]
+        y, x = np.unravel_index(np.argmax(_box_mean(err, CROP)), err.shape)
+    else:
+        y, x = out.shape[0] // 2, out.shape[1] // 2
+    y0 = int(np.clip(y - CROP // 2, 0, out.shape[0] - CROP))
+    x0 = int(np.clip(x - CROP // 2, 0, out.shape[1] - CROP))
+    for caption, img in panels:
+        images.append({"caption": caption, "src": webp(img)})
+    crops = [{"caption": f"{caption}, crop at ({y0}, {x0})", "src": webp(img[y0 : y0 + CROP, x0 : x0 + CROP], None)}
+             for caption, img in panels]
+    return {"label": label, "scene": scene_id, "psnr": psnr, "images": images, "crops": crops}
+
+
+def _box_mean(err: np.ndarray, k: int) -> np.ndarray:
+    t = torch.from_numpy(err)[None, None]
+    pooled = torch.nn.functional.avg_pool2d(t, min(k, err.shape[0], err.shape[1]), stride=1, padding=0)
+    full = torch.zeros_like(t)
+    ph, pw = pooled.shape[-2:]
+    oy, ox = (err.shape[0] - ph) // 2, (err.shape[1] - pw) // 2
+    full[..., oy : oy + ph, ox : ox + pw] = pooled
+    return full[0, 0].numpy()
+
+
+def _budget(summary: dict[str, Any], budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
+    if budget_path is not None:
+        return _load_json(budget_path), ""
+    import harness
+    from harness.budget.budget import budget
+
+    try:
+        model = harness.create_model(summary["model"], **summary.get("model_config", {})).eval()
+        return budget(model, (768, 1536), ["fvcore", "ptflops_aten", "flop_counter_mode", "analytic"]), ""
+    except HarnessError as exc:
+        return None, f"budget not computed: {exc}"
+
+
+def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path | None = None) -> Path:
+    """Write the report of an evaluate run folder; returns its path."""
+    run_dir = Path(run_dir)
+    summary = _load_json(run_dir / "summary.json")
+    if not (run_dir / "metrics.csv").is_file():
+        raise HarnessError(f"{run_dir}: no metrics.csv (is it a `harness evaluate` run folder?)")
+    table = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["psnr"])
+    if table.empty:
+        raise HarnessError(f"{run_dir}: no scored scenes to report on")
+    data = Path(summary["data"])
+    scenes = {s.id: s for s in discover_scenes(data)} if data.is_dir() else {}
+    brightness = {sid: float(tifffile.imread(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(table["scene"])}
+    order = table.sort_values("psnr", kind="stable").reset_index(drop=True)
+    picks = [("best", order.iloc[-1]), ("median", order.iloc[len(order) // 2]), ("worst", order.iloc[0])]
+    visuals = [_visual(label, str(r["scene"]), float(r["psnr"]), run_dir / "res", scenes.get(str(r["scene"]))) for label, r in picks]
+    plots = _plots(table, summary, brightness)
+    log_path = run_dir / "train_log.csv"
+    plots["training"] = _training_plot(pd.read_csv(log_path)) if log_path.is_file() else ""
+    budget_doc, budget_note = _budget(summary, budget_path)
+    columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
+    html = _env().get_template("run.html.j2").render(
+        s=summary, config=json.dumps(summary.get("model_config", {})), versions=", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), references=REFERENCES, plots=plots,
+        budget=budget_doc, budget_note=budget_note, rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
+        columns=columns, rows=table[columns].to_dict("records"), visuals=visuals, fmt=fmt, cell=cell,
+    )
+    target = out or run_dir / "report.html"
+    atomic_write_text(target, html)
+    return target
+
+
+def render_compare(run_dirs: list[Path], out: Path) -> Path:
+    """A report comparing runs on the scenes they share (deltas against the first run)."""
+    if len(run_dirs) < 2:
+        raise HarnessError("compare needs at least two run folders")
+    tables, summaries = [], []
+    for d in run_dirs:
+        summaries.append(_load_json(d / "summary.json"))
+        tables.append(pd.read_csv(d / "metrics.csv").dropna(subset=["psnr"]).set_index("scene"))
+    shared = sorted(set.intersection(*(set(t.index) for t in tables)))
+    if not shared:
+        raise HarnessError("the runs share no scored scene")
+    labels = _labels(run_dirs)
+    base = tables[0].loc[shared, "psnr"]
+    runs, rows = [], []
+    for label, summary, t in zip(labels, summaries, tables):
+        psnr = t.loc[shared, "psnr"]
+        delta = psnr - base
+        runs.append({"label": label, "model": summary.get("model", "?"), "psnr": float(psnr.mean()),
+                     "ssim": float(t.loc[shared, "ssim"].mean()), "delta": float(delta.mean()),
+                     "wins": int((delta > 0).sum()), "losses": int((delta < 0).sum()), "ties": int((delta == 0).sum())})
+    columns = ["scene"] + [f"PSNR {lb}" for lb in labels] + [f"SSIM {lb}" for lb in labels] + [f"ΔPSNR {lb}" for lb in labels[1:]]
+    for scene in shared:
+        row: dict[str, Any] = {"scene": scene}
+        for label, t in zip(labels, tables):
+            row[f"PSNR {label}"] = float(t.loc[scene, "psnr"])
+            row[f"SSIM {label}"] = float(t.loc[scene, "ssim"])
+        for label in labels[1:]:
+            row[f"ΔPSNR {label}"] = row[f"PSNR {label}"] - row[f"PSNR {labels[0]}"]
+        rows.append(row)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for i, scene in enumerate(shared):
+        ax.plot(range(len(labels)), [t.loc[scene, "psnr"] for t in tables], color="#999", lw=0.8, marker="o", ms=3)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("PSNR (dB)")
+    html = _env().get_template("compare.html.j2").render(
+        runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=cell,
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    atomic_write_text(out, html)
+    return out
+
+
+def _labels(run_dirs: list[Path]) -> list[str]:
+    names = [d.resolve().name for d in run_dirs]
+    return names if len(set(names)) == len(names) else [f"{i + 1}:{n}" for i, n in enumerate(names)]
