@@ -109,6 +109,47 @@ def box_sum(x: Tensor, k1: int, k2: int) -> Tensor:
     return c[:, :, :, k2:] - c[:, :, :, :-k2]
 
 
+def _window_sums_(t: Tensor, dim: int, k: int, square_of: Tensor | None = None) -> Tensor:
+    """The n - k + 1 'valid' sums of ``k`` consecutive slices along ``dim``.
+
+    ``t`` is overwritten with its prefix sums, accumulated slice by slice: in
+    channels-last layout each step is one contiguous, vectorised add, much
+    faster on a CPU than a cumsum along a non-innermost axis. With
+    ``square_of`` the prefix sums are those of its square (fused).
+    """
+    n = t.shape[dim]
+    if square_of is None:
+        for i in range(1, n):
+            t.select(dim, i).add_(t.select(dim, i - 1))
+    else:
+        torch.mul(square_of.select(dim, 0), square_of.select(dim, 0), out=t.select(dim, 0))
+        for i in range(1, n):
+            x = square_of.select(dim, i)
+            torch.addcmul(t.select(dim, i - 1), x, x, out=t.select(dim, i))
+    if k == n:
+        return t.narrow(dim, n - 1, 1)
+    out = torch.empty_like(t.narrow(dim, 0, n - k + 1))
+    out.narrow(dim, 0, 1).copy_(t.narrow(dim, k - 1, 1))
+    torch.sub(t.narrow(dim, k, n - k), t.narrow(dim, 0, n - k), out=out.narrow(dim, 1, n - k))
+    return out
+
+
+def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:
+    """(start, length, source start, source length) of the replicate-padded layout along one axis.
+
+    The valid values sit after (size - valid) // 2 copies of the first one and
+    before the remaining copies of the last, as ``F.pad(mode='replicate')`` places them.
+    """
+    top = (size - valid) // 2
+    bottom = size - valid - top
+    segs = [(top, valid, 0, valid)]
+    if top:
+        segs.insert(0, (0, top, 0, 1))
+    if bottom:
+        segs.append((top + valid, bottom, valid - 1, 1))
+    return segs
+
+
 class GRN(nn.Module):
     """Global response normalisation with test-time local aggregation.
 
@@ -141,6 +182,30 @@ class GRN(nn.Module):
         n = g / (g.mean(dim=1, keepdim=True) + 1e-6)
         return self.gamma * (x * n) + self.beta + x
 
+    def forward_nhwc_(self, x: Tensor) -> Tensor:
+        """Inference only: the same computation on a (B, h, w, C) map, overwriting ``x``.
+
+        Channels last makes the box sums run over contiguous rows and the
+        channel mean a reduction over the innermost axis; the normalisation is
+        folded into one multiply-add, x * (gamma * N + 1) + beta.
+        """
+        _, h, w, _ = x.shape
+        s = self.window
+        if h <= s and w <= s:
+            g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        else:
+            g = _window_sums_(_window_sums_(torch.empty_like(x), 1, min(h, s), square_of=x), 2, min(w, s))
+            g = g.clamp_min_(0).sqrt_()
+        n = g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6))
+        n.mul_(self.gamma.view(-1)).add_(1.0)
+        # Replicate padding without materialising it: each band of x takes its edge of n by broadcasting.
+        beta = self.beta.view(-1)
+        for ys, yn, ns, nn_ in _segments(h, n.shape[1]):
+            for xs, xn, ms, mn in _segments(w, n.shape[2]):
+                band = x[:, ys : ys + yn, xs : xs + xn]
+                torch.addcmul(beta, band, n[:, ns : ns + nn_, ms : ms + mn], out=band)
+        return x
+
 
 class ConvNeXtBlock(nn.Module):
     """CN(C, k, r, s): depth-wise conv, LayerNorm, 1x1 expand, SiLU, GRN, 1x1 project.
@@ -165,9 +230,24 @@ class ConvNeXtBlock(nn.Module):
         )
         nn.init.zeros_(self.block[6].weight)
         nn.init.zeros_(self.block[6].bias)
+        # Inference (eval mode, no autograd) takes the equivalent channels-last path; False forces the faithful one.
+        self.fast = True
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fast and not self.training and not torch.is_grad_enabled():
+            return self._forward_fast(x)
         return x + self.block(x)
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        """Inference path, same result: point-wise layers as matrix products in channels-last layout."""
+        dw, ln, pw1, _, _, grn, pw2, _ = self.block
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C)
+        y = F.layer_norm(y, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
+        y = F.linear(y, pw1.weight.flatten(1), pw1.bias)
+        y = grn.forward_nhwc_(F.silu(y, inplace=True))
+        y = F.linear(y, pw2.weight.flatten(1), pw2.bias)
+        return x + y.permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- stage 1
@@ -345,6 +425,7 @@ class HomographyRegistration(nn.Module):
 class DenseLayer(nn.Sequential):
     """One CNRDB layer: 1x1 to base, CN(base, k, r, s), 1x1 to grow, SiLU."""
 
+
     def __init__(self, in_ch: int, base: int, grow: int, kernel_size: int, expand_ratio: float, window: int, drop: float) -> None:
         super().__init__(
             nn.Conv2d(in_ch, base, 1),
@@ -371,10 +452,25 @@ class CNRDB(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training and not torch.is_grad_enabled() and self.blocks[0][1].fast:
+            return self._forward_fast(x)
         feats = [x]
         for layer in self.blocks:
             feats.append(layer(torch.cat(feats, dim=1)))
         return 0.2 * self.drop(self.conv_out(torch.cat(feats, dim=1))) + x
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        """Inference path, same result: the dense features grow in one channels-last buffer, no concatenations."""
+        b, c, h, w = x.shape
+        grow = self.blocks[0][2].out_channels
+        buf = x.new_empty(b, h, w, c + grow * len(self.blocks))
+        buf[..., :c] = x.permute(0, 2, 3, 1)
+        for j, (proj, block, out, _) in enumerate(self.blocks):
+            start = c + grow * j
+            y = F.linear(buf[..., :start], proj.weight.flatten(1), proj.bias)
+            y = block(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            buf[..., start : start + grow] = F.silu(F.linear(y, out.weight.flatten(1), out.bias), inplace=True)
+        return torch.add(x, self.conv_out(buf.permute(0, 3, 1, 2)), alpha=0.2)
 
 
 class MergeModel(nn.Module):
@@ -419,9 +515,16 @@ class FlowCNRDB(nn.Module):
     Input (B, num_brackets, H, W) float32 Bayer frames as stored (GRBG, no
     scaling), H and W multiples of ``config.multiple``; output (B, 3, H, W) RGB.
 
-    ``frame_chunk`` (default: all frames at once) limits how many frames go
-    through stages 1 and 2 together; every frame is independent there, so a
-    smaller chunk only lowers peak memory and never changes the result.
+    ``frame_chunk`` limits how many frames go through stages 1 and 2 together
+    (default: all of them in training, one at a time in fast inference); every
+    frame is independent there, so the chunk only changes peak memory, never
+    the result.
+
+    Inference (eval mode without autograd) takes an equivalent fast path by
+    default: point-wise layers as matrix products in channels-last layout, GRN
+    box sums accumulated row by row without materialising the padding, CNRDB
+    features grown in one buffer. ``set_fast(False)`` selects the faithful,
+    straightforward computation (training always uses it).
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None) -> None:
@@ -439,6 +542,13 @@ class FlowCNRDB(nn.Module):
         else:
             self.reg_model = None
         self.merge_model = MergeModel(cfg)
+
+    def set_fast(self, fast: bool = True) -> FlowCNRDB:
+        """Choose the channels-last inference path (default) or the faithful one for every block."""
+        for m in self.modules():
+            if isinstance(m, ConvNeXtBlock):
+                m.fast = fast
+        return self
 
     def _align(self, z_ref: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Flow, warped features and mask of frames ``z`` against ``z_ref``."""
@@ -463,7 +573,8 @@ class FlowCNRDB(nn.Module):
             raise ValueError(f"expected {cfg.num_brackets} frames, got {t}")
         if h % cfg.multiple or w % cfg.multiple:
             raise ValueError(f"H and W must be multiples of {cfg.multiple}, got {h}x{w}")
-        chunk = self.frame_chunk or t
+        inference = not self.training and not torch.is_grad_enabled()
+        chunk = self.frame_chunk or (1 if inference and self.stem.blocks[0].fast else t)
         # Stage 1, shared by all frames: (B, T, C, h, w).
         z = torch.cat(
             [
@@ -485,7 +596,10 @@ class FlowCNRDB(nn.Module):
         warped = torch.cat(warps, dim=1)
         mask = torch.cat(masks, dim=1)
         per_frame = torch.cat([warped, mask], dim=2) if cfg.append_mask else warped
-        out = self.merge_model(per_frame.flatten(1, 2))
+        merge_in = per_frame.flatten(1, 2)
+        if inference:
+            merge_in = merge_in.contiguous(memory_format=torch.channels_last)  # layout only: faster convolutions
+        out = self.merge_model(merge_in)
         if not return_intermediates:
             return out
         return {

@@ -1,0 +1,66 @@
+"""FlowCNRDB inference: seconds per image and peak memory, fast path versus the faithful eager path.
+
+    python benchmarks/inference_speed.py [--size 768x1536] [--model flowcnrdb] [--threads N]
+
+Each path runs in its own process (so peak memory is its own), under
+``torch.inference_mode`` on random weights and inputs, and checks that the two
+outputs agree. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys, time, torch
+from harness import create_model
+name, h, w, fast, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+if threads:
+    torch.set_num_threads(threads)
+torch.manual_seed(0)
+model = create_model(name).eval()
+for p in model.parameters():
+    torch.nn.init.normal_(p, std=0.02)
+model.set_fast(fast)
+x = torch.rand(1, 9, h, w)
+with torch.inference_mode():
+    t0 = time.perf_counter()
+    out = model(x)
+    seconds = time.perf_counter() - t0
+torch.save(out, sys.argv[6])
+print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
+"""
+
+
+def run(model: str, h: int, w: int, fast: bool, threads: int, out: str) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", CHILD, model, str(h), str(w), "1" if fast else "0", str(threads), out],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    import tempfile
+
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", default="768x1536")
+    parser.add_argument("--model", default="flowcnrdb")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        fast = run(args.model, h, w, True, args.threads, f"{tmp}/fast.pt")
+        slow = run(args.model, h, w, False, args.threads, f"{tmp}/slow.pt")
+        diff = (torch.load(f"{tmp}/fast.pt") - torch.load(f"{tmp}/slow.pt")).abs().max().item()
+    print(f"{args.model} 1x9x{h}x{w}")
+    print(f"  fast path      {fast['seconds']:8.2f} s/image   peak {fast['peak_gb']:.2f} GB")
+    print(f"  faithful eager {slow['seconds']:8.2f} s/image   peak {slow['peak_gb']:.2f} GB")
+    print(f"  speed-up {slow['seconds'] / fast['seconds']:.2f}x, max |difference| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
