@@ -68,7 +68,7 @@ def _conv(count: AnalyticCount, name: str, m: nn.Conv2d, x: torch.Tensor, y: tor
     per_out = (m.in_channels // m.groups) * prod(m.kernel_size)
     same = m.padding == "same"
     count.add(name, "conv_same" if same else "conv", _numel(y) * per_out)
-    if same:
+    if same and name not in count.same_padding_convs:
         count.same_padding_convs.append(name)
     if m.bias is not None:
         count.add(name, "bias", _numel(y))
@@ -133,7 +133,9 @@ def _hook(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], 
 
 def analytic_count(model: nn.Module, input_shape: tuple[int, ...]) -> AnalyticCount:
     """Count ``model`` at ``input_shape`` on the meta device (the model is not changed)."""
-    meta = _to_meta(model)
+    from harness.budget.counters import counting_copy
+
+    meta = counting_copy(model, "meta")
     count = AnalyticCount()
     handles = []
     for name, module in meta.named_modules():
@@ -146,8 +148,3 @@ def analytic_count(model: nn.Module, input_shape: tuple[int, ...]) -> AnalyticCo
             h.remove()
     return count
 
-
-def _to_meta(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).to("meta").eval()

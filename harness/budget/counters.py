@@ -41,6 +41,14 @@ class Measured:
     unsupported: dict[str, int] = field(default_factory=dict)
 
 
+def counting_copy(model: nn.Module, device: str = "cpu") -> nn.Module:
+    """A copy to count: on ``device``, in eval mode, on the faithful path (the computation as published)."""
+    m = copy.deepcopy(model).to(device).eval()
+    if hasattr(m, "set_fast"):
+        m.set_fast(False)
+    return m
+
+
 def fit_sizes(model: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Two fitting sizes and a verification size, all small and on the full-size code path.
 
@@ -85,7 +93,7 @@ def fvcore_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> 
     unsupported: dict[str, int] = {}
 
     def measure(h: int, w: int) -> dict[str, int]:
-        m = copy.deepcopy(model).cpu().eval()
+        m = counting_copy(model)
         fa = FlopCountAnalysis(m, torch.ones(1, channels, h, w))
         fa.unsupported_ops_warnings(False)
         fa.uncalled_modules_warnings(False)
@@ -108,7 +116,7 @@ def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int
     from ptflops import get_model_complexity_info
 
     def measure(h: int, w: int) -> dict[str, int]:
-        m = copy.deepcopy(model).cpu().eval()
+        m = counting_copy(model)
         with torch.no_grad():
             macs, _ = get_model_complexity_info(
                 m, (channels, h, w), as_strings=False, backend="pytorch", print_per_layer_stat=False,
@@ -129,7 +137,7 @@ def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 
     """ptflops, aten backend, run on the meta device at the full size."""
     from ptflops import get_model_complexity_info
 
-    m = copy.deepcopy(model).to("meta").eval()
+    m = counting_copy(model, "meta")
     macs, _ = get_model_complexity_info(
         m, (channels, *size), as_strings=False, backend="aten", print_per_layer_stat=False, verbose=False, ost=io.StringIO()
     )
@@ -142,7 +150,7 @@ def flop_counter_mode_count(model: nn.Module, size: tuple[int, int], channels: i
     """``torch.utils.flop_counter.FlopCounterMode`` on the meta device (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    m = copy.deepcopy(model).to("meta").eval()
+    m = counting_copy(model, "meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         m(torch.empty(1, channels, *size, device="meta"))
