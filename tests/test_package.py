@@ -155,3 +155,17 @@ def test_demo_cannot_import_harness(tmp_path):
         zf.writestr("test_demo.py", "import harness\n")
     proc = run_demo(zip_path, tmp_path, tmp_path / "out")
     assert proc.returncode != 0 and "not available to a code submission" in proc.stderr
+
+
+def test_verify_reads_lzw_tiffs_from_other_tools(tmp_path, run_dir, small_data):
+    """cv2.imwrite (the starter kit) writes LZW-compressed TIFFs; the server read them, so must we."""
+    from PIL import Image
+
+    zip_path = tmp_path / "lzw.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for p in sorted((run_dir / "res").iterdir()):
+            lzw = tmp_path / p.name
+            Image.fromarray(tifffile.imread(p)).save(lzw, compression="tiff_lzw")
+            zf.write(lzw, f"submission/{p.name}")
+    report = verify_zip(zip_path, small_data)
+    assert report["psnr"] == json.loads((run_dir / "summary.json").read_text())["psnr"]
