@@ -18,21 +18,9 @@ from harness.data.scenes import Scene
 from harness.errors import HarnessError
 from harness.models.demosaic import bilinear_demosaic
 from harness.package.zips import safe_extract, write_zip
-from harness.scoring import OUT_RE, mean_scores, score_folder, server_folder, server_outputs
+from harness.scoring import OUT_RE, mean_scores, read_output, score_folder, server_folder, server_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
-
-
-def _read_u8(path: Path) -> np.ndarray:
-    try:
-        img = tifffile.imread(path)
-    except Exception as exc:
-        raise HarnessError(f"{path.name}: unreadable TIFF ({exc})") from None
-    if img.dtype != np.uint8:
-        raise HarnessError(f"{path.name}: outputs must be 8-bit, got {img.dtype}")
-    if img.ndim != 3 or img.shape[-1] != 3:
-        raise HarnessError(f"{path.name}: outputs must be H x W x 3 RGB, got shape {img.shape}")
-    return img
 
 
 def _reference(scene: Scene) -> np.ndarray | None:
@@ -100,7 +88,7 @@ def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[st
         raise HarnessError(f"{run_dir}: output(s) for unexpected scene(s): {', '.join(extra[:5])}")
     scenes = {s.id: s for s in discover_scenes(info.data)} if info.data else {}
     for name, path in files.items():
-        img = _read_u8(path)
+        img = read_output(path)
         scene = scenes.get(name.replace("-out.tif", ""))
         expected = _expected_shape(scene)
         if img.shape[:2] != expected:
@@ -139,7 +127,7 @@ def verify_zip(zip_path: Path, gt: Path | None = None) -> dict[str, Any]:
         }
         shapes = {}
         for path in outputs.values():
-            img = _read_u8(path)
+            img = read_output(path)
             shapes[path.name] = list(img.shape)
         report["shapes"] = sorted({tuple(s) for s in shapes.values()})
         if gt is not None:
