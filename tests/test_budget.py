@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 from ptflops import get_model_complexity_info

@@ -247,7 +247,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
             row[f"ΔPSNR {label}"] = row[f"PSNR {label}"] - row[f"PSNR {labels[0]}"]
         rows.append(row)
     fig, ax = plt.subplots(figsize=(7, 3))
-    for i, scene in enumerate(shared):
+    for scene in shared:
         ax.plot(range(len(labels)), [t.loc[scene, "psnr"] for t in tables], color="#999", lw=0.8, marker="o", ms=3)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("PSNR (dB)")
