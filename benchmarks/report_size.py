@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from harness.data.synth import SynthConfig, synthesize
 from harness.evaluate import EvalConfig, evaluate
@@ -36,7 +37,7 @@ def main() -> None:
         options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
             options.add_argument(flag)
-        driver = webdriver.Chrome(options=options)
+        driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
         try:
             t0 = time.perf_counter()
             driver.get(report.as_uri())

@@ -37,7 +37,12 @@ class BoundaryGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
-app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, add_completion=False, help=__doc__)
+APP_HELP = (
+    "The workbench for the NTIRE 2025 Efficient Burst HDR and Restoration challenge: models, data, "
+    "server-exact evaluation, FLOP budgets, training, reports and Codalab-ready zips. "
+    "Errors in input print one line and exit 2; HARNESS_DEBUG=1 shows the traceback."
+)
+app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, add_completion=False, help=APP_HELP)
 data_app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, help="Check and synthesise RawFusion-layout data.")
 app.add_typer(data_app, name="data")
 
