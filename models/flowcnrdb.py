@@ -109,28 +109,33 @@ def box_sum(x: Tensor, k1: int, k2: int) -> Tensor:
     return c[:, :, :, k2:] - c[:, :, :, :-k2]
 
 
-def _window_sums_(t: Tensor, dim: int, k: int, square_of: Tensor | None = None) -> Tensor:
-    """The n - k + 1 'valid' sums of ``k`` consecutive slices along ``dim``.
+def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
+    """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
 
-    ``t`` is overwritten with its prefix sums, accumulated slice by slice: in
-    channels-last layout each step is one contiguous, vectorised add, much
-    faster on a CPU than a cumsum along a non-innermost axis. With
-    ``square_of`` the prefix sums are those of its square (fused).
+    A sliding window, slice by slice: the first sum accumulates k slices, each
+    next one adds the slice entering and subtracts the one leaving. In
+    channels-last layout every step is one contiguous, vectorised operation on
+    data still in cache, much faster on a CPU than cumulative sums along a
+    non-innermost axis, and nothing of full size is written but the result.
     """
-    n = t.shape[dim]
-    if square_of is None:
-        for i in range(1, n):
-            t.select(dim, i).add_(t.select(dim, i - 1))
-    else:
-        torch.mul(square_of.select(dim, 0), square_of.select(dim, 0), out=t.select(dim, 0))
-        for i in range(1, n):
-            x = square_of.select(dim, i)
-            torch.addcmul(t.select(dim, i - 1), x, x, out=t.select(dim, i))
-    if k == n:
-        return t.narrow(dim, n - 1, 1)
-    out = torch.empty_like(t.narrow(dim, 0, n - k + 1))
-    out.narrow(dim, 0, 1).copy_(t.narrow(dim, k - 1, 1))
-    torch.sub(t.narrow(dim, k, n - k), t.narrow(dim, 0, n - k), out=out.narrow(dim, 1, n - k))
+    n = src.shape[dim]
+    shape = list(src.shape)
+    shape[dim] = n - k + 1
+    out = src.new_empty(shape)
+    acc = out.select(dim, 0)
+    acc.zero_()
+    for i in range(k):
+        s = src.select(dim, i)
+        if square:
+            acc.addcmul_(s, s)
+        else:
+            acc.add_(s)
+    for j in range(1, n - k + 1):
+        enter, leave, o = src.select(dim, j + k - 1), src.select(dim, j - 1), out.select(dim, j)
+        if square:
+            torch.addcmul(out.select(dim, j - 1), enter, enter, out=o).addcmul_(leave, leave, value=-1)
+        else:
+            torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
     return out
 
 
@@ -194,7 +199,7 @@ class GRN(nn.Module):
         if h <= s and w <= s:
             g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
         else:
-            g = _window_sums_(_window_sums_(torch.empty_like(x), 1, min(h, s), square_of=x), 2, min(w, s))
+            g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
             g = g.clamp_min_(0).sqrt_()
         n = g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6))
         n.mul_(self.gamma.view(-1)).add_(1.0)
