@@ -224,6 +224,8 @@ def train_cmd(
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the model init, crops and dropout.")] = 0,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
+    train_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers overriding the train split (000-279).")] = None,
+    val_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers overriding the val split (280-299).")] = None,
 ) -> None:
     """Train by the published FlowCNRDB protocol (defaults) on a RawFusion-layout folder."""
     from harness.train.loop import TrainConfig, train
@@ -231,7 +233,7 @@ def train_cmd(
     cfg = TrainConfig(
         model=model, data=str(data) if data else None, out=str(out), iters=iters, stop_after=stop_after, batch=batch,
         crop=crop, lr=lr, amp=amp, val_every=val_every, val_crop=val_crop, log_every=log_every, resume=resume,
-        device=device, seed=seed, workers=workers,
+        device=device, seed=seed, workers=workers, train_scenes=train_scenes, val_scenes=val_scenes,
     )
     with progress_bar("training") as advance:
         row = train(cfg, lambda it, n, m: advance(it, n, f"loss {m['loss']:.3g} lr {m['lr']:.3g}"))

@@ -10,6 +10,7 @@ finishes the remaining scenes.
 
 from __future__ import annotations
 
+import json
 import platform
 import resource
 import sys
@@ -169,8 +170,6 @@ def evaluate(
     on_synth: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) an evaluation; returns the summary written to summary.json."""
-    import json
-
     prep = prepare(cfg, on_synth)
     device = resolve_device(cfg.device)
     model = prep.model.to(device)

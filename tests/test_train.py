@@ -82,6 +82,13 @@ def test_resume_is_bitwise_exact(tmp_path, small_data):
     load_checkpoint(create_model("flowcnrdb_tiny"), tmp_path / "resumed" / "best.pth")
 
 
+def test_scene_lists_override_the_splits(tmp_path, small_data):
+    _train(tmp_path / "run", small_data, "--stop-after", "1", "--train-scenes", "1,3", "--val-scenes", "281")
+    bad = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "x"),
+                              "--train-scenes", "9"])
+    assert bad.exit_code == 2 and "009" in bad.output
+
+
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, small_data):
     _train(tmp_path / "run", small_data, "--stop-after", "1")
     again = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "run")])
