@@ -235,11 +235,11 @@ class ConvNeXtBlock(nn.Module):
         )
         nn.init.zeros_(self.block[6].weight)
         nn.init.zeros_(self.block[6].bias)
-        # Inference (eval mode, no autograd) takes the equivalent channels-last path; False forces the faithful one.
+        # CPU inference (eval mode, no autograd) takes the equivalent channels-last path; False forces the faithful one.
         self.fast = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fast and not self.training and not torch.is_grad_enabled():
+        if self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
             return self._forward_fast(x)
         return x + self.block(x)
 
@@ -457,7 +457,7 @@ class CNRDB(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training and not torch.is_grad_enabled() and self.blocks[0][1].fast:
+        if self.blocks[0][1].fast and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
             return self._forward_fast(x)
         feats = [x]
         for layer in self.blocks:
@@ -525,8 +525,8 @@ class FlowCNRDB(nn.Module):
     frame is independent there, so the chunk only changes peak memory, never
     the result.
 
-    Inference (eval mode without autograd) takes an equivalent fast path by
-    default: point-wise layers as matrix products in channels-last layout, GRN
+    Inference on the CPU (eval mode without autograd) takes an equivalent fast
+    path by default (on a GPU the plain path is already efficient): point-wise layers as matrix products in channels-last layout, GRN
     box sums accumulated row by row without materialising the padding, CNRDB
     features grown in one buffer. ``set_fast(False)`` selects the faithful,
     straightforward computation (training always uses it).
@@ -537,6 +537,7 @@ class FlowCNRDB(nn.Module):
         cfg = config or FlowCNRDBConfig()
         self.config = cfg
         self.frame_chunk: int | None = None
+        self.fast = True
         self.stem = Stem(
             cfg.stem_width, cfg.stem_depth, cfg.stem_kernel_size, cfg.stem_expand_ratio, cfg.train_size // 2, cfg.stem_drop
         )
@@ -549,7 +550,8 @@ class FlowCNRDB(nn.Module):
         self.merge_model = MergeModel(cfg)
 
     def set_fast(self, fast: bool = True) -> FlowCNRDB:
-        """Choose the channels-last inference path (default) or the faithful one for every block."""
+        """Choose the fast CPU inference path (default) or the faithful one, for the model and every block."""
+        self.fast = fast
         for m in self.modules():
             if isinstance(m, ConvNeXtBlock):
                 m.fast = fast
@@ -579,7 +581,7 @@ class FlowCNRDB(nn.Module):
         if h % cfg.multiple or w % cfg.multiple:
             raise ValueError(f"H and W must be multiples of {cfg.multiple}, got {h}x{w}")
         inference = not self.training and not torch.is_grad_enabled()
-        chunk = self.frame_chunk or (1 if inference and self.stem.blocks[0].fast else t)
+        chunk = self.frame_chunk or (1 if inference and self.fast else t)
         # Stage 1, shared by all frames: (B, T, C, h, w).
         z = torch.cat(
             [
