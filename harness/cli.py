@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from harness.errors import HarnessError
 from harness.progress import progress_bar
+from harness.tables import render_budget, render_scores
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -155,33 +156,13 @@ def evaluate_cmd(
             advance(k, n, f"{scene} {row.get('psnr', float('nan')):.2f} dB")
 
         summary = evaluate(cfg, on_scene=on_scene)
-    _render_scores(rows, summary)
+    render_scores(console, rows, summary)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"{model}-{split}"
     if report and summary.get("psnr") is not None:
         from harness.report.render import render_run_report
 
         console.print(f"report: {render_run_report(run_dir)}")
     console.print(f"outputs: {run_dir / 'res'}")
-
-
-def _render_scores(rows: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
-    table = Table(title=f"{summary.get('model', '')} on {summary.get('split', '')}")
-    for col in ("scene", "PSNR (dB)", "SSIM (server)", "SSIM (standard)", "seconds"):
-        table.add_column(col, justify="right")
-    for scene, row in rows:
-        table.add_row(scene, *(_fmt(row.get(k), p) for k, p in (("psnr", 4), ("ssim", 5), ("ssim_standard", 5), ("seconds", 2))))
-    table.add_section()
-    table.add_row("mean", *(_fmt(summary.get(k), p) for k, p in (("psnr", 4), ("ssim", 5), ("ssim_standard", 5))), "")
-    console.print(table)
-    diff = (summary.get("tiling") or {}).get("difference_to_full_image")
-    if diff:
-        console.print(f"tiling vs full image on {diff['scene']}: max |diff| {diff['max_abs_diff']:.3g}, mean {diff['mean_abs_diff']:.3g}")
-
-
-def _fmt(value: Any, places: int) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return f"{float(value):.{places}f}"
 
 
 @app.command("score")
@@ -202,7 +183,7 @@ def score_cmd(
     target = out or res_dir.with_name(res_dir.name + "-score")
     write_csv(target / "metrics.csv", table)
     write_json(target / "summary.json", summary)
-    _render_scores(rows, summary)
+    render_scores(console, rows, summary)
     console.print(f"wrote {target / 'summary.json'}")
 
 
@@ -263,40 +244,10 @@ def budget_cmd(
     if as_json:
         typer.echo(json.dumps(doc))
     else:
-        _render_budget(model, doc)
+        render_budget(console, model, doc)
     official = doc["verdicts"]["official"]
     if official is not None and not official["pass"]:
         raise CheckFailed(f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore")
-
-
-def _render_budget(model: str, doc: dict[str, Any]) -> None:
-    h, w = doc["input"][2:]
-    console.print(f"[bold]{model}[/] at {h}x{w}: {doc['params']:,} parameters ({doc['params'] / 1e6:.3f} M)")
-    table = Table(title="counters (MACs: one fused multiply-add = 1)")
-    for col in ("counter", "MACs (T)", "native", "uncounted (T)", "complete (T)", "how"):
-        table.add_column(col, overflow="fold")
-    for name, c in doc["counters"].items():
-        unc = sum(c["uncounted"].values())
-        table.add_row(name, f"{c['macs'] / 1e12:.4f}", f"{c['reported']:.4g} {c['unit']}", f"{unc / 1e12:.4f}",
-                      f"{(c['macs'] + unc) / 1e12:.4f}", c["how"])
-    console.print(table)
-    names = [n for n in doc["counters"] if n != "analytic"]
-    rec = Table(title="reconciliation by operator (analytic cost, G MACs)")
-    for col in ("operator", "analytic", *names):
-        rec.add_column(col)
-    for row in doc["reconciliation"]:
-        cells = [row[n] if isinstance(row[n], str) else f"{row[n] / 1e9:.3f}" for n in names]
-        rec.add_row(row["operator"], f"{row['analytic'] / 1e9:.3f}", *cells)
-    console.print(rec)
-    same = doc["same_padding_convs"]
-    if same:
-        console.print(f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same))
-    for label, v in doc["verdicts"].items():
-        if v is None:
-            continue
-        mark = "[green]PASS[/]" if v["pass"] else "[red]FAIL[/]"
-        detail = f"{v['flops_t']:.4f} T fvcore" if "flops_t" in v else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())
-        console.print(f"{label}: {mark} ({v['params_m']:.3f} M params; {detail}) - {v['rule']}")
 
 
 @app.command("package")

@@ -26,6 +26,7 @@ from harness.errors import HarnessError  # noqa: E402
 from harness.metrics import quantize_gt  # noqa: E402
 from harness.models.demosaic import bilinear_demosaic  # noqa: E402
 from harness.scoring import atomic_write_text  # noqa: E402
+from harness.tables import fmt  # noqa: E402
 
 TEMPLATES = Path(__file__).parent / "templates"
 REFERENCES = [
@@ -41,12 +42,6 @@ CROP = 96
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True)
     return env
-
-
-def fmt(value: Any, places: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{float(value):.{places}f}"
 
 
 def cell(value: Any) -> str:
