@@ -15,7 +15,7 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,12 +28,13 @@ from torch import nn
 import harness
 from harness.checkpoint import load_checkpoint, sha256_file
 from harness.data import Scene, discover_scenes, read_frames, read_gt, select_scenes
+from harness.data.scenes import frame_shape
 from harness.data.embedded import embedded_dataset
 from harness.data.synth import frame0_exposure
 from harness.errors import HarnessError
 from harness.inference import Tiling, model_multiple, resolve_device, run_model, to_hwc
 from harness.metrics import quantize_output
-from harness.registry import model_entry
+from harness.registry import model_config, model_entry
 from harness.scoring import mean_scores, score_pair, write_csv, write_json
 
 
@@ -63,16 +64,6 @@ class Prepared:
     data: Path
     scenes: list[Scene]
     out: Path
-
-
-def _frame_shape(scene: Scene) -> tuple[int, ...]:
-    try:
-        with tifffile.TiffFile(scene.frame_paths()[0]) as tif:
-            return tuple(tif.pages[0].shape)
-    except HarnessError:
-        raise
-    except Exception as exc:
-        raise HarnessError(f"{scene.id}: unreadable frame 0 ({exc})") from None
 
 
 def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, str | None, str | None]:
@@ -114,7 +105,7 @@ def prepare(cfg: EvalConfig, progress: Callable[[int, int], None] | None = None)
     mult = model_multiple(model)
     Tiling(cfg.tile, cfg.overlap).check(mult)
     for scene in scenes:
-        shape = _frame_shape(scene)
+        shape = frame_shape(scene)
         if len(shape) != 2 or shape[0] % mult or shape[1] % mult:
             raise HarnessError(f"{scene.id}: frame size {shape} is not 2-D with H and W multiples of {mult}")
     out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.model}-{cfg.split}"
@@ -230,7 +221,7 @@ def evaluate(
         "num_scenes": int(len(table)),
         "num_scored": int(len(scored)),
         "model": cfg.model,
-        "model_config": _config_dict(model),
+        "model_config": model_config(model),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "weights": prep.weights,
         "weights_sha256": prep.weights_sha256,
@@ -251,11 +242,4 @@ def evaluate(
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _config_dict(model: nn.Module) -> dict[str, Any]:
-    cfg = getattr(model, "config", None)
-    if cfg is None:
-        return {}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
 

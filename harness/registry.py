@@ -9,7 +9,7 @@ that a command-line default never replaces a model's own default.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -78,6 +78,14 @@ def model_entry(name: str) -> ModelEntry:
         return _REGISTRY[name]
     except KeyError:
         raise HarnessError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """A model's configuration dataclass as plain JSON-ready values (tuples as lists); {} without one."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return {}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

@@ -155,6 +155,11 @@ def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:
     return segs
 
 
+def _fast_inference(fast: bool, module: nn.Module, x: Tensor) -> bool:
+    """Whether ``module`` takes its fast path: enabled, CPU inference (eval mode, autograd off)."""
+    return fast and not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+
+
 class GRN(nn.Module):
     """Global response normalisation with test-time local aggregation.
 
@@ -239,7 +244,7 @@ class ConvNeXtBlock(nn.Module):
         self.fast = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
+        if _fast_inference(self.fast, self, x):
             return self._forward_fast(x)
         return x + self.block(x)
 
@@ -430,7 +435,6 @@ class HomographyRegistration(nn.Module):
 class DenseLayer(nn.Sequential):
     """One CNRDB layer: 1x1 to base, CN(base, k, r, s), 1x1 to grow, SiLU."""
 
-
     def __init__(self, in_ch: int, base: int, grow: int, kernel_size: int, expand_ratio: float, window: int, drop: float) -> None:
         super().__init__(
             nn.Conv2d(in_ch, base, 1),
@@ -457,7 +461,7 @@ class CNRDB(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.blocks[0][1].fast and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
+        if _fast_inference(self.blocks[0][1].fast, self, x):
             return self._forward_fast(x)
         feats = [x]
         for layer in self.blocks:
@@ -526,10 +530,11 @@ class FlowCNRDB(nn.Module):
     the result.
 
     Inference on the CPU (eval mode without autograd) takes an equivalent fast
-    path by default (on a GPU the plain path is already efficient): point-wise layers as matrix products in channels-last layout, GRN
-    box sums accumulated row by row without materialising the padding, CNRDB
-    features grown in one buffer. ``set_fast(False)`` selects the faithful,
-    straightforward computation (training always uses it).
+    path by default (on a GPU the plain path is already efficient): point-wise
+    layers as matrix products in channels-last layout, GRN box sums as sliding
+    windows without materialising the padding, CNRDB features grown in one
+    buffer. ``set_fast(False)`` selects the faithful, straightforward
+    computation (training always uses it).
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None) -> None:

@@ -122,6 +122,16 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise HarnessError(f"{path}: unreadable TIFF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
+def frame_shape(scene: Scene) -> tuple[int, ...]:
+    """The shape of frame 0, read from the TIFF header only."""
+    path = scene.frame_paths()[0]
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.pages[0].shape)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise HarnessError(f"{path}: unreadable TIFF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
 def read_frames(scene: Scene) -> np.ndarray:
     """The nine frames as float32, shape (9, H, W)."""
     arrays = [_read_tiff(p) for p in scene.frame_paths()]

@@ -34,7 +34,7 @@ from harness.checkpoint import sha256_file
 from harness.data import discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.package.zips import safe_extract, write_zip
-from harness.registry import model_entry
+from harness.registry import model_config, model_entry
 
 CLASSES = {"flowcnrdb": ("FlowCNRDB", "FlowCNRDBConfig"), "unet": ("UNetBaseline", "UNetBaselineConfig")}
 DEMO_TEMPLATE = Path(__file__).with_name("test_demo.py.tmpl")
@@ -117,8 +117,7 @@ def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
     buf = io.BytesIO()
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
     cls, cfg_cls = CLASSES[entry.family]
-    config = {f.name: getattr(model.config, f.name) for f in dataclasses.fields(model.config)}
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    config = model_config(model)
     demo = (
         DEMO_TEMPLATE.read_text()
         .replace("__MODEL_FILE__", f"Model_{manifest.stem}.py")

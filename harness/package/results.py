@@ -14,7 +14,7 @@ import tifffile
 import torch
 
 from harness.data import discover_scenes, parse_scene_list
-from harness.data.scenes import Scene
+from harness.data.scenes import Scene, frame_shape
 from harness.errors import HarnessError
 from harness.models.demosaic import bilinear_demosaic
 from harness.package.zips import safe_extract, write_zip
@@ -100,11 +100,10 @@ def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[st
 
 
 def _expected_shape(scene: Scene | None) -> tuple[int, int]:
-    if scene is None or scene.frames[0] is None:
+    if scene is None or not scene.complete:
         return (768, 1536)  # the challenge's image size
-    with tifffile.TiffFile(scene.frames[0]) as tif:
-        shape = tif.pages[0].shape
-    return int(shape[0]), int(shape[1])
+    h, w = frame_shape(scene)[:2]
+    return h, w
 
 
 def package_results(run_dir: Path, out: Path, expect_scenes: str | None = None) -> Path:

@@ -15,7 +15,6 @@ rank 0 alone validates and writes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -36,7 +35,7 @@ from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
 from harness.inference import model_multiple, resolve_device
 from harness.metrics import quantize_output
-from harness.registry import create_model
+from harness.registry import create_model, model_config
 from harness.scoring import score_pair, write_csv, write_json
 from harness.train.dataset import CropDataset, IndexRange, center_crop, npy_cache
 
@@ -167,7 +166,7 @@ def _train(
             log = [r for r in pd.read_csv(out / "train_log.csv").to_dict("records") if r["iteration"] <= start]
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**asdict(cfg), "amp": amp, "world_size": world, "data": str(data), "model_config": _model_config(model)})
+        write_json(out / "config.json", {**asdict(cfg), "amp": amp, "world_size": world, "data": str(data), "model_config": model_config(model)})
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -241,7 +240,3 @@ def _checkpoint(model: nn.Module, opt: Any, sched: Any, scaler: Any, it: int, be
     }
     _save_atomic(state, out / "state.pth")
 
-
-def _model_config(model: nn.Module) -> dict[str, Any]:
-    cfg = getattr(model, "config", None)
-    return json.loads(json.dumps(asdict(cfg), default=list)) if cfg is not None else {}
