@@ -14,6 +14,8 @@ import json
 import subprocess
 import sys
 
+from harness.cli.common import parse_size
+
 CHILD = r"""
 import json, resource, sys, time, torch
 from harness import create_model
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--model", default="flowcnrdb")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = parse_size(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         fast = run(args.model, h, w, True, args.threads, f"{tmp}/fast.pt")
         slow = run(args.model, h, w, False, args.threads, f"{tmp}/slow.pt")

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.cli.common import parse_size
 from harness.data.synth import SynthConfig, synthesize
 
 
@@ -18,7 +19,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=20)
     parser.add_argument("--size", default="768x1536")
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = parse_size(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         synthesize(Path(tmp) / "data", SynthConfig(train_scenes=0, val_scenes=args.scenes, height=h, width=w))

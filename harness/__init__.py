@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness import variants as _variants  # noqa: F401  (registers the models)
 from harness.checkpoint import load_checkpoint
-from harness.registry import create_model, list_models, model_entry
+from harness.registry import create_model, list_models, model_entry, register_model
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "load_checkpoint", "model_entry", "__version__"]
+__all__ = ["create_model", "list_models", "load_checkpoint", "model_entry", "register_model", "__version__"]

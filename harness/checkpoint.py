@@ -7,7 +7,6 @@ before anything is copied, so a mismatch never leaves a model half loaded.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.errors import HarnessError
+from harness.io import first_line
 
 WRAPPER_KEYS = ("state_dict", "model", "params")
 KEY_PREFIXES = ("module.", "_orig_mod.")
@@ -22,14 +22,6 @@ KEY_PREFIXES = ("module.", "_orig_mod.")
 
 class CheckpointError(HarnessError):
     """A checkpoint could not be read or does not fit the model."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -43,18 +35,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             obj: object = load_file(str(path))
         except Exception as exc:  # safetensors raises several error types
-            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+            raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
-            raise CheckpointError(f"{path}: refused by the safe loader or not a checkpoint ({_first_line(exc)})") from None
+            raise CheckpointError(f"{path}: refused by the safe loader or not a checkpoint ({first_line(exc)})") from None
     return _unwrap(obj, path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:

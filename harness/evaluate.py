@@ -1,23 +1,23 @@
 """``harness evaluate``: full-image inference and server-exact scoring of a split.
 
-Outputs in the run folder: ``res/Scene-XXX-out.tif`` (8-bit RGB), ``metrics.csv``
-(one row per scene), ``summary.json`` (the server's numbers and everything
-needed to reproduce them) and ``run.json`` (the settings, so that a resumed
-run refuses to mix settings). Every file is written under a temporary name and
-renamed, so an interrupted run leaves nothing half-written and the next run
-finishes the remaining scenes.
+Outputs in the run folder (layout and documents in :mod:`harness.run`):
+``res/Scene-XXX-out.tif`` (8-bit RGB), ``metrics.csv`` (one row per scene),
+``summary.json`` (the server's numbers and everything needed to reproduce
+them) and ``run.json`` (the settings, so that a resumed run refuses to mix
+settings). Every file is written under a temporary name and renamed, so an
+interrupted run leaves nothing half-written and the next run finishes the
+remaining scenes.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,34 +26,46 @@ import torch
 from torch import nn
 
 import harness
-from harness.checkpoint import load_checkpoint, sha256_file
-from harness.data import Scene, discover_scenes, read_frames, read_gt, select_scenes
-from harness.data.scenes import frame_shape
+from harness.checkpoint import load_checkpoint
+from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
 from harness.data.embedded import embedded_dataset
-from harness.data.synth import frame0_exposure
 from harness.errors import HarnessError
-from harness.inference import Tiling, model_multiple, resolve_device, run_model, to_hwc
-from harness.metrics import quantize_output
-from harness.registry import model_config, model_entry
-from harness.scoring import mean_scores, score_pair, write_csv, write_json
+from harness.inference import Device, Tiling, resolve_device, run_model, to_hwc
+from harness.io import sha256_file, write_tiff
+from harness.metrics import Quantize, quantize_output
+from harness.progress import Progress, notify
+from harness.registry import model_config, model_entry, model_multiple
+from harness.run import RunFolder, RunSettings, RunSummary, default_run_dir, mean_scores
+from harness.scoring import score_pair
 
 
 @dataclass
 class EvalConfig:
+    """Arguments of ``harness evaluate``; the defaults are the command's."""
+
     model: str
-    weights: str | None = None
-    data: str | None = None
-    split: str = "val"
+    weights: Path | None = None
+    data: Path | None = None  # None: the embedded synthetic dataset
+    split: Split = Split.val
     scenes: str | None = None
-    out: str | None = None
-    device: str = "auto"
+    out: Path | None = None  # None: runs/MODEL-SPLIT
+    device: Device = Device.auto
     amp: bool = False
     tile: int = 0
     overlap: int = 0
-    quantize: str = "floor"
+    quantize: Quantize = Quantize.floor
     force: bool = False
     random_init: bool = False
-    model_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "data", "out"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
+        self.split, self.device, self.quantize = Split(self.split), Device(self.device), Quantize(self.quantize)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out or default_run_dir(self.model, self.split.value)
 
 
 @dataclass
@@ -63,67 +75,70 @@ class Prepared:
     weights_sha256: str | None
     data: Path
     scenes: list[Scene]
-    out: Path
+    folder: RunFolder
 
 
 def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, str | None, str | None]:
     """The model with its weights: explicit file, bundled weights, or (explicitly) random."""
     entry = model_entry(cfg.model)
-    args = dict(cfg.model_args)
-    if cfg.model == "demosaic" and "exposure" not in args and data is not None:
-        args["exposure"] = frame0_exposure(data)
-    model = harness.create_model(cfg.model, **args)
-    has_params = any(True for _ in model.parameters())
+    model = harness.create_model(cfg.model, **entry.args_from_data(data))
     if cfg.weights:
         load_checkpoint(model, cfg.weights)
         return model, str(cfg.weights), sha256_file(cfg.weights)
-    if not has_params:
+    if not any(True for _ in model.parameters()):
         return model, None, None
     if entry.weights is not None and entry.weights.path.is_file():
         load_checkpoint(model, entry.weights.path)
         return model, f"bundled:{entry.weights.file}", sha256_file(entry.weights.path)
     if cfg.random_init:
         return model, "random-init", None
-    hint = " (e.g. --weights Ckpt_01_FlowCNRDB.pth, the published checkpoint)" if entry.family == "flowcnrdb" else ""
+    hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
     raise HarnessError(f"model {cfg.model!r} has no bundled weights: pass --weights PATH{hint}, or --random-init for a smoke test")
 
 
-def prepare(cfg: EvalConfig, progress: Callable[[int, int], None] | None = None) -> Prepared:
-    """Everything that can fail on bad input, checked before any inference."""
-    if cfg.quantize not in ("floor", "round"):
-        raise HarnessError(f"--quantize must be floor or round, not {cfg.quantize!r}")
-    data = Path(cfg.data) if cfg.data else embedded_dataset(progress)
-    scenes = select_scenes(discover_scenes(data), cfg.split, cfg.scenes)
-    if not scenes:
-        raise HarnessError(f"{data}: no scenes in split {cfg.split!r}")
-    scored = cfg.split != "test" or bool(cfg.scenes)
+def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: int) -> None:
+    scored = cfg.split is not Split.test or bool(cfg.scenes)
     for scene in scenes:
         scene.frame_paths()
         if scored and scene.gt is None:
-            raise HarnessError(f"{scene.id}: ground truth {scene.id}-gt.tif missing in {data} (split {cfg.split!r} is scored)")
-    model, weights, sha = build_model(cfg, data)
-    mult = model_multiple(model)
-    Tiling(cfg.tile, cfg.overlap).check(mult)
+            raise HarnessError(f"{scene.id}: ground truth {scene.id}-gt.tif missing in {data} (split {cfg.split.value!r} is scored)")
     for scene in scenes:
         shape = frame_shape(scene)
-        if len(shape) != 2 or shape[0] % mult or shape[1] % mult:
-            raise HarnessError(f"{scene.id}: frame size {shape} is not 2-D with H and W multiples of {mult}")
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.model}-{cfg.split}"
-    return Prepared(model.eval(), weights, sha, data, scenes, out)
+        if len(shape) != 2 or shape[0] % multiple or shape[1] % multiple:
+            raise HarnessError(f"{scene.id}: frame size {shape} is not 2-D with H and W multiples of {multiple}")
 
 
-def _settings(cfg: EvalConfig, prep: Prepared) -> dict[str, Any]:
-    return {
-        "model": cfg.model,
-        "model_args": cfg.model_args,
-        "weights_sha256": prep.weights_sha256,
-        "weights": prep.weights,
-        "data": str(prep.data.resolve()),
-        "quantize": cfg.quantize,
-        "amp": cfg.amp,
-        "tile": cfg.tile,
-        "overlap": cfg.overlap,
-    }
+def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
+    """Everything that can fail on bad input, checked before any inference."""
+    data = cfg.data or embedded_dataset(progress)
+    scenes = select_scenes(discover_scenes(data), cfg.split, cfg.scenes)
+    if not scenes:
+        raise HarnessError(f"{data}: no scenes in split {cfg.split.value!r}")
+    model, weights, sha = build_model(cfg, data)
+    multiple = model_multiple(model)
+    Tiling(cfg.tile, cfg.overlap).check(multiple)
+    _check_scenes(cfg, data, scenes, multiple)
+    return Prepared(model.eval(), weights, sha, data, scenes, RunFolder(cfg.run_dir))
+
+
+def _settings(cfg: EvalConfig, prep: Prepared) -> RunSettings:
+    return RunSettings(
+        model=cfg.model, model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
+        data=str(prep.data.resolve()), quantize=cfg.quantize.value, amp=cfg.amp, tile=cfg.tile, overlap=cfg.overlap,
+    )
+
+
+def _open_run(folder: RunFolder, settings: RunSettings, force: bool) -> dict[str, dict[str, Any]]:
+    """Refuse a folder holding other settings; return the rows a resumed run can reuse."""
+    previous = folder.read_settings() if not force else None
+    if previous is not None and previous != settings:
+        raise HarnessError(f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out")
+    folder.res.mkdir(parents=True, exist_ok=True)
+    folder.write_settings(settings)
+    if force or not folder.metrics_csv.is_file():
+        return {}
+    rows = folder.read_metrics().to_dict("records")
+    return {str(r["scene"]): r for r in rows if (folder.res / f"{r['scene']}-out.tif").is_file()}
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -145,101 +160,77 @@ def versions() -> dict[str, str]:
     }
 
 
-def write_output(path: Path, out_u8: np.ndarray) -> None:
-    """Atomic 8-bit RGB TIFF (tifffile stores the channels in the order given: RGB)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tifffile.imwrite(tmp, out_u8, photometric="rgb")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _tiling_difference(prep: Prepared, scene: Scene, frames: torch.Tensor, tiled: torch.Tensor, device: torch.device, amp: bool) -> dict[str, Any]:
+    full = run_model(prep.model, frames, device, amp)
+    diff = (full - tiled).abs()
+    return {"scene": scene.id, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
 
 
-def evaluate(
-    cfg: EvalConfig,
-    on_scene: Callable[[str, dict[str, Any], int, int], None] | None = None,
-    on_synth: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Run (or finish) an evaluation; returns the summary written to summary.json."""
-    prep = prepare(cfg, on_synth)
-    device = resolve_device(cfg.device)
-    model = prep.model.to(device)
-    out, res = prep.out, prep.out / "res"
-    settings = _settings(cfg, prep)
-    run_json = out / "run.json"
-    if run_json.is_file() and not cfg.force:
-        previous = json.loads(run_json.read_text())
-        if previous != json.loads(json.dumps(settings)):
-            changed = sorted(k for k in settings if previous.get(k) != json.loads(json.dumps(settings)).get(k))
-            raise HarnessError(f"{out}: holds a run with other settings ({', '.join(changed)}); pass --force or another --out")
-    res.mkdir(parents=True, exist_ok=True)
-    write_json(run_json, settings)
-    metrics_csv = out / "metrics.csv"
-    done: dict[str, dict[str, Any]] = {}
-    if metrics_csv.is_file() and not cfg.force:
-        for row in pd.read_csv(metrics_csv).to_dict("records"):
-            if (res / f"{row['scene']}-out.tif").is_file():
-                done[str(row["scene"])] = row
+def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device, tiling_diff: list[dict[str, Any]]) -> dict[str, Any]:
+    """Infer, write the output, score it: the scene's metrics row."""
+    frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
     tiling = Tiling(cfg.tile, cfg.overlap)
-    tiling_diff: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    output = run_model(prep.model, frames, device, cfg.amp, tiling)
+    seconds = time.perf_counter() - t0
+    if not torch.isfinite(output).all():
+        raise HarnessError(f"{scene.id}: the model produced non-finite values")
+    if tiling.tile and not tiling_diff:
+        tiling_diff.append(_tiling_difference(prep, scene, frames, output, device, cfg.amp))
+    out_u8 = quantize_output(to_hwc(output), cfg.quantize)
+    row: dict[str, Any] = {"scene": scene.id}
+    if scene.gt is not None:
+        row.update(score_pair(read_gt(scene), out_u8, scene.id))
+    row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1])
+    write_tiff(prep.folder.res / scene.output_name, out_u8, "rgb")
+    return row
+
+
+def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
+    """Run (or finish) an evaluation; returns the summary written to summary.json."""
+    prep = prepare(cfg, progress)
+    device = resolve_device(cfg.device)
+    prep.model.to(device)
+    done = _open_run(prep.folder, _settings(cfg, prep), cfg.force)
+    tiling_diff: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for k, scene in enumerate(prep.scenes):
-        if scene.id in done:
-            rows.append(done[scene.id])
-            if on_scene:
-                on_scene(scene.id, done[scene.id], k + 1, len(prep.scenes))
-            continue
-        frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
-        t0 = time.perf_counter()
-        output = run_model(model, frames, device, cfg.amp, tiling)
-        seconds = time.perf_counter() - t0
-        if not torch.isfinite(output).all():
-            raise HarnessError(f"{scene.id}: the model produced non-finite values")
-        if tiling.tile and tiling_diff is None:
-            full = run_model(model, frames, device, cfg.amp)
-            tiling_diff = {"scene": scene.id, "max_abs_diff": float((full - output).abs().max()), "mean_abs_diff": float((full - output).abs().mean())}
-        out_u8 = quantize_output(to_hwc(output), cfg.quantize)
-        row: dict[str, Any] = {"scene": scene.id}
-        if scene.gt is not None:
-            gt = read_gt(scene).transpose(1, 2, 0)
-            row.update(score_pair(gt, out_u8, scene.id))
-        row["seconds"] = seconds
-        row["height"], row["width"] = out_u8.shape[:2]
-        write_output(res / scene.output_name, out_u8)
+        row = done.get(scene.id) or _run_scene(cfg, prep, scene, device, tiling_diff)
         rows.append(row)
-        write_csv(metrics_csv, pd.DataFrame(rows))
-        if on_scene:
-            on_scene(scene.id, row, k + 1, len(prep.scenes))
+        if scene.id not in done:
+            prep.folder.write_metrics(pd.DataFrame(rows))
+        psnr = row.get("psnr")
+        notify(progress, k + 1, len(prep.scenes), f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id)
     table = pd.DataFrame(rows)
-    write_csv(metrics_csv, table)
-    scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
-    summary: dict[str, Any] = {
-        **(mean_scores(scored) if len(scored) else {"psnr": None, "ssim": None, "ssim_standard": None}),
-        "num_scenes": int(len(table)),
-        "num_scored": int(len(scored)),
-        "model": cfg.model,
-        "model_config": model_config(model),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "weights": prep.weights,
-        "weights_sha256": prep.weights_sha256,
-        "data": str(prep.data),
-        "split": cfg.split,
-        "scenes": [s.id for s in prep.scenes],
-        "quantize": cfg.quantize,
-        "device": str(device),
-        "amp": cfg.amp,
-        "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "difference_to_full_image": tiling_diff},
-        "versions": versions(),
-        "timings": {
-            "wall_seconds": time.perf_counter() - t_start,
-            "mean_seconds_per_scene": float(table["seconds"].mean()),
-        },
-        "peak_memory_mb": _peak_memory_mb(device),
-        "command": " ".join(sys.argv),
-    }
-    write_json(out / "summary.json", summary)
+    prep.folder.write_metrics(table)
+    summary = _summary(cfg, prep, table, device, tiling_diff[0] if tiling_diff else None, time.perf_counter() - t_start)
+    prep.folder.write_summary(summary)
     return summary
 
+
+def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, tiling_diff: dict[str, Any] | None, wall: float) -> RunSummary:
+    scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+    return RunSummary(
+        **mean_scores(scored),
+        num_scenes=int(len(table)),
+        num_scored=int(len(scored)),
+        scenes=[s.id for s in prep.scenes],
+        data=str(prep.data.resolve()),
+        model=cfg.model,
+        model_config=model_config(prep.model),
+        parameters=int(sum(p.numel() for p in prep.model.parameters())),
+        weights=prep.weights,
+        weights_sha256=prep.weights_sha256,
+        split=cfg.split.value,
+        quantize=cfg.quantize.value,
+        device=str(device),
+        amp=cfg.amp,
+        tiling={"tile": cfg.tile, "overlap": cfg.overlap, "difference_to_full_image": tiling_diff},
+        versions=versions(),
+        timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},
+        peak_memory_mb=_peak_memory_mb(device),
+        command=" ".join(sys.argv),
+    )

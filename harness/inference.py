@@ -1,35 +1,49 @@
-"""Running a model over one burst: device, AMP, full image or blended tiles."""
+"""Running a model over one burst: device, AMP, full image or tiles."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import torch
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.registry import model_multiple
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+class Device(str, Enum):
+    """Where a model runs: ``auto`` takes CUDA when available."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def resolve_device(name: Device | str) -> torch.device:
+    try:
+        choice = Device(name)
+    except ValueError:
+        raise HarnessError(f"--device must be auto, cpu or cuda, not {name!r}") from None
+    if choice is Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if choice is Device.cuda and not torch.cuda.is_available():
         raise HarnessError("--device cuda: no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise HarnessError(f"--device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
-
-
-def model_multiple(model: nn.Module) -> int:
-    cfg = getattr(model, "config", None)
-    return int(getattr(cfg, "multiple", 1))
+    return torch.device(choice.value)
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """Tiles of ``tile`` x ``tile`` pixels overlapping by ``overlap``; ``tile=0`` is the full image."""
+    """Tiles of ``tile`` x ``tile`` pixels overlapping by ``overlap``; ``tile=0`` is the full image.
+
+    Each output pixel is taken from the one tile in which it lies farthest from
+    an inner tile edge (the tiles are cut in the middle of their overlaps), so
+    every pixel is at least ``overlap // 2`` away from the edge of the tile
+    that computed it: a model whose receptive field reaches no farther than
+    that gives exactly the full-image result.
+    """
 
     tile: int = 0
     overlap: int = 0
@@ -47,15 +61,12 @@ class Tiling:
         starts = list(range(0, size - self.tile, step)) + [size - self.tile]
         return sorted(set(starts))
 
-
-def _ramp(n: int, overlap: int) -> torch.Tensor:
-    """1-D blending weights: linear ramps of ``overlap`` pixels at both ends."""
-    w = torch.ones(n, dtype=torch.float32)
-    if overlap > 0:
-        r = (torch.arange(overlap, dtype=torch.float32) + 1) / (overlap + 1)
-        w[:overlap] = r
-        w[-overlap:] = torch.minimum(w[-overlap:], r.flip(0))
-    return w
+    def spans(self, size: int, multiple: int) -> list[tuple[int, int, int]]:
+        """(tile start, first kept pixel, end of kept pixels) of every tile along one axis."""
+        tile = min(self.tile, size)
+        starts = Tiling(tile, self.overlap).starts(size, multiple)
+        cuts = [0] + [(b + a + tile) // 2 for a, b in zip(starts, starts[1:])] + [size]
+        return [(s, lo, hi) for s, lo, hi in zip(starts, cuts[:-1], cuts[1:])]
 
 
 def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
@@ -75,17 +86,15 @@ def run_model(
     mult = model_multiple(model)
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
-    acc = torch.zeros(3, h, w)
-    weight = torch.zeros(1, h, w)
-    for y in Tiling(th, tiling.overlap).starts(h, mult):
-        for x in Tiling(tw, tiling.overlap).starts(w, mult):
-            out = _forward(model, frames[:, :, y : y + th, x : x + tw], device, amp)[0]
-            wy = _ramp(th, tiling.overlap if th < h else 0)
-            wx = _ramp(tw, tiling.overlap if tw < w else 0)
-            wt = (wy[:, None] * wx[None, :])[None]
-            acc[:, y : y + th, x : x + tw] += out * wt
-            weight[:, y : y + th, x : x + tw] += wt
-    return acc / weight
+    out: torch.Tensor | None = None
+    for y, y0, y1 in tiling.spans(h, mult):
+        for x, x0, x1 in tiling.spans(w, mult):
+            part = _forward(model, frames[:, :, y : y + th, x : x + tw], device, amp)[0]
+            if out is None:
+                out = part.new_empty(part.shape[0], h, w)
+            out[:, y0:y1, x0:x1] = part[:, y0 - y : y1 - y, x0 - x : x1 - x]
+    assert out is not None
+    return out
 
 
 def to_hwc(out: torch.Tensor) -> np.ndarray:

@@ -4,12 +4,18 @@ Each variant is a small function decorated with :func:`register_model` that
 builds the model with its own arguments and lets the caller's keyword
 arguments override them. ``create_model`` drops overrides that are ``None`` so
 that a command-line default never replaces a model's own default.
+
+What the generic code needs to know about a model lives in its
+:class:`ModelEntry`: its class and configuration class (for code
+submissions), its source file, its bundled weights, where its published
+weights are found, and which arguments it reads from a data folder.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass, field
+import inspect
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,8 +48,21 @@ class ModelEntry:
     description: str
     key_config: str = ""
     weights: WeightsInfo | None = None
-    source_file: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    model_class: type[nn.Module] | None = None
+    config_class: type | None = None
+    weights_hint: str = ""
+    data_args: Callable[[Path], dict[str, Any]] | None = None
+
+    @property
+    def source_file(self) -> Path | None:
+        """The self-contained file defining the model class (what a code submission ships)."""
+        return Path(inspect.getfile(self.model_class)) if self.model_class is not None else None
+
+    def args_from_data(self, data: Path | None) -> dict[str, Any]:
+        """Constructor arguments this model reads from a data folder (None values dropped)."""
+        if self.data_args is None or data is None:
+            return {}
+        return {k: v for k, v in self.data_args(data).items() if v is not None}
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -54,7 +73,11 @@ def register_model(
     description: str,
     key_config: str = "",
     weights: WeightsInfo | None = None,
-    source_file: str = "",
+    *,
+    model_class: type[nn.Module] | None = None,
+    config_class: type | None = None,
+    weights_hint: str = "",
+    data_args: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register the decorated builder under its function name; duplicates are refused."""
 
@@ -62,7 +85,9 @@ def register_model(
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, family, fn, description, key_config, weights, source_file)
+        _REGISTRY[name] = ModelEntry(
+            name, family, fn, description, key_config, weights, model_class, config_class, weights_hint, data_args
+        )
         return fn
 
     return wrap
@@ -86,6 +111,11 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     if cfg is None:
         return {}
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+
+
+def model_multiple(model: nn.Module) -> int:
+    """H and W of the input must be multiples of this (``config.multiple``; 1 without one)."""
+    return int(getattr(getattr(model, "config", None), "multiple", 1))
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

@@ -8,31 +8,29 @@ per-image PSNR (and SSIM) over the files.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import re
-import tempfile
+import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import tifffile
 
+from harness.challenge import CROSS_CHECK_TOL, SERVER_SSIM_DATA_RANGE, scene_id
 from harness.errors import HarnessError
+from harness.io import read_gt, read_output
 from harness.metrics import psnr, psnr_torch, quantize_gt, ssim, ssim_standard, ssim_torch
+from harness.progress import Progress, notify
+from harness.run import RunFolder, RunSummary, mean_scores
 
 OUT_RE = re.compile(r"^Scene-(\d{3})-out\.tif$")
-CROSS_CHECK_TOL = 1e-6
-METRIC_COLUMNS = ["psnr", "ssim", "ssim_standard", "psnr_torch", "ssim_torch"]
 
 
 def score_pair(gt: np.ndarray, out_u8: np.ndarray, name: str = "") -> dict[str, float]:
     """All metrics of one output against its float ground truth (H, W, 3).
 
-    The torch re-implementation must agree with scikit-image to 1e-6, else the
-    run fails: a metric that silently drifts is worse than none.
+    The torch re-implementation must agree with scikit-image to
+    ``CROSS_CHECK_TOL``, else the run fails: a metric that silently drifts is
+    worse than none.
     """
     gt_u8 = quantize_gt(np.ascontiguousarray(gt))  # the server held it contiguous: same rounding
     if gt_u8.shape != out_u8.shape:
@@ -42,30 +40,12 @@ def score_pair(gt: np.ndarray, out_u8: np.ndarray, name: str = "") -> dict[str, 
         "ssim": ssim(gt_u8, out_u8),
         "ssim_standard": ssim_standard(gt_u8, out_u8),
         "psnr_torch": psnr_torch(gt_u8, out_u8),
-        "ssim_torch": ssim_torch(gt_u8, out_u8, 2.0),
+        "ssim_torch": ssim_torch(gt_u8, out_u8, SERVER_SSIM_DATA_RANGE),
     }
     for a, b in (("psnr", "psnr_torch"), ("ssim", "ssim_torch")):
         if not (row[a] == row[b] or abs(row[a] - row[b]) <= CROSS_CHECK_TOL):
-            raise HarnessError(f"{name}: {a} {row[a]!r} and its torch cross-check {row[b]!r} differ by more than 1e-6")
+            raise HarnessError(f"{name}: {a} {row[a]!r} and its torch cross-check {row[b]!r} differ by more than {CROSS_CHECK_TOL}")
     return row
-
-
-def mean_scores(rows: pd.DataFrame) -> dict[str, float]:
-    """Dataset score: the mean of the per-image values (as the server)."""
-    return {k: float(rows[k].mean()) for k in ("psnr", "ssim", "ssim_standard")}
-
-
-def read_output(path: Path) -> np.ndarray:
-    """An output TIFF as uint8 H x W x 3, refusing anything else with one line."""
-    try:
-        img = tifffile.imread(path)
-    except Exception as exc:
-        raise HarnessError(f"{path}: unreadable TIFF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if img.dtype != np.uint8:
-        raise HarnessError(f"{path}: outputs must be 8-bit, got {img.dtype}")
-    if img.ndim != 3 or img.shape[-1] != 3:
-        raise HarnessError(f"{path}: outputs must be H x W x 3 RGB, got shape {img.shape}")
-    return img
 
 
 def server_folder(folder: Path) -> Path:
@@ -90,52 +70,37 @@ def server_outputs(folder: Path) -> dict[int, Path]:
     return out
 
 
-def score_folder(
-    res_dir: str | Path, gt_dir: str | Path, progress: Callable[[str, dict[str, float]], None] | None = None
-) -> pd.DataFrame:
+def score_folder(res_dir: Path, gt_dir: Path, progress: Progress | None = None) -> pd.DataFrame:
     """Per-scene metrics of a results folder against a ground-truth folder."""
     outputs = server_outputs(Path(res_dir))
     gt_dir = Path(gt_dir)
-    missing = [f"Scene-{n:03d}-gt.tif" for n in outputs if not (gt_dir / f"Scene-{n:03d}-gt.tif").is_file()]
+    gt_paths = {n: gt_dir / f"{scene_id(n)}-gt.tif" for n in outputs}
+    missing = [p.name for p in gt_paths.values() if not p.is_file()]
     if missing:
         raise HarnessError(f"{gt_dir}: ground truth missing for {len(missing)} output(s): {', '.join(missing[:3])}")
     rows = []
-    for number, path in outputs.items():
-        gt = tifffile.imread(gt_dir / f"Scene-{number:03d}-gt.tif")  # float32 as stored: the server multiplied in float32
-        row = {"scene": f"Scene-{number:03d}", **score_pair(gt, read_output(path), path.name)}
+    for k, (number, path) in enumerate(outputs.items()):
+        row = {"scene": scene_id(number), **score_pair(read_gt(gt_paths[number]), read_output(path), path.name)}
         rows.append(row)
-        if progress:
-            progress(row["scene"], row)
+        notify(progress, k + 1, len(outputs), f"{row['scene']} {row['psnr']:.2f} dB")
     return pd.DataFrame(rows)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False) + "\n")
-
-
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    atomic_write_text(path, frame.to_csv(index=False, float_format="%.17g"))
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no inf: identical images (PSNR inf) are written as the string 'inf'."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None = None) -> RunSummary:
+    """Score a folder of outputs into a run folder (``metrics.csv``, ``summary.json``) at ``out``."""
+    if not Path(res_dir).is_dir():
+        raise HarnessError(f"{res_dir}: no such folder")
+    table = score_folder(res_dir, gt_dir, progress)
+    summary = RunSummary(
+        **mean_scores(table),
+        num_scenes=int(len(table)),
+        num_scored=int(len(table)),
+        scenes=list(table["scene"]),
+        data=str(Path(gt_dir).resolve()),
+        res=str(Path(res_dir).resolve()),
+        command=" ".join(sys.argv),
+    )
+    folder = RunFolder(out)
+    folder.write_metrics(table)
+    folder.write_summary(summary)
+    return summary

@@ -1,40 +1,68 @@
-"""Rich tables for the command line: per-scene scores and the budget."""
+"""Rich tables for the command line: models, data checks, per-scene scores and the budget."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from harness.run import RunSummary
 
-def fmt(value: Any, places: int) -> str:
-    """A number with ``places`` decimals; '-' for a missing value."""
+
+def fmt(value: Any, places: int = 4) -> str:
+    """A number with ``places`` decimals; '-' for a missing value; anything else as text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{float(value):.{places}f}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{float(value):.{places}f}"
+    return str(value)
 
 
-def render_scores(console: Console, rows: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
+def render_models(console: Console, rows: list[dict[str, Any]]) -> None:
+    """``harness models``."""
+    table = Table(title="harness models")
+    for col in ("name", "params (M)", "key config", "description", "weights"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], fmt(row["params_m"], 3), row["key_config"], row["description"], row["weights"])
+    console.print(table)
+
+
+def render_check(console: Console, report: Any) -> None:
+    """``harness data check``: counts, sizes, dtypes and value ranges (problems are printed apart)."""
+    table = Table(title=f"{report.folder} ({report.split.value})", show_header=False)
+    for name, count in report.split_counts().items():
+        table.add_row(f"scenes {name}", str(count))
+    table.add_row("scenes with ground truth", str(report.with_gt))
+    table.add_row("sizes (H x W)", ", ".join(f"{h}x{w} ({n})" for (h, w), n in sorted(report.sizes.items())))
+    table.add_row("dtypes", ", ".join(f"{d} ({n})" for d, n in sorted(report.dtypes.items())))
+    for group, (lo, hi) in report.ranges.items():
+        table.add_row(f"range {group}", f"[{lo:.4g}, {hi:.4g}]")
+    console.print(table)
+
+
+SCORE_COLUMNS = (("psnr", 4), ("ssim", 5), ("ssim_standard", 5))
+
+
+def render_scores(console: Console, rows: pd.DataFrame, summary: RunSummary) -> None:
     """Per-scene PSNR/SSIM and the mean, as `harness evaluate` and `harness score` print them."""
-    table = Table(title=f"{summary.get('model', '')} on {summary.get('split', '')}")
+    table = Table(title=f"{summary.model or summary.res or ''} on {summary.split or summary.data}")
     for col in ("scene", "PSNR (dB)", "SSIM (server)", "SSIM (standard)", "seconds"):
         table.add_column(col, justify="right")
-    for scene, row in rows:
-        table.add_row(scene, *(fmt(row.get(k), p) for k, p in (("psnr", 4), ("ssim", 5), ("ssim_standard", 5), ("seconds", 2))))
+    for row in rows.to_dict("records"):
+        table.add_row(str(row["scene"]), *(fmt(row.get(k), p) for k, p in SCORE_COLUMNS), fmt(row.get("seconds"), 2))
     table.add_section()
-    table.add_row("mean", *(fmt(summary.get(k), p) for k, p in (("psnr", 4), ("ssim", 5), ("ssim_standard", 5))), "")
+    table.add_row("mean", *(fmt(summary.scores[k], p) for k, p in SCORE_COLUMNS), "")
     console.print(table)
-    diff = (summary.get("tiling") or {}).get("difference_to_full_image")
+    diff = summary.tiling.get("difference_to_full_image")
     if diff:
         console.print(f"tiling vs full image on {diff['scene']}: max |diff| {diff['max_abs_diff']:.3g}, mean {diff['mean_abs_diff']:.3g}")
 
 
-def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
-    """The budget document as tables: counters, reconciliation, same-padding convolutions, verdicts."""
-    h, w = doc["input"][2:]
-    console.print(f"[bold]{model}[/] at {h}x{w}: {doc['params']:,} parameters ({doc['params'] / 1e6:.3f} M)")
+def _counter_table(doc: dict[str, Any]) -> Table:
     table = Table(title="counters (MACs: one fused multiply-add = 1)")
     for col in ("counter", "MACs (T)", "native", "uncounted (T)", "complete (T)", "how"):
         table.add_column(col, overflow="fold")
@@ -42,7 +70,10 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
         unc = sum(c["uncounted"].values())
         table.add_row(name, f"{c['macs'] / 1e12:.4f}", f"{c['reported']:.4g} {c['unit']}", f"{unc / 1e12:.4f}",
                       f"{(c['macs'] + unc) / 1e12:.4f}", c["how"])
-    console.print(table)
+    return table
+
+
+def _reconciliation_table(doc: dict[str, Any]) -> Table:
     names = [n for n in doc["counters"] if n != "analytic"]
     rec = Table(title="reconciliation by operator (analytic cost, G MACs)")
     for col in ("operator", "analytic", *names):
@@ -50,7 +81,15 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
     for row in doc["reconciliation"]:
         cells = [row[n] if isinstance(row[n], str) else f"{row[n] / 1e9:.3f}" for n in names]
         rec.add_row(row["operator"], f"{row['analytic'] / 1e9:.3f}", *cells)
-    console.print(rec)
+    return rec
+
+
+def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
+    """The budget document as tables: counters, reconciliation, same-padding convolutions, verdicts."""
+    h, w = doc["input"][2:]
+    console.print(f"[bold]{model}[/] at {h}x{w}: {doc['params']:,} parameters ({doc['params'] / 1e6:.3f} M)")
+    console.print(_counter_table(doc))
+    console.print(_reconciliation_table(doc))
     same = doc["same_padding_convs"]
     if same:
         console.print(f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same))

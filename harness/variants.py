@@ -1,15 +1,25 @@
-"""Registered model variants: one short function each, overrides win."""
+"""Registered model variants: one short function each, overrides win.
+
+The only module that names registered models; everything else reads the
+registry.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from harness.data.synth import frame0_exposure
 from harness.models.demosaic import BilinearDemosaic, DemosaicConfig
 from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig
 from harness.models.unet_baseline import UNetBaseline, UNetBaselineConfig
 from harness.registry import WeightsInfo, register_model
+
+FLAGSHIP = "flowcnrdb"
+"""The published configuration: ``harness train``'s default model."""
 
 TINY_WEIGHTS = WeightsInfo(
     file="flowcnrdb_tiny.safetensors",
@@ -20,27 +30,25 @@ TINY_WEIGHTS = WeightsInfo(
     ),
 )
 
+_flowcnrdb_family = partial(
+    register_model,
+    "flowcnrdb",
+    model_class=FlowCNRDB,
+    config_class=FlowCNRDBConfig,
+    weights_hint="e.g. --weights Ckpt_01_FlowCNRDB.pth, the published checkpoint",
+)
+
 
 def _create_flowcnrdb(**kwargs: Any) -> FlowCNRDB:
     return FlowCNRDB(FlowCNRDBConfig(**kwargs))
 
 
-@register_model(
-    "flowcnrdb",
-    "FlowCNRDB as published: flow alignment U-Net + 14 CNRDB fusion blocks",
-    "stem 32x5, reg 32..512, merge 64/32 x14",
-    source_file="flowcnrdb.py",
-)
+@_flowcnrdb_family("FlowCNRDB as published: flow alignment U-Net + 14 CNRDB fusion blocks", "stem 32x5, reg 32..512, merge 64/32 x14")
 def flowcnrdb(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**kwargs)
 
 
-@register_model(
-    "flowcnrdb",
-    "About half the compute: stem depth 3, reg widths 24..384, merge depth 6",
-    "stem 32x3, reg 24..384, merge 64/32 x6",
-    source_file="flowcnrdb.py",
-)
+@_flowcnrdb_family("About half the compute: stem depth 3, reg widths 24..384, merge depth 6", "stem 32x3, reg 24..384, merge 64/32 x6")
 def flowcnrdb_small(**kwargs: Any) -> nn.Module:
     args: dict[str, Any] = dict(stem_depth=3, reg_widths=(24, 48, 96, 192, 384), merge_depth=6)
     return _create_flowcnrdb(**{**args, **kwargs})
@@ -59,43 +67,26 @@ TINY_ARGS: dict[str, Any] = dict(
 )
 
 
-@register_model(
-    "flowcnrdb",
+@_flowcnrdb_family(
     "Under 1 M parameters, for tests and CPU demos (bundled weights)",
     "stem 16x2, reg 16..96, merge 32/16 x3, train 64",
-    weights=TINY_WEIGHTS,
-    source_file="flowcnrdb.py",
+    TINY_WEIGHTS,
 )
 def flowcnrdb_tiny(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{**TINY_ARGS, **kwargs})
 
 
-@register_model(
-    "flowcnrdb",
-    "Ablation: the warp validity mask is not passed to the fusion stage",
-    "append_mask=False",
-    source_file="flowcnrdb.py",
-)
+@_flowcnrdb_family("Ablation: the warp validity mask is not passed to the fusion stage", "append_mask=False")
 def flowcnrdb_nomask(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{"append_mask": False, **kwargs})
 
 
-@register_model(
-    "flowcnrdb",
-    "Ablation: no stage 2; features passed unwarped with masks of ones",
-    "align=none",
-    source_file="flowcnrdb.py",
-)
+@_flowcnrdb_family("Ablation: no stage 2; features passed unwarped with masks of ones", "align=none")
 def flowcnrdb_noalign(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{"align": "none", **kwargs})
 
 
-@register_model(
-    "flowcnrdb",
-    "Stage 2 predicts one homography per frame from a pooled head (sparse alignment)",
-    "align=homography",
-    source_file="flowcnrdb.py",
-)
+@_flowcnrdb_family("Stage 2 predicts one homography per frame from a pooled head (sparse alignment)", "align=homography")
 def flowcnrdb_homography(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{"align": "homography", **kwargs})
 
@@ -104,17 +95,23 @@ def flowcnrdb_homography(**kwargs: Any) -> nn.Module:
     "unet",
     "The challenge starter kit's U-Net baseline (31.01 dB validation)",
     "depth 4, width 64",
-    source_file="unet_baseline.py",
+    model_class=UNetBaseline,
+    config_class=UNetBaselineConfig,
 )
 def unet_baseline(**kwargs: Any) -> nn.Module:
     return UNetBaseline(UNetBaselineConfig(**kwargs))
+
+
+def _demosaic_data_args(data: Path) -> dict[str, Any]:
+    """Frame 0's exposure ratio, from a synthetic folder's dataset.json (absent elsewhere)."""
+    return {"exposure": frame0_exposure(data)}
 
 
 @register_model(
     "demosaic",
     "Parameter-free: frame 0, bilinear demosaic, divided by its exposure ratio",
     "exposure from dataset.json",
-    source_file="demosaic.py",
+    data_args=_demosaic_data_args,
 )
 def demosaic(**kwargs: Any) -> nn.Module:
     return BilinearDemosaic(DemosaicConfig(**kwargs))

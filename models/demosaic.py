@@ -1,4 +1,4 @@
-"""A parameter-free reference: bilinear demosaic of the reference frame.
+"""A parameter-free reference: bilinear demosaicking of the reference frame.
 
 Takes frame 0 of the burst (GRBG Bayer: row 0 G R G R ..., row 1 B G B G ...),
 fills the missing colours of every site by bilinear interpolation and divides

@@ -29,13 +29,13 @@ submission. State-dict names follow the published checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FlowCNRDBConfig", "FlowCNRDB", "GRN", "ConvNeXtBlock", "flow_warp"]
+__all__ = ["FlowCNRDBConfig", "FlowCNRDB", "GRN", "ConvNeXtBlock", "flow_warp", "fast_path_applies"]
 
 
 @dataclass
@@ -109,57 +109,6 @@ def box_sum(x: Tensor, k1: int, k2: int) -> Tensor:
     return c[:, :, :, k2:] - c[:, :, :, :-k2]
 
 
-def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
-    """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
-
-    A sliding window, slice by slice: the first sum accumulates k slices, each
-    next one adds the slice entering and subtracts the one leaving. In
-    channels-last layout every step is one contiguous, vectorised operation on
-    data still in cache, much faster on a CPU than cumulative sums along a
-    non-innermost axis, and nothing of full size is written but the result.
-    """
-    n = src.shape[dim]
-    shape = list(src.shape)
-    shape[dim] = n - k + 1
-    out = src.new_empty(shape)
-    acc = out.select(dim, 0)
-    acc.zero_()
-    for i in range(k):
-        s = src.select(dim, i)
-        if square:
-            acc.addcmul_(s, s)
-        else:
-            acc.add_(s)
-    for j in range(1, n - k + 1):
-        enter, leave, o = src.select(dim, j + k - 1), src.select(dim, j - 1), out.select(dim, j)
-        if square:
-            torch.addcmul(out.select(dim, j - 1), enter, enter, out=o).addcmul_(leave, leave, value=-1)
-        else:
-            torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
-    return out
-
-
-def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:
-    """(start, length, source start, source length) of the replicate-padded layout along one axis.
-
-    The valid values sit after (size - valid) // 2 copies of the first one and
-    before the remaining copies of the last, as ``F.pad(mode='replicate')`` places them.
-    """
-    top = (size - valid) // 2
-    bottom = size - valid - top
-    segs = [(top, valid, 0, valid)]
-    if top:
-        segs.insert(0, (0, top, 0, 1))
-    if bottom:
-        segs.append((top + valid, bottom, valid - 1, 1))
-    return segs
-
-
-def _fast_inference(fast: bool, module: nn.Module, x: Tensor) -> bool:
-    """Whether ``module`` takes its fast path: enabled, CPU inference (eval mode, autograd off)."""
-    return fast and not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-
-
 class GRN(nn.Module):
     """Global response normalisation with test-time local aggregation.
 
@@ -192,30 +141,6 @@ class GRN(nn.Module):
         n = g / (g.mean(dim=1, keepdim=True) + 1e-6)
         return self.gamma * (x * n) + self.beta + x
 
-    def forward_nhwc_(self, x: Tensor) -> Tensor:
-        """Inference only: the same computation on a (B, h, w, C) map, overwriting ``x``.
-
-        Channels last makes the box sums run over contiguous rows and the
-        channel mean a reduction over the innermost axis; the normalisation is
-        folded into one multiply-add, x * (gamma * N + 1) + beta.
-        """
-        _, h, w, _ = x.shape
-        s = self.window
-        if h <= s and w <= s:
-            g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
-        else:
-            g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
-            g = g.clamp_min_(0).sqrt_()
-        n = g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6))
-        n.mul_(self.gamma.view(-1)).add_(1.0)
-        # Replicate padding without materialising it: each band of x takes its edge of n by broadcasting.
-        beta = self.beta.view(-1)
-        for ys, yn, ns, nn_ in _segments(h, n.shape[1]):
-            for xs, xn, ms, mn in _segments(w, n.shape[2]):
-                band = x[:, ys : ys + yn, xs : xs + xn]
-                torch.addcmul(beta, band, n[:, ns : ns + nn_, ms : ms + mn], out=band)
-        return x
-
 
 class ConvNeXtBlock(nn.Module):
     """CN(C, k, r, s): depth-wise conv, LayerNorm, 1x1 expand, SiLU, GRN, 1x1 project.
@@ -240,24 +165,9 @@ class ConvNeXtBlock(nn.Module):
         )
         nn.init.zeros_(self.block[6].weight)
         nn.init.zeros_(self.block[6].bias)
-        # CPU inference (eval mode, no autograd) takes the equivalent channels-last path; False forces the faithful one.
-        self.fast = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if _fast_inference(self.fast, self, x):
-            return self._forward_fast(x)
         return x + self.block(x)
-
-    def _forward_fast(self, x: Tensor) -> Tensor:
-        """Inference path, same result: point-wise layers as matrix products in channels-last layout."""
-        dw, ln, pw1, _, _, grn, pw2, _ = self.block
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C)
-        y = F.layer_norm(y, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
-        y = F.linear(y, pw1.weight.flatten(1), pw1.bias)
-        y = grn.forward_nhwc_(F.silu(y, inplace=True))
-        y = F.linear(y, pw2.weight.flatten(1), pw2.bias)
-        return x + y.permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- stage 1
@@ -410,23 +320,30 @@ class HomographyRegistration(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def homography(self, z_ref: Tensor, z: Tensor) -> Tensor:
-        feats = self.unet.encode(torch.cat([z_ref, z], dim=1))
+        return self.homography_from(self.unet.encode(torch.cat([z_ref, z], dim=1)))
+
+    def homography_from(self, feats: list[Tensor]) -> Tensor:
+        """(N, 3, 3) homographies from the encoder's features (finest first)."""
         delta = self.head(feats[-1].mean(dim=(2, 3)))
         eye = torch.eye(3, dtype=delta.dtype, device=delta.device).flatten()[:8]
         h8 = eye + delta
         return torch.cat([h8, torch.ones_like(h8[:, :1])], dim=1).view(-1, 3, 3)
 
     def forward(self, z_ref: Tensor, z: Tensor) -> Tensor:
-        hom = self.homography(z_ref, z)
-        n, _, h, w = z.shape
-        pix = _pixel_grid(h, w, z)
-        sx, sy = (w - 1) / 2, (h - 1) / 2
-        u = torch.stack([pix[0] / sx - 1, pix[1] / sy - 1, torch.ones_like(pix[0])]).view(3, -1)
-        q = hom @ u  # (n, 3, h*w)
-        qx = (q[:, 0] / q[:, 2] + 1) * sx
-        qy = (q[:, 1] / q[:, 2] + 1) * sy
-        target = torch.stack([qx, qy], dim=1).view(n, 2, h, w)
-        return pix.unsqueeze(0) - target
+        return homography_flow(self.homography(z_ref, z), z)
+
+
+def homography_flow(hom: Tensor, z: Tensor) -> Tensor:
+    """The dense flow (N, 2, h, w) that the homographies ``hom`` induce on maps shaped like ``z``."""
+    n, _, h, w = z.shape
+    pix = _pixel_grid(h, w, z)
+    sx, sy = (w - 1) / 2, (h - 1) / 2
+    u = torch.stack([pix[0] / sx - 1, pix[1] / sy - 1, torch.ones_like(pix[0])]).view(3, -1)
+    q = hom @ u  # (n, 3, h*w)
+    qx = (q[:, 0] / q[:, 2] + 1) * sx
+    qy = (q[:, 1] / q[:, 2] + 1) * sy
+    target = torch.stack([qx, qy], dim=1).view(n, 2, h, w)
+    return pix.unsqueeze(0) - target
 
 
 # --------------------------------------------------------------------------- stage 3
@@ -461,25 +378,10 @@ class CNRDB(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        if _fast_inference(self.blocks[0][1].fast, self, x):
-            return self._forward_fast(x)
         feats = [x]
         for layer in self.blocks:
             feats.append(layer(torch.cat(feats, dim=1)))
         return 0.2 * self.drop(self.conv_out(torch.cat(feats, dim=1))) + x
-
-    def _forward_fast(self, x: Tensor) -> Tensor:
-        """Inference path, same result: the dense features grow in one channels-last buffer, no concatenations."""
-        b, c, h, w = x.shape
-        grow = self.blocks[0][2].out_channels
-        buf = x.new_empty(b, h, w, c + grow * len(self.blocks))
-        buf[..., :c] = x.permute(0, 2, 3, 1)
-        for j, (proj, block, out, _) in enumerate(self.blocks):
-            start = c + grow * j
-            y = F.linear(buf[..., :start], proj.weight.flatten(1), proj.bias)
-            y = block(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            buf[..., start : start + grow] = F.silu(F.linear(y, out.weight.flatten(1), out.bias), inplace=True)
-        return torch.add(x, self.conv_out(buf.permute(0, 3, 1, 2)), alpha=0.2)
 
 
 class MergeModel(nn.Module):
@@ -525,16 +427,15 @@ class FlowCNRDB(nn.Module):
     scaling), H and W multiples of ``config.multiple``; output (B, 3, H, W) RGB.
 
     ``frame_chunk`` limits how many frames go through stages 1 and 2 together
-    (default: all of them in training, one at a time in fast inference); every
-    frame is independent there, so the chunk only changes peak memory, never
-    the result.
+    (default: all of them on the faithful path, one at a time on the fast
+    path); every frame is independent there, so the chunk only changes peak
+    memory, never the result.
 
     Inference on the CPU (eval mode without autograd) takes an equivalent fast
-    path by default (on a GPU the plain path is already efficient): point-wise
-    layers as matrix products in channels-last layout, GRN box sums as sliding
-    windows without materialising the padding, CNRDB features grown in one
-    buffer. ``set_fast(False)`` selects the faithful, straightforward
-    computation (training always uses it).
+    path by default, decided once per forward by :func:`fast_path_applies`
+    (the file's closing section; on a GPU the faithful path is already
+    efficient). ``set_fast(False)`` selects the faithful, straightforward
+    computation everywhere (training always uses it).
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None) -> None:
@@ -554,22 +455,11 @@ class FlowCNRDB(nn.Module):
             self.reg_model = None
         self.merge_model = MergeModel(cfg)
 
-    def set_fast(self, fast: bool = True) -> FlowCNRDB:
-        """Choose the fast CPU inference path (default) or the faithful one, for the model and every block."""
-        self.fast = fast
-        for m in self.modules():
-            if isinstance(m, ConvNeXtBlock):
-                m.fast = fast
-        return self
 
-    def _align(self, z_ref: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Flow, warped features and mask of frames ``z`` against ``z_ref``."""
-        if self.reg_model is None:
-            n, _, h, w = z.shape
-            return z.new_zeros(n, 2, h, w), z, z.new_ones(n, 1, h, w)
-        flow = self.reg_model(z_ref, z)
-        warped, mask = flow_warp(z, flow)
-        return flow, warped, mask
+    def set_fast(self, fast: bool = True) -> FlowCNRDB:
+        """Allow the fast CPU inference path (default) or force the faithful computation everywhere."""
+        self.fast = fast
+        return self
 
     def forward(self, x: Tensor, return_intermediates: bool = False) -> Tensor | dict[str, Tensor]:
         """Fuse a burst.
@@ -580,44 +470,220 @@ class FlowCNRDB(nn.Module):
         ``warped_features`` (B, 9, C, H/2, W/2).
         """
         cfg = self.config
-        b, t, h, w = x.shape
+        _, t, h, w = x.shape
         if t != cfg.num_brackets:
             raise ValueError(f"expected {cfg.num_brackets} frames, got {t}")
         if h % cfg.multiple or w % cfg.multiple:
             raise ValueError(f"H and W must be multiples of {cfg.multiple}, got {h}x{w}")
-        inference = not self.training and not torch.is_grad_enabled()
-        chunk = self.frame_chunk or (1 if inference and self.fast else t)
+        if fast_path_applies(self, x):
+            return _fast_forward(self, x, return_intermediates)
+        return self.fuse(x, Stages(self.stem, self.reg_model, self.merge_model), self.frame_chunk or t, return_intermediates)
+
+    def fuse(self, x: Tensor, stages: Stages, chunk: int, return_intermediates: bool = False) -> Tensor | dict[str, Tensor]:
+        """The three stages over a burst, frames ``chunk`` at a time through stages 1 and 2."""
+        b, t, h, w = x.shape
         # Stage 1, shared by all frames: (B, T, C, h, w).
-        z = torch.cat(
-            [
-                self.stem(x[:, i : i + chunk].reshape(-1, 1, h, w)).unflatten(0, (b, -1))
-                for i in range(0, t, chunk)
-            ],
-            dim=1,
-        )
+        z = torch.cat([stages.stem(x[:, i : i + chunk].reshape(-1, 1, h, w)).unflatten(0, (b, -1)) for i in range(0, t, chunk)], dim=1)
         # Stage 2: every frame (the reference included) against frame 0.
         flows, warps, masks = [], [], []
         for i in range(0, t, chunk):
             zi = z[:, i : i + chunk]
             n = zi.shape[1]
             ref = z[:, :1].expand(-1, n, -1, -1, -1)
-            flow, warped, mask = self._align(ref.flatten(0, 1), zi.flatten(0, 1))
+            flow, warped, mask = _align(stages.register, ref.flatten(0, 1), zi.flatten(0, 1))
             flows.append(flow.unflatten(0, (b, n)))
             warps.append(warped.unflatten(0, (b, n)))
             masks.append(mask.unflatten(0, (b, n)))
         warped = torch.cat(warps, dim=1)
         mask = torch.cat(masks, dim=1)
-        per_frame = torch.cat([warped, mask], dim=2) if cfg.append_mask else warped
-        merge_in = per_frame.flatten(1, 2)
-        if inference:
-            merge_in = merge_in.contiguous(memory_format=torch.channels_last)  # layout only: faster convolutions
-        out = self.merge_model(merge_in)
+        per_frame = torch.cat([warped, mask], dim=2) if self.config.append_mask else warped
+        # Stage 3: fusion and restoration.
+        out = stages.merge(per_frame.flatten(1, 2))
         if not return_intermediates:
             return out
-        return {
-            "output": out,
-            "stem_features": z.flatten(0, 1),
-            "flow": torch.cat(flows, dim=1),
-            "mask": mask,
-            "warped_features": warped,
-        }
+        return {"output": out, "stem_features": z.flatten(0, 1), "flow": torch.cat(flows, dim=1), "mask": mask, "warped_features": warped}
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The callables of the three stages: the modules themselves, or their fast inference versions."""
+
+    stem: Callable[[Tensor], Tensor]
+    register: Callable[[Tensor, Tensor], Tensor] | None
+    merge: Callable[[Tensor], Tensor]
+
+
+def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Flow, warped features and mask of frames ``z`` against ``z_ref`` (no stage 2: zero flow, masks of ones)."""
+    if register is None:
+        n, _, h, w = z.shape
+        return z.new_zeros(n, 2, h, w), z, z.new_ones(n, 1, h, w)
+    flow = register(z_ref, z)
+    warped, mask = flow_warp(z, flow)
+    return flow, warped, mask
+
+
+# --------------------------------------------------------------------------- Fast CPU inference — same results as above
+#
+# Everything below computes exactly what the modules above compute, with the
+# same parameters, reorganised for a CPU: point-wise layers as matrix products
+# in channels-last layout, the windowed GRN's box sums as sliding windows with
+# the replicate padding applied by broadcasting instead of materialised, the
+# CNRDB's dense features grown in one buffer, frames one at a time through
+# stages 1 and 2. It is taken when, and only when, ``fast_path_applies``;
+# tests hold it to the faithful path within 1e-4.
+
+
+def fast_path_applies(model: FlowCNRDB, x: Tensor) -> bool:
+    """The one predicate: fast path allowed (``set_fast``), eval mode, autograd off, input on the CPU."""
+    return model.fast and not model.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+
+
+def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Tensor | dict[str, Tensor]:
+    reg = model.reg_model
+    stages = Stages(
+        stem=lambda frames: _stem_fast(model.stem, frames),
+        register=None if reg is None else (lambda z_ref, z: _register_fast(reg, z_ref, z)),
+        merge=lambda merge_in: _merge_fast(model.merge_model, merge_in),
+    )
+    return model.fuse(x, stages, model.frame_chunk or 1, return_intermediates)
+
+
+def _stem_fast(stem: Stem, x: Tensor) -> Tensor:
+    return _blocks_fast(stem.blocks, stem.patch(x))
+
+
+def _blocks_fast(blocks: nn.Sequential, x: Tensor) -> Tensor:
+    for block in blocks:
+        x = convnext_fast(block, x)
+    return x
+
+
+def _unet_encode_fast(unet: RegUNet, x: Tensor) -> list[Tensor]:
+    feats = []
+    x = unet.conv_in(x)
+    for level in unet.down:
+        if level.proj_in is not None:
+            x = level.proj_in(x)
+        x = _blocks_fast(level.blocks, x)
+        feats.append(x)
+    return feats
+
+
+def _unet_fast(unet: RegUNet, x: Tensor) -> Tensor:
+    feats = _unet_encode_fast(unet, x)
+    x = feats[-1]
+    for u, level in enumerate(unet.up):
+        x = _blocks_fast(level.blocks, level.skip_conv(torch.cat([level.upsample(x), feats[-2 - u]], dim=1)))
+    return unet.conv_out(F.silu(unet.norm_out(x)))
+
+
+def _register_fast(reg: nn.Module, z_ref: Tensor, z: Tensor) -> Tensor:
+    pair = torch.cat([z_ref, z], dim=1)
+    if isinstance(reg, HomographyRegistration):
+        return homography_flow(reg.homography_from(_unet_encode_fast(reg.unet, pair)), z)
+    return _unet_fast(reg.unet, pair)
+
+
+def _merge_fast(merge: MergeModel, x: Tensor) -> Tensor:
+    x = merge.conv_in(x.contiguous(memory_format=torch.channels_last))
+    for block in merge.blocks:
+        x = cnrdb_fast(block, x)
+    return merge.conv_out(merge.unpatch(x))
+
+
+def convnext_fast(block: ConvNeXtBlock, x: Tensor) -> Tensor:
+    """``block(x)``: point-wise layers as matrix products in channels-last layout."""
+    dw, ln, pw1, _, _, grn, pw2, _ = block.block
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C)
+    y = F.layer_norm(y, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
+    y = F.linear(y, pw1.weight.flatten(1), pw1.bias)
+    y = grn_channels_last_(grn, F.silu(y, inplace=True))
+    y = F.linear(y, pw2.weight.flatten(1), pw2.bias)
+    return x + y.permute(0, 3, 1, 2)
+
+
+def cnrdb_fast(cnrdb: CNRDB, x: Tensor) -> Tensor:
+    """``cnrdb(x)``: the dense features grow in one channels-last buffer, no concatenations."""
+    b, c, h, w = x.shape
+    grow = cnrdb.blocks[0][2].out_channels
+    buf = x.new_empty(b, h, w, c + grow * len(cnrdb.blocks))
+    buf[..., :c] = x.permute(0, 2, 3, 1)
+    for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
+        start = c + grow * j
+        y = F.linear(buf[..., :start], proj.weight.flatten(1), proj.bias)
+        y = convnext_fast(block, y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        buf[..., start : start + grow] = F.silu(F.linear(y, out.weight.flatten(1), out.bias), inplace=True)
+    return torch.add(x, cnrdb.conv_out(buf.permute(0, 3, 1, 2)), alpha=0.2)
+
+
+def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
+    """``grn`` on a (B, h, w, C) map, overwriting ``x``.
+
+    Channels last makes the box sums run over contiguous rows and the channel
+    mean a reduction over the innermost axis; the normalisation is folded into
+    one multiply-add, x * (gamma * N + 1) + beta.
+    """
+    _, h, w, _ = x.shape
+    s = grn.window
+    if h <= s and w <= s:
+        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+    else:
+        g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
+        g = g.clamp_min_(0).sqrt_()
+    n = g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6))
+    n.mul_(grn.gamma.view(-1)).add_(1.0)
+    # Replicate padding without materialising it: each band of x takes its edge of n by broadcasting.
+    beta = grn.beta.view(-1)
+    for ys, yn, ns, nn_ in _segments(h, n.shape[1]):
+        for xs, xn, ms, mn in _segments(w, n.shape[2]):
+            band = x[:, ys : ys + yn, xs : xs + xn]
+            torch.addcmul(beta, band, n[:, ns : ns + nn_, ms : ms + mn], out=band)
+    return x
+
+
+def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
+    """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
+
+    A sliding window, slice by slice: the first sum accumulates k slices, each
+    next one adds the slice entering and subtracts the one leaving. In
+    channels-last layout every step is one contiguous, vectorised operation on
+    data still in cache, much faster on a CPU than cumulative sums along a
+    non-innermost axis, and nothing of full size is written but the result.
+    """
+    n = src.shape[dim]
+    shape = list(src.shape)
+    shape[dim] = n - k + 1
+    out = src.new_empty(shape)
+    acc = out.select(dim, 0)
+    acc.zero_()
+    for i in range(k):
+        s = src.select(dim, i)
+        if square:
+            acc.addcmul_(s, s)
+        else:
+            acc.add_(s)
+    for j in range(1, n - k + 1):
+        enter, leave, o = src.select(dim, j + k - 1), src.select(dim, j - 1), out.select(dim, j)
+        if square:
+            torch.addcmul(out.select(dim, j - 1), enter, enter, out=o).addcmul_(leave, leave, value=-1)
+        else:
+            torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
+    return out
+
+
+def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:
+    """(start, length, source start, source length) of the replicate-padded layout along one axis.
+
+    The valid values sit after (size - valid) // 2 copies of the first one and
+    before the remaining copies of the last, as ``F.pad(mode='replicate')`` places them.
+    """
+    top = (size - valid) // 2
+    bottom = size - valid - top
+    segs = [(top, valid, 0, valid)]
+    if top:
+        segs.insert(0, (0, top, 0, 1))
+    if bottom:
+        segs.append((top + valid, bottom, valid - 1, 1))
+    return segs

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic dataset, the shared spec fixtures, a private cache."""
+"""Shared fixtures: a small synthetic dataset, the spec fixtures (tests/fixtures), a private cache."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import pytest
 # Keep the tests' cache (embedded dataset, npy crops) out of the user's cache.
 os.environ.setdefault("HARNESS_CACHE", tempfile.mkdtemp(prefix="harness-test-cache-"))
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copied from shared/fixtures (see its README)
 
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    assert SHARED_FIXTURES.is_dir(), f"the spec fixtures are expected at {SHARED_FIXTURES}"
-    return SHARED_FIXTURES
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")

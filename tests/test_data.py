@@ -48,7 +48,7 @@ def test_reading_shapes_and_dtypes(tmp_path):
     _write_scene(tmp_path, 7)
     scene = discover_scenes(tmp_path)[0]
     assert read_frames(scene).shape == (9, 32, 64) and read_frames(scene).dtype == np.float32
-    assert read_gt(scene).shape == (3, 32, 64)
+    assert read_gt(scene).shape == (32, 64, 3)
 
 
 def test_scene_list_parsing():

@@ -10,13 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 from skimage.color import rgb2gray
 from skimage.io import imread
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
+from harness import create_model
 from harness.cli import app
+from harness.data.synth import frame0_exposure
 from harness.evaluate import EvalConfig, evaluate
+from harness.inference import Tiling
 
 runner = CliRunner()
 
@@ -68,37 +72,70 @@ def test_resume_after_interrupt_gives_the_same_summary(tmp_path, small_data):
     cfg = dict(model="flowcnrdb_tiny", random_init=True, data=str(small_data))
     straight = evaluate(EvalConfig(**cfg, out=str(tmp_path / "straight")))
 
-    def interrupt(scene, row, k, n):
-        if k == 1:
+    def interrupt(done, total, note=""):
+        if done == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate(EvalConfig(**cfg, out=str(tmp_path / "resumed")), on_scene=interrupt)
+        evaluate(EvalConfig(**cfg, out=str(tmp_path / "resumed")), interrupt)
     res = tmp_path / "resumed" / "res"
     assert sorted(p.name for p in res.iterdir()) == ["Scene-280-out.tif"]
-    seen = []
-    resumed = evaluate(EvalConfig(**cfg, out=str(tmp_path / "resumed")), on_scene=lambda s, r, k, n: seen.append(r["seconds"]))
+    resumed = evaluate(EvalConfig(**cfg, out=str(tmp_path / "resumed")))
     for key in ("psnr", "ssim", "ssim_standard", "num_scenes"):
-        assert resumed[key] == straight[key]
+        assert getattr(resumed, key) == getattr(straight, key)
     for name in ("Scene-280-out.tif", "Scene-282-out.tif"):
         assert (res / name).read_bytes() == (tmp_path / "straight" / "res" / name).read_bytes()
     assert not list(res.glob(".*"))
 
 
+def _demosaic_output(data: Path, scene: str) -> np.ndarray:
+    """The demosaic baseline's float output for one scene, computed here from its definition's parts."""
+    model = create_model("demosaic", exposure=frame0_exposure(data)).eval()
+    frames = np.stack([tifffile.imread(data / f"{scene}-in-{i}.tif") for i in range(9)]).astype(np.float32)
+    with torch.no_grad():
+        return model(torch.from_numpy(frames)[None])[0].permute(1, 2, 0).double().numpy()
+
+
 def test_quantize_round_versus_floor(tmp_path, small_data):
     floor = evaluate(EvalConfig(model="demosaic", data=str(small_data), out=str(tmp_path / "f")))
     rnd = evaluate(EvalConfig(model="demosaic", data=str(small_data), out=str(tmp_path / "r"), quantize="round"))
-    print(f"demosaic PSNR floor {floor['psnr']:.4f} dB, round {rnd['psnr']:.4f} dB: {rnd['psnr'] - floor['psnr']:+.4f} dB")
-    assert floor["quantize"] == "floor" and rnd["quantize"] == "round" and floor["psnr"] != rnd["psnr"]
+    print(f"demosaic PSNR floor {floor.psnr:.4f} dB, round {rnd.psnr:.4f} dB: {rnd.psnr - floor.psnr:+.4f} dB")
+    assert floor.quantize == "floor" and rnd.quantize == "round"
+    scaled = np.clip(_demosaic_output(small_data, "Scene-281") * 255, 0, 255)
+    got_floor = tifffile.imread(tmp_path / "f" / "res" / "Scene-281-out.tif")
+    got_round = tifffile.imread(tmp_path / "r" / "res" / "Scene-281-out.tif")
+    assert np.array_equal(got_floor, np.floor(scaled).astype(np.uint8))
+    assert np.array_equal(got_round, np.rint(scaled).astype(np.uint8))
+    step = got_round.astype(int) - got_floor.astype(int)
+    assert set(np.unique(step)) == {0, 1} and 0.4 < step.mean() < 0.6  # round is floor + 1 on about half the values
+    gt = np.clip(tifffile.imread(small_data / "Scene-281-gt.tif") * 255, 0, 255).astype(np.uint8)
+    table = pd.read_csv(tmp_path / "r" / "metrics.csv").set_index("scene")
+    assert table.loc["Scene-281", "psnr"] == pytest.approx(peak_signal_noise_ratio(gt, got_round), abs=1e-12)
 
 
-def test_tiled_inference_reports_its_difference(tmp_path, small_data):
-    code, output = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", str(small_data), "--tile", "64",
-                        "--overlap", "16", "--out", str(tmp_path / "run"), "--scenes", "280")
+def test_tiled_inference_equals_full_image_where_the_receptive_field_fits(tmp_path, small_data):
+    # demosaic reaches one pixel: with an overlap of 8, every pixel lies 4 or more from its tile's inner edges.
+    code, output = _run("evaluate", "--model", "demosaic", "--data", str(small_data), "--tile", "32", "--overlap", "8",
+                        "--out", str(tmp_path / "tiled"), "--scenes", "280")
     assert code == 0, output
-    diff = json.loads((tmp_path / "run" / "summary.json").read_text())["tiling"]["difference_to_full_image"]
-    assert diff["scene"] == "Scene-280" and np.isfinite(diff["max_abs_diff"])
+    diff = json.loads((tmp_path / "tiled" / "summary.json").read_text())["tiling"]["difference_to_full_image"]
+    assert diff == {"scene": "Scene-280", "max_abs_diff": 0.0, "mean_abs_diff": 0.0}
     assert "tiling vs full image" in output
+    full = _run("evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(tmp_path / "full"), "--scenes", "280")
+    assert full[0] == 0
+    name = "res/Scene-280-out.tif"
+    assert (tmp_path / "tiled" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+
+
+@pytest.mark.parametrize("size,tile,overlap,multiple", [(64, 32, 8, 2), (128, 64, 16, 32), (100, 32, 10, 2), (64, 64, 0, 32), (96, 32, 0, 32)])
+def test_tiles_cover_every_pixel_once_away_from_inner_edges(size, tile, overlap, multiple):
+    spans = Tiling(tile, overlap).spans(size, multiple)
+    kept = [p for _, lo, hi in spans for p in range(lo, hi)]
+    assert kept == list(range(size))
+    for start, lo, hi in spans:
+        assert start <= lo < hi <= start + min(tile, size)
+        assert lo == 0 or lo - start >= overlap // 2
+        assert hi == size or start + tile - hi >= overlap // 2
 
 
 @pytest.fixture

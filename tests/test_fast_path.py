@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness import create_model
-from harness.models.flowcnrdb import GRN, FlowCNRDB, FlowCNRDBConfig
+from harness.models.flowcnrdb import GRN, FlowCNRDB, FlowCNRDBConfig, grn_channels_last_
 
 
 def _randomise(model: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
@@ -28,7 +28,7 @@ def test_grn_channels_last_matches_faithful(shape, window):
     x = torch.randn(2, 6, *shape)
     with torch.no_grad():
         want = grn(x)
-        got = grn.forward_nhwc_(x.permute(0, 2, 3, 1).clone()).permute(0, 3, 1, 2)
+        got = grn_channels_last_(grn, x.permute(0, 2, 3, 1).clone()).permute(0, 3, 1, 2)
     assert (got - want).abs().max() < 1e-5
 
 

@@ -1,7 +1,9 @@
 """An analytic MAC counter: per-layer formulas from module shapes.
 
 The model runs once on the meta device (no memory, no arithmetic) with forward
-hooks that read each layer's input and output shapes. Cost model, in MACs
+hooks that read each layer's input and output shapes. This module holds the
+formulas of torch's own layers; the formulas of a model family's own modules
+are registered with :func:`module_cost` (see ``family_costs.py``). Cost model, in MACs
 (one fused multiply-add = 1; any other arithmetic operation = 1):
 
 ==================  =========================================================
@@ -32,12 +34,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
-
-from harness.models import demosaic, flowcnrdb
 
 CATEGORIES = (
     "conv", "conv_same", "conv_transpose", "linear", "bias", "layer_norm", "grn", "grid_sample",
@@ -60,79 +60,83 @@ class AnalyticCount:
         self.by_module[module][category] += int(macs)
 
 
-def _numel(t: Any) -> int:
+CostFn = Callable[[AnalyticCount, str, Any, tuple[Any, ...], Any], None]
+"""``cost(count, module name, module, forward args, output)`` adds the module's own MACs."""
+
+_MODULE_COSTS: dict[type, CostFn] = {}
+
+
+def module_cost(*types: type) -> Callable[[CostFn], CostFn]:
+    """Register the decorated function as the cost formula of modules of ``types``."""
+
+    def wrap(fn: CostFn) -> CostFn:
+        for t in types:
+            _MODULE_COSTS[t] = fn
+        return fn
+
+    return wrap
+
+
+def numel(t: Any) -> int:
     return prod(t.shape) if isinstance(t, torch.Tensor) else 0
 
 
-def _conv(count: AnalyticCount, name: str, m: nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> None:
+@module_cost(nn.Conv2d)
+def _conv(count: AnalyticCount, name: str, m: nn.Conv2d, args: tuple[Any, ...], y: torch.Tensor) -> None:
     per_out = (m.in_channels // m.groups) * prod(m.kernel_size)
     same = m.padding == "same"
-    count.add(name, "conv_same" if same else "conv", _numel(y) * per_out)
+    count.add(name, "conv_same" if same else "conv", numel(y) * per_out)
     if same and name not in count.same_padding_convs:
         count.same_padding_convs.append(name)
     if m.bias is not None:
-        count.add(name, "bias", _numel(y))
+        count.add(name, "bias", numel(y))
 
 
-def _conv_t(count: AnalyticCount, name: str, m: nn.ConvTranspose2d, x: torch.Tensor, y: torch.Tensor) -> None:
-    count.add(name, "conv_transpose", _numel(x) * (m.out_channels // m.groups) * prod(m.kernel_size))
+@module_cost(nn.ConvTranspose2d)
+def _conv_t(count: AnalyticCount, name: str, m: nn.ConvTranspose2d, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    count.add(name, "conv_transpose", numel(args[0]) * (m.out_channels // m.groups) * prod(m.kernel_size))
     if m.bias is not None:
-        count.add(name, "bias", _numel(y))
+        count.add(name, "bias", numel(y))
 
 
-def _grn(count: AnalyticCount, name: str, m: flowcnrdb.GRN, x: torch.Tensor, y: torch.Tensor) -> None:
-    b, c, h, w = x.shape
-    windowed = not (h <= m.window and w <= m.window)
-    count.add(name, "grn", _numel(x) * (5 if windowed else 1))
-    count.add(name, "grn", b * c * (h * w if windowed else 1) * 3)
-    count.add(name, "grn", _numel(x) * 4)
+@module_cost(nn.Linear)
+def _linear(count: AnalyticCount, name: str, m: nn.Linear, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    count.add(name, "linear", numel(y) * m.in_features)
+    if m.bias is not None:
+        count.add(name, "bias", numel(y))
 
 
-def _warp(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], flow: torch.Tensor) -> None:
-    z = args[1]
-    n, c, h, w = z.shape
-    count.add(name, "grid_sample", 4 * n * (c + 1) * h * w)
-    count.add(name, "warp_grid", 4 * n * h * w)
-    if isinstance(m, flowcnrdb.HomographyRegistration):
-        count.add(name, "warp_grid", 15 * n * h * w)  # 3x3 projective map and division per pixel
+@module_cost(nn.LayerNorm)
+def _layer_norm(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    count.add(name, "layer_norm", 5 * numel(y))
+
+
+@module_cost(nn.SiLU, nn.ReLU)
+def _activation(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    count.add(name, "activation", numel(y))
+
+
+@module_cost(nn.MaxPool2d)
+def _pool(count: AnalyticCount, name: str, m: nn.MaxPool2d, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
+    count.add(name, "pool", numel(y) * (prod(k) - 1))
+
+
+@module_cost(nn.PixelShuffle)
+def _data_movement(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], y: torch.Tensor) -> None:
+    count.add(name, "pixel_shuffle", 0)
 
 
 def _hook(count: AnalyticCount, name: str, m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-    x = args[0] if args else None
-    if isinstance(m, nn.Conv2d):
-        _conv(count, name, m, x, out)
-    elif isinstance(m, nn.ConvTranspose2d):
-        _conv_t(count, name, m, x, out)
-    elif isinstance(m, nn.Linear):
-        count.add(name, "linear", _numel(out) * m.in_features)
-        if m.bias is not None:
-            count.add(name, "bias", _numel(out))
-    elif isinstance(m, nn.LayerNorm):
-        count.add(name, "layer_norm", 5 * _numel(out))
-    elif isinstance(m, flowcnrdb.GRN):
-        _grn(count, name, m, x, out)
-    elif isinstance(m, (nn.SiLU, nn.ReLU)):
-        count.add(name, "activation", _numel(out))
-    elif isinstance(m, nn.MaxPool2d):
-        k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
-        count.add(name, "pool", _numel(out) * (prod(k) - 1))
-    elif isinstance(m, (nn.PixelShuffle, flowcnrdb.PixelShuffleUp)):
-        count.add(name, "pixel_shuffle", 0)
-    elif isinstance(m, flowcnrdb.ConvNeXtBlock):
-        count.add(name, "residual", _numel(out))
-    elif isinstance(m, flowcnrdb.CNRDB):
-        count.add(name, "residual", 2 * _numel(out))
-    elif isinstance(m, flowcnrdb.RegUNet):
-        count.add(name, "activation", _numel(out) // 2 * m.conv_out.in_channels)  # F.silu before conv_out
-    elif isinstance(m, (flowcnrdb.FlowRegistration, flowcnrdb.HomographyRegistration)):
-        _warp(count, name, m, args, out)
-    elif isinstance(m, demosaic.BilinearDemosaic):
-        count.add(name, "conv", 2 * 9 * _numel(out))  # sample and weight convolutions, 3x3 per channel
-        count.add(name, "residual", 3 * _numel(out))  # mask, divide, exposure
+    for cls in type(m).__mro__:
+        if cls in _MODULE_COSTS:
+            _MODULE_COSTS[cls](count, name, m, args, out)
+            return
 
 
 def analytic_count(model: nn.Module, input_shape: tuple[int, ...]) -> AnalyticCount:
     """Count ``model`` at ``input_shape`` on the meta device (the model is not changed)."""
+    from harness.budget import family_costs  # noqa: F401  (registers the model families' formulas)
     from harness.budget.counters import counting_copy
 
     meta = counting_copy(model, "meta")
@@ -147,4 +151,3 @@ def analytic_count(model: nn.Module, input_shape: tuple[int, ...]) -> AnalyticCo
         for h in handles:
             h.remove()
     return count
-

@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from pathlib import Path
+
 from torch import nn
 
 from harness.budget.analytic import CATEGORIES, AnalyticCount, analytic_count
@@ -25,11 +27,12 @@ from harness.budget.counters import (
     ptflops_aten_count,
     ptflops_pytorch_count,
 )
+from harness.challenge import MAC_LIMIT, NUM_FRAMES, PARAM_LIMIT
 from harness.errors import HarnessError
-from harness.inference import model_multiple
+from harness.registry import model_multiple
 
-PARAM_LIMIT = 30.0e6
-MAC_LIMIT = 4.0e12
+PARAMS_RULE = f"params < {PARAM_LIMIT / 1e6:.1f} M"
+MACS_RULE = f"< {MAC_LIMIT / 1e12:.1f} T"
 
 COVERS: dict[str, set[str]] = {
     "fvcore": {"conv", "conv_transpose", "linear", "layer_norm", "grid_sample"},
@@ -72,7 +75,7 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
         raise HarnessError(f"--size: H and W must be positive multiples of {mult}, got {h}x{w}")
     params = sum(p.numel() for p in model.parameters())
     t0 = time.perf_counter()
-    analytic = analytic_count(model, (1, 9, h, w))
+    analytic = analytic_count(model, (1, NUM_FRAMES, h, w))
     results: dict[str, dict[str, Any]] = {}
     for name in counters:
         t = time.perf_counter()
@@ -84,19 +87,19 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
             "pass": params < PARAM_LIMIT and results["fvcore"]["macs"] < MAC_LIMIT,
             "params_m": params / 1000**2,
             "flops_t": results["fvcore"]["macs"] / 1000**4,
-            "rule": "params < 30.0 M and fvcore FlopCountAnalysis total < 4.0 T (fvcore counts MACs)",
+            "rule": f"{PARAMS_RULE} and fvcore FlopCountAnalysis total {MACS_RULE} (fvcore counts MACs)",
         }
     complete = {n: r["macs"] + sum(r["uncounted"].values()) for n, r in results.items()}
     strict = {
         "pass": params < PARAM_LIMIT and all(v < MAC_LIMIT for v in complete.values()),
         "params_m": params / 1000**2,
         "complete_t": {n: v / 1000**4 for n, v in complete.items()},
-        "rule": "params < 30.0 M and every counter's counted + uncounted MACs < 4.0 T",
+        "rule": f"{PARAMS_RULE} and every counter's counted + uncounted MACs {MACS_RULE}",
     }
     return {
         "params": int(params),
         "params_by_module": parameters_by_module(model),
-        "input": [1, 9, h, w],
+        "input": [1, NUM_FRAMES, h, w],
         "counters": results,
         "reconciliation": _reconcile(analytic, results),
         "same_padding_convs": analytic.same_padding_convs,
@@ -153,10 +156,13 @@ def _reconcile(analytic: AnalyticCount, results: dict[str, dict[str, Any]]) -> l
     return rows
 
 
-def build_for_budget(name: str, weights: str | None) -> nn.Module:
+def build_for_budget(name: str, weights: Path | None) -> tuple[nn.Module, dict[str, str] | None]:
+    """The model to count; with ``weights``, loaded strictly (the budget is of exactly that checkpoint)."""
     import harness
+    from harness.io import sha256_file
 
     model = harness.create_model(name).eval()
-    if weights:
-        harness.load_checkpoint(model, weights)
-    return model
+    if weights is None:
+        return model, None
+    harness.load_checkpoint(model, weights)
+    return model, {"path": str(weights), "sha256": sha256_file(weights)}

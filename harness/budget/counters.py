@@ -17,16 +17,36 @@ import copy
 import io
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from fractions import Fraction
 from typing import Callable
 
 import torch
 from torch import nn
 
+from harness.challenge import NUM_FRAMES
 from harness.errors import HarnessError
-from harness.inference import model_multiple
+from harness.registry import model_multiple
 
-COUNTERS = ("fvcore", "ptflops_pytorch", "ptflops_aten", "flop_counter_mode", "analytic")
+
+class CounterName(str, Enum):
+    """The counters ``harness budget`` runs; ``meta_device`` ones count at full size without a real forward."""
+
+    fvcore = "fvcore"
+    ptflops_pytorch = "ptflops_pytorch"
+    ptflops_aten = "ptflops_aten"
+    flop_counter_mode = "flop_counter_mode"
+    analytic = "analytic"
+
+    @property
+    def meta_device(self) -> bool:
+        return self in (CounterName.ptflops_aten, CounterName.flop_counter_mode, CounterName.analytic)
+
+
+COUNTERS = tuple(c.value for c in CounterName)
+REPORT_COUNTERS = ("fvcore", *(c.value for c in CounterName if c.meta_device))
+"""What a run report shows: the official counter and the fast meta-device ones."""
+
 DIRECT_LIMIT = 256 * 512  # pixels up to which the real-forward counters are run directly
 
 
@@ -86,7 +106,7 @@ def _needs_derivation(size: tuple[int, int]) -> bool:
     return size[0] * size[1] > DIRECT_LIMIT
 
 
-def fvcore_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> Measured:
+def fvcore_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
     """fvcore ``FlopCountAnalysis``, the official counter (its 'flop' is one MAC)."""
     from fvcore.nn import FlopCountAnalysis
 
@@ -111,7 +131,7 @@ def fvcore_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> 
     return Measured(total, total, "fvcore flops (1 per MAC)", _needs_derivation(size), how, by_op, unsupported)
 
 
-def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> Measured:
+def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
     """ptflops, module-hook backend, without the functional patches that double-count activations."""
     from ptflops import get_model_complexity_info
 
@@ -133,7 +153,7 @@ def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int
     return Measured(counts["total"], counts["total"], "MACs", _needs_derivation(size), how)
 
 
-def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> Measured:
+def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
     """ptflops, aten backend, run on the meta device at the full size."""
     from ptflops import get_model_complexity_info
 
@@ -146,7 +166,7 @@ def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 
     return Measured(int(macs), int(macs), "MACs", False, f"measured at {size[0]}x{size[1]} on the meta device")
 
 
-def flop_counter_mode_count(model: nn.Module, size: tuple[int, int], channels: int = 9) -> Measured:
+def flop_counter_mode_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
     """``torch.utils.flop_counter.FlopCounterMode`` on the meta device (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 

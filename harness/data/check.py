@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import tifffile
 
-from harness.data.scenes import EXPOSURE_GROUPS, NUM_FRAMES, Scene, discover_scenes, select_scenes
-
-SIZE_MULTIPLE = 32
+from harness.challenge import EXPOSURE_GROUPS, FIRST_HIDDEN_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, split_of
+from harness.data.scenes import Scene, Split, discover_scenes, select_scenes
+from harness.io import UnreadableTiff, read_tiff
+from harness.progress import Progress, notify
 
 
 @dataclass
@@ -28,7 +27,7 @@ class Problem:
 @dataclass
 class CheckReport:
     folder: Path
-    split: str
+    split: Split
     scenes: list[Scene]
     problems: list[Problem] = field(default_factory=list)
     sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
@@ -41,10 +40,11 @@ class CheckReport:
         return not self.problems and bool(self.scenes)
 
     def split_counts(self) -> dict[str, int]:
+        counts = Counter(split_of(s.number) for s in self.scenes)
         return {
-            "train (000-279)": sum(s.number < 280 for s in self.scenes),
-            "val (280-299)": sum(280 <= s.number < 300 for s in self.scenes),
-            "other (300+)": sum(s.number >= 300 for s in self.scenes),
+            f"train ({TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})": counts["train"],
+            f"val ({VAL_SCENES.start:03d}-{VAL_SCENES.stop - 1:03d})": counts["val"],
+            f"other ({FIRST_HIDDEN_SCENE}+)": counts["other"],
         }
 
     def _widen(self, key: str, arr: np.ndarray) -> None:
@@ -55,10 +55,9 @@ class CheckReport:
 
 def _read(path: Path, scene: Scene, report: CheckReport) -> np.ndarray | None:
     try:
-        return tifffile.imread(path)
-    except Exception as exc:  # truncated and corrupt files raise several types
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        report.problems.append(Problem(scene.id, path.name, f"unreadable TIFF ({text[:120]})"))
+        return read_tiff(path)
+    except UnreadableTiff as exc:
+        report.problems.append(Problem(scene.id, path.name, exc.reason))
         return None
 
 
@@ -94,13 +93,16 @@ def _check_scene(scene: Scene, report: CheckReport) -> None:
         report.sizes[(h, w)] += 1
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             report.problems.append(Problem(scene.id, f"{scene.id}-in-0.tif", f"size {h}x{w} is not a multiple of {SIZE_MULTIPLE}"))
-    if scene.gt is None:
-        return
+    if scene.gt is not None:
+        _check_gt(scene, scene.gt, shape, report)
+
+
+def _check_gt(scene: Scene, path: Path, shape: tuple[int, ...] | None, report: CheckReport) -> None:
     report.with_gt += 1
-    gt = _read(scene.gt, scene, report)
+    gt = _read(path, scene, report)
     if gt is None:
         return
-    name = scene.gt.name
+    name = path.name
     if gt.ndim != 3 or gt.shape[-1] != 3:
         report.problems.append(Problem(scene.id, name, f"ground truth must be H x W x 3, got shape {gt.shape}"))
         return
@@ -117,18 +119,17 @@ def _check_scene(scene: Scene, report: CheckReport) -> None:
 
 def check_folder(
     folder: str | Path,
-    split: str = "test",
+    split: Split = Split.test,
     scenes: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> CheckReport:
     """Check every scene of ``folder`` in ``split`` (default: every scene; ``--scenes`` overrides it)."""
     found = discover_scenes(folder)
     selected = select_scenes(found, split, scenes)
-    report = CheckReport(Path(folder), split, selected)
+    report = CheckReport(Path(folder), Split(split), selected)
     if not selected:
         report.problems.append(Problem("-", str(folder), f"no scenes in split {split!r}"))
     for k, scene in enumerate(selected):
         _check_scene(scene, report)
-        if progress:
-            progress(k + 1, len(selected))
+        notify(progress, k + 1, len(selected), scene.id)
     return report

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 from harness.data.synth import GENERATOR_VERSION, SynthConfig, synthesize
+from harness.progress import Progress
 
 EMBEDDED = SynthConfig()
 
@@ -19,7 +19,7 @@ def cache_root() -> Path:
     return Path(base) / "harness"
 
 
-def embedded_dataset(progress: Callable[[int, int], None] | None = None) -> Path:
+def embedded_dataset(progress: Progress | None = None) -> Path:
     """The folder of the embedded dataset, generating it on first use."""
     folder = cache_root() / f"{GENERATOR_VERSION}-default"
     if not (folder / "dataset.json").is_file():

@@ -12,20 +12,36 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from enum import Enum
+
 import numpy as np
-import tifffile
-import torch
 
+from harness.challenge import EXPOSURE_GROUPS, NUM_FRAMES, TRAIN_SCENES, VAL_SCENES, scene_id
 from harness.errors import HarnessError
+from harness.io import read_gt as read_gt_file
+from harness.io import read_tiff, tiff_header
 
-NUM_FRAMES = 9
-EXPOSURE_GROUPS: dict[str, tuple[int, ...]] = {"short": (0, 1, 2), "mid": (3, 4, 5), "long": (6, 7, 8)}
-SPLITS: dict[str, str] = {
-    "train": "scenes 000-279 (FlowCNRDB protocol)",
-    "val": "scenes 280-299 (FlowCNRDB protocol)",
-    "all": "every scene with ground truth",
-    "test": "every scene present, ground truth optional",
-}
+__all__ = ["EXPOSURE_GROUPS", "NUM_FRAMES", "Scene", "Split", "discover_scenes", "parse_scene_list", "read_frames",
+           "read_gt", "reference_rgb", "select_scenes", "frame_shape"]
+
+
+class Split(str, Enum):
+    """Which scenes of a folder a command takes."""
+
+    train = "train"
+    val = "val"
+    all = "all"
+    test = "test"
+
+    @property
+    def help(self) -> str:
+        return {
+            "train": f"scenes {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d} (FlowCNRDB protocol)",
+            "val": f"scenes {VAL_SCENES.start:03d}-{VAL_SCENES.stop - 1:03d}, held out (FlowCNRDB protocol)",
+            "all": "every scene with ground truth",
+            "test": "every scene present, ground truth optional",
+        }[self.value]
+
 FILE_RE = re.compile(r"^Scene-(\d{3})-(?:in-(\d+)|(gt))\.tiff?$")
 
 
@@ -39,7 +55,7 @@ class Scene:
 
     @property
     def id(self) -> str:
-        return f"Scene-{self.number:03d}"
+        return scene_id(self.number)
 
     @property
     def output_name(self) -> str:
@@ -95,7 +111,7 @@ def parse_scene_list(text: str) -> list[int]:
     return sorted(set(out))
 
 
-def select_scenes(scenes: list[Scene], split: str = "all", numbers: str | list[int] | None = None) -> list[Scene]:
+def select_scenes(scenes: list[Scene], split: Split | str = Split.all, numbers: str | list[int] | None = None) -> list[Scene]:
     """Apply a split (``train``, ``val``, ``all``, ``test``) or an explicit scene list."""
     if numbers:
         wanted = parse_scene_list(numbers) if isinstance(numbers, str) else sorted(set(numbers))
@@ -104,37 +120,27 @@ def select_scenes(scenes: list[Scene], split: str = "all", numbers: str | list[i
         if absent:
             raise HarnessError(f"--scenes: scene(s) {', '.join(f'{n:03d}' for n in absent)} not in the data folder")
         return [by_number[n] for n in wanted]
-    if split == "train":
-        return [s for s in scenes if s.number < 280]
-    if split == "val":
-        return [s for s in scenes if 280 <= s.number < 300]
-    if split == "all":
-        return [s for s in scenes if s.gt is not None]
-    if split == "test":
-        return list(scenes)
-    raise HarnessError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-
-
-def _read_tiff(path: Path) -> np.ndarray:
     try:
-        return tifffile.imread(path)
-    except Exception as exc:  # tifffile raises several types for damaged files
-        raise HarnessError(f"{path}: unreadable TIFF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        split = Split(split)
+    except ValueError:
+        raise HarnessError(f"unknown split {split!r}; known: {', '.join(s.value for s in Split)}") from None
+    if split is Split.train:
+        return [s for s in scenes if s.number in TRAIN_SCENES]
+    if split is Split.val:
+        return [s for s in scenes if s.number in VAL_SCENES]
+    if split is Split.all:
+        return [s for s in scenes if s.gt is not None]
+    return list(scenes)
 
 
 def frame_shape(scene: Scene) -> tuple[int, ...]:
     """The shape of frame 0, read from the TIFF header only."""
-    path = scene.frame_paths()[0]
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return tuple(tif.pages[0].shape)
-    except Exception as exc:  # tifffile raises several types for damaged files
-        raise HarnessError(f"{path}: unreadable TIFF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return tiff_header(scene.frame_paths()[0])[0]
 
 
 def read_frames(scene: Scene) -> np.ndarray:
     """The nine frames as float32, shape (9, H, W)."""
-    arrays = [_read_tiff(p) for p in scene.frame_paths()]
+    arrays = [read_tiff(p) for p in scene.frame_paths()]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1 or any(a.ndim != 2 for a in arrays):
         raise HarnessError(f"{scene.id}: frames must be 2-D and of one size, got {sorted(shapes)}")
@@ -142,15 +148,22 @@ def read_frames(scene: Scene) -> np.ndarray:
 
 
 def read_gt(scene: Scene) -> np.ndarray:
-    """The ground truth as float32, shape (3, H, W), RGB."""
+    """The ground truth as stored: float32, shape (H, W, 3), RGB."""
     if scene.gt is None:
         raise HarnessError(f"{scene.id}: no ground truth ({scene.id}-gt.tif)")
-    gt = _read_tiff(scene.gt)
-    if gt.ndim != 3 or gt.shape[-1] != 3:
-        raise HarnessError(f"{scene.gt}: ground truth must be H x W x 3, got {gt.shape}")
-    return np.ascontiguousarray(gt.transpose(2, 0, 1)).astype(np.float32, copy=False)
+    return read_gt_file(scene.gt)
 
 
-def frames_tensor(scene: Scene) -> torch.Tensor:
-    """(1, 9, H, W) float32 tensor of the scene's frames."""
-    return torch.from_numpy(read_frames(scene)).unsqueeze(0)
+def reference_rgb(scene: Scene) -> np.ndarray | None:
+    """Frame 0 (the reference) demosaiced bilinearly: (H, W, 3) float32 RGB on the frame's own scale.
+
+    A colour reference where no ground truth is at hand, and the report's preview.
+    """
+    if scene.frames[0] is None:
+        return None
+    import torch
+
+    from harness.models.demosaic import bilinear_demosaic
+
+    frame = torch.from_numpy(read_tiff(scene.frames[0]).astype(np.float32))[None, None]
+    return bilinear_demosaic(frame)[0].permute(1, 2, 0).contiguous().numpy()

@@ -35,21 +35,23 @@ its exposure ratio, shift, blur and noise levels.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import tifffile
 from scipy import ndimage
 
+from harness.challenge import EXPOSURE_GROUPS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
 from harness.errors import HarnessError
+from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
+from harness.progress import Progress, notify
 
 GENERATOR_VERSION = "harness-synth-1"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "stereo_motorcycle", "retina", "hubble_deep_field")
-EXPOSURES = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 4.0, 4.0, 4.0)
+GROUP_EXPOSURE = {"short": 1.0, "mid": 2.0, "long": 4.0}
+EXPOSURES = tuple(GROUP_EXPOSURE[g] for i in range(NUM_FRAMES) for g, idx in EXPOSURE_GROUPS.items() if i in idx)
+MAX_VAL_SCENES = MAX_SCENE + 1 - VAL_SCENES.start
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,12 @@ class SynthConfig:
     margin: int = 8
 
     def numbers(self) -> list[int]:
-        if self.train_scenes > 280:
-            raise HarnessError("--train-scenes: at most 280 (train scenes are 000-279)")
-        if self.val_scenes > 700:
-            raise HarnessError("--val-scenes: at most 700 (validation scenes start at 280)")
-        return list(range(self.train_scenes)) + list(range(280, 280 + self.val_scenes))
+        if self.train_scenes > len(TRAIN_SCENES):
+            raise HarnessError(f"--train-scenes: at most {len(TRAIN_SCENES)} (train scenes are {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})")
+        if self.val_scenes > MAX_VAL_SCENES:
+            raise HarnessError(f"--val-scenes: at most {MAX_VAL_SCENES} (validation scenes start at {VAL_SCENES.start})")
+        start = VAL_SCENES.start
+        return list(TRAIN_SCENES[: self.train_scenes]) + list(range(start, start + self.val_scenes))
 
 
 @dataclass
@@ -166,7 +169,7 @@ def make_scene(cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]) -> 
     canvas = resize(crop, (cfg.height + 2 * m, cfg.width + 2 * m, 3), order=1, anti_aliasing=True)
     canvas = np.clip(canvas, 0.0, 1.0) ** 2.2 * p.brightness
     gt = canvas[m : m + cfg.height, m : m + cfg.width]
-    frames = np.empty((9, cfg.height, cfg.width), np.float32)
+    frames = np.empty((NUM_FRAMES, cfg.height, cfg.width), np.float32)
     for i, fp in enumerate(p.frames):
         img = canvas
         if fp.blur_length:
@@ -181,40 +184,26 @@ def make_scene(cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]) -> 
     return frames, gt.astype(np.float32), p
 
 
-def synthesize(
-    out: str | Path,
-    cfg: SynthConfig = SynthConfig(),
-    force: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
+def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = False, progress: Progress | None = None) -> Path:
     """Write the dataset to ``out`` (built in a temporary folder, then renamed)."""
     out = Path(out)
-    if cfg.height % 32 or cfg.width % 32 or cfg.height <= 0 or cfg.width <= 0:
-        raise HarnessError(f"--size: H and W must be positive multiples of 32, got {cfg.height}x{cfg.width}")
+    if cfg.height % SIZE_MULTIPLE or cfg.width % SIZE_MULTIPLE or cfg.height <= 0 or cfg.width <= 0:
+        raise HarnessError(f"--size: H and W must be positive multiples of {SIZE_MULTIPLE}, got {cfg.height}x{cfg.width}")
     numbers = cfg.numbers()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise HarnessError(f"{out}: exists and is not empty (pass --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         photos = {name: _photo(name) for name in PHOTOS}
         meta: dict[str, Any] = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "config": asdict(cfg), "scenes": {}}
         for k, number in enumerate(numbers):
             frames, gt, params = make_scene(cfg, number, photos)
-            stem = f"Scene-{number:03d}"
-            for i in range(9):
-                tifffile.imwrite(tmp / f"{stem}-in-{i}.tif", frames[i], photometric="minisblack")
-            tifffile.imwrite(tmp / f"{stem}-gt.tif", gt, photometric="rgb")
+            stem = scene_id(number)
+            for i in range(NUM_FRAMES):
+                write_tiff(tmp / f"{stem}-in-{i}.tif", frames[i], "minisblack")
+            write_tiff(tmp / f"{stem}-gt.tif", gt, "rgb")
             meta["scenes"][stem] = asdict(params)
-            if progress:
-                progress(k + 1, len(numbers))
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            notify(progress, k + 1, len(numbers), stem)
+        atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out
 
 
@@ -223,7 +212,8 @@ def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    meta = read_json(path)
+    return meta if isinstance(meta, dict) else None
 
 
 def frame0_exposure(folder: str | Path) -> float | None:

@@ -2,6 +2,7 @@
 
 from harness.metrics.functional import (
     SERVER_SSIM_DATA_RANGE,
+    Quantize,
     psnr,
     quantize_gt,
     quantize_output,
@@ -12,6 +13,7 @@ from harness.metrics.torch_ref import psnr_torch, ssim_torch
 
 __all__ = [
     "SERVER_SSIM_DATA_RANGE",
+    "Quantize",
     "psnr",
     "psnr_torch",
     "quantize_gt",

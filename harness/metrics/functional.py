@@ -22,27 +22,32 @@ Two SSIM semantics, both named, neither a hidden default:
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
 from skimage.color import rgb2gray
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-SERVER_SSIM_DATA_RANGE = 2.0
-SSIM_WINDOW = 7
+from harness.challenge import GT_SCALE, SERVER_SSIM_DATA_RANGE, SSIM_WINDOW, STANDARD_SSIM_DATA_RANGE
+
+
+class Quantize(str, Enum):
+    """How a float output becomes 8-bit: ``floor`` matches the truncated ground truth, ``round`` is +0.5 LSB."""
+
+    floor = "floor"
+    round = "round"
 
 
 def quantize_gt(gt: np.ndarray) -> np.ndarray:
     """Float ground truth in [0, 1] (H, W, 3) -> uint8 by truncation, as the server did."""
-    return np.clip(gt * 255, 0, 255).astype(np.uint8)
+    return np.clip(gt * GT_SCALE, 0, GT_SCALE).astype(np.uint8)
 
 
-def quantize_output(out: np.ndarray, mode: str = "floor") -> np.ndarray:
-    """Float output (H, W, 3) -> uint8; ``floor`` matches the truncated ground truth, ``round`` is +0.5 LSB."""
-    scaled = np.clip(np.asarray(out, dtype=np.float64) * 255.0, 0.0, 255.0)
-    if mode == "floor":
-        return np.floor(scaled).astype(np.uint8)
-    if mode == "round":
-        return np.rint(scaled).astype(np.uint8)
-    raise ValueError(f"quantize mode must be 'floor' or 'round', not {mode!r}")
+def quantize_output(out: np.ndarray, mode: Quantize | str = Quantize.floor) -> np.ndarray:
+    """Float output (H, W, 3) -> uint8 by ``mode`` (see :class:`Quantize`)."""
+    scaled = np.clip(np.asarray(out, dtype=np.float64) * GT_SCALE, 0.0, GT_SCALE)
+    rounded = np.floor(scaled) if Quantize(mode) is Quantize.floor else np.rint(scaled)
+    return rounded.astype(np.uint8)
 
 
 def _check_pair(gt: np.ndarray, out: np.ndarray) -> None:
@@ -72,4 +77,4 @@ def ssim(gt_u8: np.ndarray, out_u8: np.ndarray) -> float:
 
 def ssim_standard(gt_u8: np.ndarray, out_u8: np.ndarray) -> float:
     """Textbook SSIM on the same grayscale images: data range 1."""
-    return _ssim_gray(gt_u8, out_u8, 1.0)
+    return _ssim_gray(gt_u8, out_u8, STANDARD_SSIM_DATA_RANGE)

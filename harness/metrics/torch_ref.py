@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.challenge import SERVER_SSIM_DATA_RANGE, SSIM_WINDOW
+
 # ITU-R BT.709 luma weights, as scikit-image's rgb2gray uses.
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
@@ -36,7 +38,7 @@ def gray(img_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (_as_float(img_u8) / 255.0) @ w
 
 
-def ssim_torch(gt_u8: np.ndarray | torch.Tensor, out_u8: np.ndarray | torch.Tensor, data_range: float = 2.0, win: int = 7) -> float:
+def ssim_torch(gt_u8: np.ndarray | torch.Tensor, out_u8: np.ndarray | torch.Tensor, data_range: float = SERVER_SSIM_DATA_RANGE, win: int = SSIM_WINDOW) -> float:
     """Mean SSIM of the grayscale images: uniform win x win window, sample covariances,
     K1 = 0.01, K2 = 0.03, averaged over the positions whose window lies inside the image."""
     x = gray(gt_u8)[None, None]

@@ -15,29 +15,29 @@ imported, then compares its outputs byte for byte with ``harness evaluate``.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import harness
-import harness.models
-from harness.checkpoint import sha256_file
-from harness.data import discover_scenes, select_scenes
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_FRAMES
+from harness.data import Split, discover_scenes, select_scenes
 from harness.errors import HarnessError
+from harness.io import sha256_file
 from harness.package.zips import safe_extract, write_zip
-from harness.registry import model_config, model_entry
+from harness.registry import ModelEntry, model_config, model_entry
 
-CLASSES = {"flowcnrdb": ("FlowCNRDB", "FlowCNRDBConfig"), "unet": ("UNetBaseline", "UNetBaselineConfig")}
-DEMO_TEMPLATE = Path(__file__).with_name("test_demo.py.tmpl")
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True)
 BLOCK_HARNESS = """
 import runpy, sys
 class _NoHarness:
@@ -65,8 +65,12 @@ class Manifest:
     def stem(self) -> str:
         return f"{self.team_id}_{self.name}"
 
+    @property
+    def entry(self) -> ModelEntry:
+        return model_entry(self.model)
+
     def weights_path(self) -> Path:
-        entry = model_entry(self.model)
+        entry = self.entry
         if self.weights == "bundled":
             if entry.weights is None or not entry.weights.path.is_file():
                 raise HarnessError(f"{self.path}: model {self.model!r} has no bundled weights")
@@ -91,57 +95,42 @@ def read_manifest(path: Path) -> Manifest:
         raise HarnessError(f"{path}: missing field {exc}") from None
     if not (len(manifest.team_id) == 2 and manifest.team_id.isdigit()):
         raise HarnessError(f"{path}: team id must be two digits, got {manifest.team_id!r}")
-    if model_entry(manifest.model).family not in CLASSES:
+    if manifest.entry.model_class is None or manifest.entry.config_class is None:
         raise HarnessError(f"{path}: model {manifest.model!r} has no code-submission layout")
     return manifest
 
 
 def config_table_tex(config: Any, caption: str) -> str:
-    rows = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        text = ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
-        rows.append(f"{f.name.replace('_', chr(92) + '_')} & {text.replace('_', chr(92) + '_')} \\\\")
-    body = "\n".join(rows)
-    return (
-        "\\begin{table}[t]\n\\centering\n\\begin{tabular}{ll}\n\\hline\nfield & value \\\\\n\\hline\n"
-        f"{body}\n\\hline\n\\end{{tabular}}\n\\caption{{{caption}}}\n\\end{{table}}\n"
-    )
+    """The factsheet's configuration table (LaTeX, escaped by pandas)."""
+    values = {k: ", ".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v) for k, v in asdict(config).items()}
+    table = pd.DataFrame({"field": list(values), "value": list(values.values())})
+    return table.to_latex(index=False, escape=True, caption=caption, position="t")
 
 
 def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
-    entry = model_entry(manifest.model)
+    entry = manifest.entry
+    assert entry.model_class is not None and entry.config_class is not None and entry.source_file is not None
     model = harness.create_model(manifest.model)
     weights = manifest.weights_path()
     harness.load_checkpoint(model, weights)
     buf = io.BytesIO()
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
-    cls, cfg_cls = CLASSES[entry.family]
-    config = model_config(model)
-    demo = (
-        DEMO_TEMPLATE.read_text()
-        .replace("__MODEL_FILE__", f"Model_{manifest.stem}.py")
-        .replace("__CKPT_FILE__", f"Ckpt_{manifest.stem}.pth")
-        .replace("__MODEL_CLASS__", cls)
-        .replace("__CONFIG_CLASS__", cfg_cls)
-        .replace("__CONFIG__", repr(config))
+    flops_size = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
+    demo = TEMPLATES.get_template("test_demo.py.j2").render(
+        model_file=f"Model_{manifest.stem}.py", ckpt_file=f"Ckpt_{manifest.stem}.pth", model_class=entry.model_class.__name__,
+        config_class=entry.config_class.__name__, config=repr(model_config(model)), flops_size=flops_size,
     )
-    facts = "\n".join(f"- {k}: {v}" for k, v in manifest.factsheet.items())
-    readme = (
-        f"# Team {manifest.team_id} ({manifest.team_name}): {manifest.name}\n\n"
-        f"Model `{manifest.model}`, {sum(p.numel() for p in model.parameters()):,} parameters; weights sha256 "
-        f"{sha256_file(weights)}.\n\n"
-        "    python test_demo.py --input INPUT_DIR --output OUTPUT_DIR\n\n"
-        "reads every Scene-XXX-in-0..8.tif of INPUT_DIR (sorted by scene number), writes 8-bit RGB\n"
-        "Scene-XXX-out.tif files to OUTPUT_DIR and prints the parameters and fvcore FLOPs at 1x9x768x1536.\n"
-        "Needs torch, numpy and tifffile (fvcore for the FLOP count).\n\n"
-        f"{facts}\n"
+    readme = TEMPLATES.get_template("code_readme.md.j2").render(
+        team_id=manifest.team_id, team_name=manifest.team_name, name=manifest.name, model=manifest.model,
+        parameters=sum(p.numel() for p in model.parameters()), weights_sha256=sha256_file(weights),
+        frames=NUM_FRAMES, flops_size=flops_size, factsheet=manifest.factsheet,
     )
+    caption = f"{manifest.name} configuration (team {manifest.team_id})".replace("_", r"\_")
     return {
-        f"models/Model_{manifest.stem}.py": Path(harness.models.__file__).parent / entry.source_file,
+        f"models/Model_{manifest.stem}.py": entry.source_file,
         f"model_zoo/Ckpt_{manifest.stem}.pth": buf.getvalue(),
         "test_demo.py": demo.encode(),
-        "factsheet/config_table.tex": config_table_tex(model.config, f"{manifest.name} configuration (team {manifest.team_id})").encode(),
+        "factsheet/config_table.tex": config_table_tex(model.config, caption).encode(),
         "README.md": readme.encode(),
     }
 
@@ -169,7 +158,7 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
 
     manifest = read_manifest(manifest_path)
     data = data or embedded_dataset()
-    scenes = select_scenes(discover_scenes(data), "val")
+    scenes = select_scenes(discover_scenes(data), Split.val)
     with tempfile.TemporaryDirectory(prefix="harness-verify-code-") as tmp:
         inputs, demo_out = Path(tmp) / "inputs", Path(tmp) / "demo"
         inputs.mkdir()
@@ -180,7 +169,7 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
         if proc.returncode != 0:
             raise HarnessError(f"{zip_path}: test_demo.py failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         run = Path(tmp) / "run"
-        evaluate(EvalConfig(model=manifest.model, weights=str(manifest.weights_path()), data=str(data), split="val", out=str(run)))
+        evaluate(EvalConfig(model=manifest.model, weights=manifest.weights_path(), data=data, split=Split.val, out=run))
         differ = [s.output_name for s in scenes
                   if not (demo_out / s.output_name).is_file()
                   or (demo_out / s.output_name).read_bytes() != (run / "res" / s.output_name).read_bytes()]

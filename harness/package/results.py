@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,33 +9,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tifffile
-import torch
 
+from harness.challenge import IMAGE_SIZE, scene_id
 from harness.data import discover_scenes, parse_scene_list
-from harness.data.scenes import Scene, frame_shape
+from harness.data.scenes import Scene, frame_shape, reference_rgb
 from harness.errors import HarnessError
-from harness.models.demosaic import bilinear_demosaic
+from harness.io import read_gt, read_output
 from harness.package.zips import safe_extract, write_zip
-from harness.scoring import OUT_RE, mean_scores, read_output, score_folder, server_folder, server_outputs
+from harness.run import RunFolder, mean_scores
+from harness.scoring import OUT_RE, score_folder, server_folder, server_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
 
 
 def _reference(scene: Scene) -> np.ndarray | None:
-    """Ground truth when at hand, else a demosaic of frame 0 (colour is what matters here)."""
-    if scene.gt is not None:
-        return tifffile.imread(scene.gt).astype(np.float64)
-    if scene.frames[0] is not None:
-        frame = torch.from_numpy(tifffile.imread(scene.frames[0]).astype(np.float32))[None, None]
-        return bilinear_demosaic(frame)[0].permute(1, 2, 0).double().numpy()
-    return None
+    """Ground truth when at hand, else frame 0 demosaicked (colour is what matters here)."""
+    return read_gt(scene.gt) if scene.gt is not None else reference_rgb(scene)
 
 
 def _channel_fit(out: np.ndarray, ref: np.ndarray) -> float:
     """Mean correlation of the red and blue channels with the reference's."""
     o = out.astype(np.float64)
-    return float(np.mean([np.corrcoef(o[..., c].ravel(), ref[..., c].ravel())[0, 1] for c in (0, 2)]))
+    r = ref.astype(np.float64)
+    return float(np.mean([np.corrcoef(o[..., c].ravel(), r[..., c].ravel())[0, 1] for c in (0, 2)]))
 
 
 def check_channel_order(name: str, out: np.ndarray, ref: np.ndarray) -> None:
@@ -57,19 +52,21 @@ class RunInfo:
 
 
 def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
-    res = run_dir / "res"
-    if not res.is_dir():
+    folder = RunFolder(run_dir)
+    if not folder.res.is_dir():
         raise HarnessError(f"{run_dir}: no res/ folder (is it a `harness evaluate` run folder?)")
-    summary_path = run_dir / "summary.json"
-    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if expect_scenes:
-        scenes = [f"Scene-{n:03d}" for n in parse_scene_list(expect_scenes)]
-    elif summary.get("scenes"):
-        scenes = list(summary["scenes"])
-    else:
+        return RunInfo(folder.res, [scene_id(n) for n in parse_scene_list(expect_scenes)], _data_of(folder))
+    if not folder.summary_json.is_file():
         raise HarnessError(f"{run_dir}: no summary.json to take the expected scenes from; pass --expect-scenes")
-    data = Path(summary["data"]) if summary.get("data") and Path(summary["data"]).is_dir() else None
-    return RunInfo(res, scenes, data)
+    return RunInfo(folder.res, list(folder.read_summary().scenes), _data_of(folder))
+
+
+def _data_of(folder: RunFolder) -> Path | None:
+    if not folder.summary_json.is_file():
+        return None
+    data = Path(folder.read_summary().data)
+    return data if data.is_dir() else None
 
 
 def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[str, Path]:
@@ -101,7 +98,7 @@ def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[st
 
 def _expected_shape(scene: Scene | None) -> tuple[int, int]:
     if scene is None or not scene.complete:
-        return (768, 1536)  # the challenge's image size
+        return IMAGE_SIZE
     h, w = frame_shape(scene)[:2]
     return h, w
 
@@ -123,12 +120,8 @@ def verify_zip(zip_path: Path, gt: Path | None = None) -> dict[str, Any]:
             "notes": check.notes,
             "folder_read": str(folder.relative_to(tmp)) if folder != Path(tmp) else ".",
             "outputs": [p.name for p in outputs.values()],
+            "shapes": sorted({tuple(read_output(p).shape) for p in outputs.values()}),
         }
-        shapes = {}
-        for path in outputs.values():
-            img = read_output(path)
-            shapes[path.name] = list(img.shape)
-        report["shapes"] = sorted({tuple(s) for s in shapes.values()})
         if gt is not None:
             table: pd.DataFrame = score_folder(folder, gt)
             report.update(mean_scores(table))

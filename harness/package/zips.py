@@ -9,15 +9,14 @@ extraction writes only regular files under the target folder.
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError
+from harness.io import atomic_path
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 MAX_MEMBERS = 2000
@@ -27,22 +26,14 @@ MAX_RATIO = 200  # uncompressed / compressed; an 8-bit photo TIFF compresses far
 
 def write_zip(files: dict[str, Path | bytes], out: Path) -> Path:
     """Write ``{name in zip: file or bytes}`` deterministically and atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            for name in sorted(files):
-                info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                info.create_system = 3
-                src = files[name]
-                zf.writestr(info, src if isinstance(src, bytes) else src.read_bytes(), compresslevel=9)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.create_system = 3
+            src = files[name]
+            zf.writestr(info, src if isinstance(src, bytes) else src.read_bytes(), compresslevel=9)
     return out
 
 

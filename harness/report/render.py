@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tifffile  # noqa: E402
 import torch  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from harness.challenge import IMAGE_SIZE, REFERENCE_PSNR  # noqa: E402
 from harness.data import discover_scenes  # noqa: E402
+from harness.data.scenes import Scene, reference_rgb  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
+from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output  # noqa: E402
 from harness.metrics import quantize_gt  # noqa: E402
-from harness.models.demosaic import bilinear_demosaic  # noqa: E402
-from harness.scoring import atomic_write_text  # noqa: E402
+from harness.run import RunFolder, RunSummary  # noqa: E402
 from harness.tables import fmt  # noqa: E402
 
 TEMPLATES = Path(__file__).parent / "templates"
-REFERENCES = [
-    ("starter-kit U-Net baseline (validation)", 31.01),
-    ("FlowCNRDB, test", 41.38),
-    ("FlowCNRDB, dev", 41.74),
-    ("winner RASD, test", 43.22),
-]
+REFERENCES = list(REFERENCE_PSNR)
 PREVIEW_WIDTH = 768
 CROP = 96
 
@@ -42,12 +37,6 @@ CROP = 96
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True)
     return env
-
-
-def cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
 
 
 def png(fig: plt.Figure) -> str:
@@ -67,18 +56,11 @@ def webp(img: np.ndarray, width: int | None = PREVIEW_WIDTH) -> str:
     return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{path}: unreadable ({exc})") from None
-
-
-def _plots(table: pd.DataFrame, summary: dict[str, Any], brightness: dict[str, float]) -> dict[str, str]:
+def _plots(table: pd.DataFrame, summary: RunSummary, brightness: dict[str, float]) -> dict[str, str]:
     plots: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(8, 2.8))
     ax.bar(table["scene"].str.replace("Scene-", ""), table["psnr"], color="#4a7ab5")
-    ax.axhline(summary["psnr"], color="k", lw=1, ls="--", label=f"mean {summary['psnr']:.2f} dB")
+    ax.axhline(summary.psnr, color="k", lw=1, ls="--", label=f"mean {summary.psnr:.2f} dB")
     ax.set_ylabel("PSNR (dB)")
     ax.set_xlabel("scene")
     ax.legend()
@@ -97,7 +79,7 @@ def _plots(table: pd.DataFrame, summary: dict[str, Any], brightness: dict[str, f
     plots["brightness"] = png(fig)
     fig, ax = plt.subplots(figsize=(6, 2.6))
     names = ["this run"] + [n for n, _ in REFERENCES]
-    values = [summary["psnr"]] + [v for _, v in REFERENCES]
+    values = [summary.psnr] + [v for _, v in REFERENCES]
     ax.barh(names, values, color=["#b5574a"] + ["#999"] * len(REFERENCES))
     ax.set_xlabel("PSNR (dB)")
     ax.invert_yaxis()
@@ -123,9 +105,8 @@ def _training_plot(log: pd.DataFrame) -> str:
     return png(fig)
 
 
-def _preview(frame0: np.ndarray) -> np.ndarray:
-    """A simple demosaiced preview of the reference frame, normalised and gamma-encoded."""
-    rgb = bilinear_demosaic(torch.from_numpy(frame0.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
+def _preview(rgb: np.ndarray) -> np.ndarray:
+    """The demosaiced reference frame, normalised and gamma-encoded for display."""
     scale = np.percentile(rgb, 99.5) or 1.0
     return (np.clip(rgb / scale, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
 
@@ -135,15 +116,16 @@ def _heatmap(err: np.ndarray) -> np.ndarray:
     return (plt.get_cmap("inferno")(np.clip(err / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
-def _visual(label: str, scene_id: str, psnr: float, res: Path, scene: Any) -> dict[str, Any]:
-    out = tifffile.imread(res / f"{scene_id}-out.tif")
+def _visual(label: str, scene_id: str, psnr: float, res: Path, scene: Scene | None) -> dict[str, Any]:
+    out = read_output(res / f"{scene_id}-out.tif")
     images: list[dict[str, str]] = []
     panels: list[tuple[str, np.ndarray]] = []
-    if scene is not None and scene.frames[0] is not None:
-        panels.append(("reference frame 0 (bilinear demosaic preview)", _preview(tifffile.imread(scene.frames[0]))))
+    reference = reference_rgb(scene) if scene is not None else None
+    if reference is not None:
+        panels.append(("reference frame 0 (bilinearly demosaicked preview)", _preview(reference)))
     panels.append(("output", out))
     if scene is not None and scene.gt is not None:
-        gt = quantize_gt(tifffile.imread(scene.gt))
+        gt = quantize_gt(read_gt(scene.gt))
         err = np.abs(out.astype(np.float64) - gt).mean(axis=-1)
         panels += [("ground truth (8-bit)", gt), ("absolute error (mean over RGB)", _heatmap(err))]
         y, x = np.unravel_index(np.argmax(_box_mean(err, CROP)), err.shape)
@@ -168,58 +150,64 @@ def _box_mean(err: np.ndarray, k: int) -> np.ndarray:
     return full[0, 0].numpy()
 
 
-def _budget(summary: dict[str, Any], budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
+def _budget(summary: RunSummary, budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
-        return _load_json(budget_path), ""
+        return read_json(budget_path), ""
+    if summary.model is None:
+        return None, "budget not computed: the run records no model"
     import harness
     from harness.budget.budget import budget
+    from harness.budget.counters import REPORT_COUNTERS
 
     try:
-        model = harness.create_model(summary["model"], **summary.get("model_config", {})).eval()
-        return budget(model, (768, 1536), ["fvcore", "ptflops_aten", "flop_counter_mode", "analytic"]), ""
+        model = harness.create_model(summary.model, **summary.model_config).eval()
+        return budget(model, IMAGE_SIZE, list(REPORT_COUNTERS)), ""
     except HarnessError as exc:
         return None, f"budget not computed: {exc}"
 
 
-def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path | None = None) -> Path:
-    """Write the report of an evaluate run folder; returns its path."""
-    run_dir = Path(run_dir)
-    summary = _load_json(run_dir / "summary.json")
-    if not (run_dir / "metrics.csv").is_file():
-        raise HarnessError(f"{run_dir}: no metrics.csv (is it a `harness evaluate` run folder?)")
-    table = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["psnr"])
-    if table.empty:
-        raise HarnessError(f"{run_dir}: no scored scenes to report on")
-    data = Path(summary["data"])
-    scenes = {s.id: s for s in discover_scenes(data)} if data.is_dir() else {}
-    brightness = {sid: float(tifffile.imread(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(table["scene"])}
+def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene]) -> list[dict[str, Any]]:
+    """Best, median and worst scene, with their images."""
     order = table.sort_values("psnr", kind="stable").reset_index(drop=True)
     picks = [("best", order.iloc[-1]), ("median", order.iloc[len(order) // 2]), ("worst", order.iloc[0])]
-    visuals = [_visual(label, str(r["scene"]), float(r["psnr"]), run_dir / "res", scenes.get(str(r["scene"]))) for label, r in picks]
+    return [_visual(label, str(r["scene"]), float(r["psnr"]), folder.res, scenes.get(str(r["scene"]))) for label, r in picks]
+
+
+def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path | None = None) -> Path:
+    """Write the report of an evaluate run folder; returns its path."""
+    folder = RunFolder(Path(run_dir))
+    summary = folder.read_summary()
+    table = folder.scored_metrics()
+    if table.empty:
+        raise HarnessError(f"{run_dir}: no scored scenes to report on")
+    data = Path(summary.data)
+    scenes = {s.id: s for s in discover_scenes(data)} if data.is_dir() else {}
+    brightness = {sid: float(read_gt(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(table["scene"])}
     plots = _plots(table, summary, brightness)
-    log_path = run_dir / "train_log.csv"
-    plots["training"] = _training_plot(pd.read_csv(log_path)) if log_path.is_file() else ""
+    log_path = folder.root / "train_log.csv"
+    plots["training"] = _training_plot(read_csv(log_path)) if log_path.is_file() else ""
     budget_doc, budget_note = _budget(summary, budget_path)
     columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
     html = _env().get_template("run.html.j2").render(
-        s=summary, config=json.dumps(summary.get("model_config", {})), versions=", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
-        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), references=REFERENCES, plots=plots,
-        budget=budget_doc, budget_note=budget_note, rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
-        columns=columns, rows=table[columns].to_dict("records"), visuals=visuals, fmt=fmt, cell=cell,
+        s=summary, config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
+        date=_now(), references=REFERENCES, plots=plots, budget=budget_doc, budget_note=budget_note,
+        rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
+        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(folder, table, scenes), fmt=fmt, cell=fmt,
     )
-    target = out or run_dir / "report.html"
-    atomic_write_text(target, html)
-    return target
+    return atomic_write_text(out or folder.report_html, html)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render_compare(run_dirs: list[Path], out: Path) -> Path:
     """A report comparing runs on the scenes they share (deltas against the first run)."""
     if len(run_dirs) < 2:
         raise HarnessError("compare needs at least two run folders")
-    tables, summaries = [], []
-    for d in run_dirs:
-        summaries.append(_load_json(d / "summary.json"))
-        tables.append(pd.read_csv(d / "metrics.csv").dropna(subset=["psnr"]).set_index("scene"))
+    folders = [RunFolder(Path(d)) for d in run_dirs]
+    summaries = [f.read_summary() for f in folders]
+    tables = [f.scored_metrics().set_index("scene") for f in folders]
     shared = sorted(set.intersection(*(set(t.index) for t in tables)))
     if not shared:
         raise HarnessError("the runs share no scored scene")
@@ -229,7 +217,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     for label, summary, t in zip(labels, summaries, tables):
         psnr = t.loc[shared, "psnr"]
         delta = psnr - base
-        runs.append({"label": label, "model": summary.get("model", "?"), "psnr": float(psnr.mean()),
+        runs.append({"label": label, "model": summary.model or "?", "psnr": float(psnr.mean()),
                      "ssim": float(t.loc[shared, "ssim"].mean()), "delta": float(delta.mean()),
                      "wins": int((delta > 0).sum()), "losses": int((delta < 0).sum()), "ties": int((delta == 0).sum())})
     columns = ["scene"] + [f"PSNR {lb}" for lb in labels] + [f"SSIM {lb}" for lb in labels] + [f"ΔPSNR {lb}" for lb in labels[1:]]
@@ -247,11 +235,9 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("PSNR (dB)")
     html = _env().get_template("compare.html.j2").render(
-        runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=cell,
-        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=fmt, date=_now(),
     )
-    atomic_write_text(out, html)
-    return out
+    return atomic_write_text(out, html)
 
 
 def _labels(run_dirs: list[Path]) -> list[str]:

@@ -14,9 +14,7 @@ the result.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from torch.utils.data import Dataset
 
 from harness.data import Scene, read_frames, read_gt
 from harness.data.embedded import cache_root
+from harness.io import atomic_write
 from harness.train.augment import bayer_crop, shuffle_order
 
 
@@ -36,23 +35,25 @@ def _cache_key(scene: Scene) -> str:
     return h.hexdigest()[:20]
 
 
-def npy_cache(scenes: list[Scene], progress: Callable[[int, int], None] | None = None) -> list[tuple[Path, Path]]:
-    """(frames.npy, gt.npy) per scene, converted once (atomically) into the cache."""
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append .npy to a name
+            np.save(fh, array)
+
+    atomic_write(path, write)
+
+
+def npy_cache(scenes: list[Scene]) -> list[tuple[Path, Path]]:
+    """(frames.npy, gt.npy) per scene, converted once (atomically) into the cache; the GT as (3, H, W)."""
     root = cache_root() / "npy"
-    root.mkdir(parents=True, exist_ok=True)
     out = []
-    for k, scene in enumerate(scenes):
+    for scene in scenes:
         folder = root / f"{scene.id}-{_cache_key(scene)}"
         fpath, gpath = folder / "frames.npy", folder / "gt.npy"
         if not (fpath.is_file() and gpath.is_file()):
-            folder.mkdir(exist_ok=True)
-            for path, array in ((fpath, read_frames(scene)), (gpath, read_gt(scene))):
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.npy")
-                np.save(tmp, array)
-                tmp.replace(path)
+            _save_npy(fpath, read_frames(scene))
+            _save_npy(gpath, np.ascontiguousarray(read_gt(scene).transpose(2, 0, 1)))
         out.append((fpath, gpath))
-        if progress:
-            progress(k + 1, len(scenes))
     return out
 
 
@@ -89,19 +90,6 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         fc, gc = bayer_crop(frames, gt, y, x, self.crop, int(rng.integers(8)))
         fc = fc[shuffle_order(rng)]
         return torch.from_numpy(np.ascontiguousarray(fc)), torch.from_numpy(gc)
-
-
-class IndexRange(torch.utils.data.Sampler[int]):
-    """Sample indices ``start, start + 1, ...`` up to ``stop``: resuming is starting later."""
-
-    def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(range(self.start, self.stop))
-
-    def __len__(self) -> int:
-        return self.stop - self.start
 
 
 def center_crop(scene_arrays: tuple[np.ndarray, np.ndarray], size: int) -> tuple[torch.Tensor, torch.Tensor]:

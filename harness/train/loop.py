@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,18 +33,23 @@ from harness.checkpoint import CheckpointError, check_state_dict
 from harness.data import discover_scenes, select_scenes
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
-from harness.inference import model_multiple, resolve_device
+from harness.inference import Device, resolve_device
+from harness.io import atomic_write, read_csv, write_csv, write_json
 from harness.metrics import quantize_output
-from harness.registry import create_model, model_config
-from harness.scoring import score_pair, write_csv, write_json
-from harness.train.dataset import CropDataset, IndexRange, center_crop, npy_cache
+from harness.progress import Progress, notify
+from harness.registry import create_model, model_config, model_multiple
+from harness.scoring import score_pair
+from harness.train.dataset import CropDataset, center_crop, npy_cache
+from harness.variants import FLAGSHIP
 
 
 @dataclass
 class TrainConfig:
-    model: str = "flowcnrdb"
-    data: str | None = None
-    out: str = "runs/train"
+    """Arguments of ``harness train``; the defaults are the published protocol."""
+
+    model: str = FLAGSHIP
+    data: Path | None = None  # None: the embedded synthetic dataset
+    out: Path = Path("runs/train")
     iters: int = 224_000
     stop_after: int | None = None
     batch: int = 10
@@ -59,11 +64,16 @@ class TrainConfig:
     val_crop: int = 256
     log_every: int = 100
     resume: bool = False
-    device: str = "auto"
+    device: Device = Device.auto
     seed: int = 0
     workers: int = 2
     train_scenes: str | None = None
     val_scenes: str | None = None
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data) if self.data is not None else None
+        self.out = Path(self.out)
+        self.device = Device(self.device)
 
 
 def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
@@ -71,10 +81,8 @@ def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
     return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+def _save(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -98,7 +106,7 @@ def validate(model: nn.Module, val: list[tuple[np.ndarray, np.ndarray]], crop: i
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns the final log row."""
     rank, world = _dist_info()
     device = resolve_device(cfg.device)
@@ -108,135 +116,179 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, float]], None
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(cfg, rank, world, device, on_step)
+        return _train(cfg, Session.begin(cfg, rank, world, device), progress)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(
-    cfg: TrainConfig, rank: int, world: int, device: torch.device, on_step: Callable[[int, int, dict[str, float]], None] | None
-) -> dict[str, Any]:
+@dataclass
+class Session:
+    """Everything a training run holds: data, model, optimiser state, log."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    amp: bool
+    data: Path
+    train_files: list[tuple[Path, Path]]
+    val_arrays: list[tuple[np.ndarray, np.ndarray]]
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    start: int = 0
+    best: float = -math.inf
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Session:
+        _check_run_folder(cfg)
+        data, train_files, val_arrays = _load_data(cfg)
+        amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        if amp and device.type != "cuda":
+            raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model).to(device)
+        if cfg.crop % model_multiple(model):
+            raise HarnessError(f"--crop must be a multiple of {model_multiple(model)}")
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, cfg.iters, cfg.lr, cfg.min_lr) / cfg.lr)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        torch.manual_seed(cfg.seed + 7919 * (rank + 1))  # dropout stream, one per rank
+        session = cls(cfg, rank, world, device, amp, data, train_files, val_arrays, model, opt, sched, scaler)
+        if cfg.resume:
+            session.restore()
+        return session
+
+    def restore(self) -> None:
+        path = self.cfg.out / "state.pth"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            check_state_dict(self.model, state["model"], str(path))
+        except CheckpointError as exc:
+            raise HarnessError(str(exc)) from None
+        self.model.load_state_dict(state["model"], strict=True)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0])
+        self.start, self.best = int(state["iteration"]), float(state["best"])
+        if (self.cfg.out / "train_log.csv").is_file():
+            self.log = [r for r in read_csv(self.cfg.out / "train_log.csv").to_dict("records") if r["iteration"] <= self.start]
+
+
+def _check_run_folder(cfg: TrainConfig) -> None:
     if cfg.stop_after is not None and not 0 < cfg.stop_after <= cfg.iters:
         raise HarnessError(f"--stop-after must be in 1..{cfg.iters}")
-    out = Path(cfg.out)
-    state_path = out / "state.pth"
+    state_path = cfg.out / "state.pth"
     if cfg.resume and not state_path.is_file():
         raise HarnessError(f"{state_path}: nothing to resume")
     if not cfg.resume and state_path.is_file():
-        raise HarnessError(f"{out}: holds a training run; pass --resume or another --out")
-    data = Path(cfg.data) if cfg.data else embedded_dataset()
+        raise HarnessError(f"{cfg.out}: holds a training run; pass --resume or another --out")
+
+
+def _load_data(cfg: TrainConfig) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
+    data = cfg.data or embedded_dataset()
     scenes = discover_scenes(data)
     train_scenes = select_scenes(scenes, "train", cfg.train_scenes)
     val_scenes = select_scenes(scenes, "val", cfg.val_scenes)
     if not train_scenes:
-        raise HarnessError(f"{data}: no training scenes (000-279)")
+        raise HarnessError(f"{data}: no training scenes")
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
             raise HarnessError(f"{scene.id}: ground truth missing in {data}")
-    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    if amp and device.type != "cuda":
-        raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
-    train_files = npy_cache(train_scenes)
     val_arrays = [(np.load(f, mmap_mode="r"), np.load(g, mmap_mode="r")) for f, g in npy_cache(val_scenes)]
+    return data, npy_cache(train_scenes), val_arrays
 
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
-    if cfg.crop % model_multiple(model):
-        raise HarnessError(f"--crop must be a multiple of {model_multiple(model)}")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, cfg.iters, cfg.lr, cfg.min_lr) / cfg.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    torch.manual_seed(cfg.seed + 7919 * (rank + 1))  # dropout stream, one per rank
-    start, best = 0, -math.inf
-    log: list[dict[str, Any]] = []
-    if cfg.resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        try:
-            check_state_dict(model, state["model"], str(state_path))
-        except CheckpointError as exc:
-            raise HarnessError(str(exc)) from None
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        start, best = int(state["iteration"]), float(state["best"])
-        if (out / "train_log.csv").is_file():
-            log = [r for r in pd.read_csv(out / "train_log.csv").to_dict("records") if r["iteration"] <= start]
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**asdict(cfg), "amp": amp, "world_size": world, "data": str(data), "model_config": model_config(model)})
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    stop = cfg.stop_after or cfg.iters
-    dataset = CropDataset(train_files, cfg.crop, cfg.seed, rank)
-    loader = torch.utils.data.DataLoader(
-        dataset,
+
+def _loader(s: Session, stop: int) -> torch.utils.data.DataLoader:
+    cfg = s.cfg
+    return torch.utils.data.DataLoader(
+        CropDataset(s.train_files, cfg.crop, cfg.seed, s.rank),
         batch_size=cfg.batch,
-        sampler=IndexRange(start * cfg.batch, stop * cfg.batch),
+        sampler=range(s.start * cfg.batch, stop * cfg.batch),  # resuming is starting later
         num_workers=cfg.workers,
         generator=torch.Generator().manual_seed(cfg.seed),
         persistent_workers=False,
-        pin_memory=device.type == "cuda",
+        pin_memory=s.device.type == "cuda",
     )
+
+
+def _step(s: Session, net: nn.Module, x: torch.Tensor, y: torch.Tensor, it: int) -> float:
+    x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
+    with torch.autocast(s.device.type, dtype=torch.float16, enabled=s.amp):
+        pred = net(x)
+    loss = F.mse_loss(pred.float(), y)
+    if not torch.isfinite(loss):
+        raise HarnessError(f"iteration {it}: the loss is not finite")
+    s.opt.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    s.scaler.step(s.opt)
+    s.scaler.update()
+    s.sched.step()
+    return float(loss.detach())
+
+
+def _log_row(s: Session, it: int, losses: list[float], validate_now: bool, seconds: float) -> dict[str, Any]:
+    row = {"iteration": it, "loss": float(np.mean(losses)), "lr": s.opt.param_groups[0]["lr"], "val_psnr": math.nan,
+           "val_ssim": math.nan, "seconds": seconds}
+    if validate_now and s.val_arrays:
+        row["val_psnr"], row["val_ssim"] = validate(s.model, s.val_arrays, s.cfg.val_crop, s.device)
+        if row["val_psnr"] > s.best:
+            s.best = row["val_psnr"]
+            _save(s.model.state_dict(), s.cfg.out / "best.pth")
+    s.log.append(row)
+    write_csv(s.cfg.out / "train_log.csv", pd.DataFrame(s.log))
+    return row
+
+
+def _train(cfg: TrainConfig, s: Session, progress: Progress | None) -> dict[str, Any]:
+    if s.rank == 0:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.out / "config.json", {**asdict(cfg), "amp": s.amp, "world_size": s.world, "data": str(s.data),
+                                             "model_config": model_config(s.model)})
+    net: nn.Module = s.model
+    if s.world > 1:
+        net = nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    stop = cfg.stop_after or cfg.iters
     net.train()
     t0 = time.perf_counter()
     losses: list[float] = []
     row: dict[str, Any] = {}
-    for it, (x, y) in enumerate(loader, start + 1):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            pred = net(x)
-        loss = F.mse_loss(pred.float(), y)
-        if not torch.isfinite(loss):
-            raise HarnessError(f"iteration {it}: the loss is not finite")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        losses.append(float(loss.detach()))
-        lr = opt.param_groups[0]["lr"]
+    for it, (x, y) in enumerate(_loader(s, stop), s.start + 1):
+        loss = _step(s, net, x, y, it)
+        losses.append(loss)
         validate_now = it % cfg.val_every == 0 or it == cfg.iters
-        if rank == 0 and (it % cfg.log_every == 0 or validate_now or it == stop):
-            row = {"iteration": it, "loss": float(np.mean(losses)), "lr": lr, "val_psnr": math.nan, "val_ssim": math.nan,
-                   "seconds": time.perf_counter() - t0}
+        if s.rank == 0 and (it % cfg.log_every == 0 or validate_now or it == stop):
+            row = _log_row(s, it, losses, validate_now, time.perf_counter() - t0)
             losses = []
-            if validate_now and val_arrays:
-                row["val_psnr"], row["val_ssim"] = validate(model, val_arrays, cfg.val_crop, device)
-                if row["val_psnr"] > best:
-                    best = row["val_psnr"]
-                    _save_atomic(model.state_dict(), out / "best.pth")
-            log.append(row)
-            write_csv(out / "train_log.csv", pd.DataFrame(log))
-        if on_step and rank == 0:
-            on_step(it, stop, {"loss": losses[-1] if losses else float("nan"), "lr": lr})
+        if s.rank == 0:
+            notify(progress, it, stop, f"loss {loss:.3g} lr {s.opt.param_groups[0]['lr']:.3g}")
         if it == stop or it % max(cfg.val_every, 1) == 0:
-            _checkpoint(model, opt, sched, scaler, it, best, out, rank, world)
-    if rank == 0 and not (out / "best.pth").is_file():
-        _save_atomic(model.state_dict(), out / "best.pth")
+            _checkpoint(s, it)
+    if s.rank == 0 and not (cfg.out / "best.pth").is_file():
+        _save(s.model.state_dict(), cfg.out / "best.pth")
     return row
 
 
-def _checkpoint(model: nn.Module, opt: Any, sched: Any, scaler: Any, it: int, best: float, out: Path, rank: int, world: int) -> None:
+def _checkpoint(s: Session, it: int) -> None:
     rng = torch.get_rng_state()
     states: list[Any] = [rng]
-    if world > 1:
-        states = [None] * world
+    if s.world > 1:
+        states = [None] * s.world
         dist.all_gather_object(states, rng)
-    if rank != 0:
+    if s.rank != 0:
         return
-    _save_atomic(model.state_dict(), out / "last.pth")
+    _save(s.model.state_dict(), s.cfg.out / "last.pth")
     state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(),
+        "model": s.model.state_dict(),
+        "optimizer": s.opt.state_dict(),
+        "scheduler": s.sched.state_dict(),
+        "scaler": s.scaler.state_dict(),
         "rng": states,
         "iteration": it,
-        "best": best,
+        "best": s.best,
     }
-    _save_atomic(state, out / "state.pth")
-
+    _save(state, s.cfg.out / "state.pth")

@@ -1,0 +1,43 @@
+"""``harness budget``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from harness.budget.counters import COUNTERS
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
+from harness.cli.common import ModelOpt, WeightsOpt, console, parse_size
+
+
+def budget_cmd(
+    model: ModelOpt,
+    weights: WeightsOpt = None,
+    size: Annotated[str, typer.Option(help="H x W of one output (the challenge's size).")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")] = False,
+    counters: Annotated[Optional[str], typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
+) -> None:
+    """Parameters and MACs from several counters, reconciled, against the challenge limits.
+
+    Exit 0 when the official verdict passes, 1 when it fails, 2 on bad input."""
+    from harness.budget.budget import budget, build_for_budget, parse_counters
+    from harness.errors import CheckFailed
+    from harness.tables import render_budget
+
+    names = parse_counters(counters) if counters is not None else list(COUNTERS)
+    built, weights_doc = build_for_budget(model, weights)
+    doc = budget(built, parse_size(size), names)
+    doc["weights"] = weights_doc
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        render_budget(console, model, doc)
+    official = doc["verdicts"]["official"]
+    if official is not None and not official["pass"]:
+        raise CheckFailed(f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("budget")(budget_cmd)

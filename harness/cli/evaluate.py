@@ -1,0 +1,69 @@
+"""``harness evaluate`` and ``harness score``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.cli.common import SPLIT_HELP, DataOpt, DeviceOpt, ModelOpt, ScenesOpt, WeightsOpt, console, default_of, given
+from harness.data import Split
+from harness.evaluate import EvalConfig
+from harness.metrics import Quantize
+from harness.progress import progress_bar
+from harness.run import RunFolder
+
+
+def evaluate_cmd(
+    model: ModelOpt,
+    weights: WeightsOpt = None,
+    data: DataOpt = None,
+    split: Annotated[Optional[Split], typer.Option(help=SPLIT_HELP, show_default=default_of(EvalConfig, "split"))] = None,
+    scenes: ScenesOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
+    device: DeviceOpt = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp", help="bfloat16 autocast.")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"))] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap; tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"))] = None,
+    quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help="Recompute every scene.")] = None,
+    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights (a smoke test, not a score).")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
+) -> None:
+    """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
+    from harness.evaluate import evaluate
+    from harness.tables import render_scores
+
+    cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, amp=amp,
+                                    tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init))
+    with progress_bar("evaluating") as advance:
+        summary = evaluate(cfg, advance)
+    folder = RunFolder(cfg.run_dir)
+    render_scores(console, folder.read_metrics(), summary)
+    if report and summary.psnr is not None:
+        from harness.report.render import render_run_report
+
+        console.print(f"report: {render_run_report(folder.root)}")
+    console.print(f"outputs: {folder.res}")
+
+
+def score_cmd(
+    res_dir: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-out.tif (as submitted).")],
+    gt: Annotated[Path, typer.Option(help="Folder holding Scene-XXX-gt.tif.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")] = None,
+) -> None:
+    """Score an existing folder of outputs the way the server read a submission."""
+    from harness.scoring import score_run
+    from harness.tables import render_scores
+
+    target = RunFolder(out or res_dir.with_name(res_dir.name + "-score"))
+    with progress_bar("scoring") as advance:
+        summary = score_run(res_dir, gt, target.root, advance)
+    render_scores(console, target.read_metrics(), summary)
+    console.print(f"wrote {target.summary_json}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
+    app.command("score")(score_cmd)

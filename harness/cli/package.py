@@ -1,0 +1,91 @@
+"""``harness package results|verify|code``: Codalab results zips and code submissions.
+
+The flags of the single command of earlier releases (``package RUN_DIR``,
+``package --verify ZIP``, ``package --code MANIFEST [--verify-code]``) still
+work for one release: they are rewritten to the sub-commands with a
+deprecation line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from harness.cli.common import BoundaryGroup, console, err_console
+
+LEGACY = {"--verify": "verify", "--code": "code"}
+LEGACY_FLAGS = {"--verify-code": "--verify", "--no-verify-code": "--no-verify"}
+
+
+def legacy_args(args: list[str]) -> tuple[list[str], str]:
+    """The sub-command form of an old-style ``package`` command line, and what to say about it."""
+    for flag, command in LEGACY.items():
+        if flag in args:
+            i = args.index(flag)
+            rest = [LEGACY_FLAGS.get(a, a) for a in args[:i] + args[i + 2 :]]
+            return [command, *args[i + 1 : i + 2], *rest], f"`package {flag} X` is deprecated; use `harness package {command} X`"
+    return ["results", *args], "`package RUN_DIR` is deprecated; use `harness package results RUN_DIR`"
+
+
+class PackageGroup(BoundaryGroup):
+    """Sub-commands, with the old flags rewritten to them."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args, note = legacy_args(args)
+            err_console.print(f"deprecated: {note}", highlight=False, soft_wrap=True)
+        return super().parse_args(ctx, args)
+
+
+package_app = typer.Typer(cls=PackageGroup, no_args_is_help=True, help="Codalab results zips and code-submission zips, verified the way the server reads them.")
+
+
+@package_app.command("results")
+def results_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder to zip.")],
+    out: Annotated[Optional[Path], typer.Option(help="Zip to write.", show_default="RUN_DIR/submission.zip")] = None,
+    expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold.", show_default="the run's")] = None,
+) -> None:
+    """Zip a run's outputs after every check the server would fail them for."""
+    from harness.package.results import package_results
+
+    target = out or run_dir / "submission.zip"
+    package_results(run_dir, target, expect_scenes)
+    console.print(f"wrote {target}")
+
+
+@package_app.command("verify")
+def verify_cmd(
+    zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A results zip, from anyone.")],
+    gt: Annotated[Optional[Path], typer.Option(help="Score against this ground-truth folder.")] = None,
+) -> None:
+    """Read a results zip as the server did (safely), and score it with --gt."""
+    from harness.package.results import verify_zip
+
+    report = verify_zip(zip_path, gt)
+    console.print(f"{zip_path}: the server reads {len(report['outputs'])} output(s) from '{report['folder_read']}', sizes {report['shapes']}")
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+    if gt is not None:
+        console.print(f"PSNR {report['psnr']:.4f} dB, SSIM {report['ssim']:.5f} (server), {report['ssim_standard']:.5f} (standard)")
+    typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_scene"}))
+
+
+@package_app.command("code")
+def code_cmd(
+    manifest: Annotated[Path, typer.Argument(help="A manifest (TOML), such as those in submissions/.")],
+    out: Annotated[Optional[Path], typer.Option(help="Zip to write.", show_default="code_ID_NAME.zip")] = None,
+    verify: Annotated[bool, typer.Option(help="Run its test_demo.py without harness and compare outputs with evaluate.")] = False,
+) -> None:
+    """Write the code submission of a manifest (models/, model_zoo/, test_demo.py, factsheet)."""
+    from harness.package.code import package_code, read_manifest, verify_code
+
+    target = out or Path(f"code_{read_manifest(manifest).stem}.zip")
+    package_code(manifest, target)
+    console.print(f"wrote {target}")
+    if verify:
+        result = verify_code(target, manifest)
+        console.print(f"verified: test_demo.py outputs byte-identical to harness evaluate on {result['scenes']} scene(s)")

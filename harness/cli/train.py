@@ -1,0 +1,57 @@
+"""``harness train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.cli.common import DataOpt, DeviceOpt, console, default_of, given
+from harness.data import Split
+from harness.train.loop import TrainConfig
+
+
+def _opt(name: str, help: str) -> typer.models.OptionInfo:
+    """An option whose default, shown in --help, is TrainConfig's."""
+    return typer.Option(help=help, show_default=default_of(TrainConfig, name))
+
+
+def train_cmd(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name.", show_default=default_of(TrainConfig, "model"))] = None,
+    data: DataOpt = None,
+    out: Annotated[Optional[Path], _opt("out", "Run folder (checkpoints, train_log.csv, config.json).")] = None,
+    iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop at this iteration, resumable with --resume.")] = None,
+    batch: Annotated[Optional[int], _opt("batch", "Crops per step (per process under torchrun).")] = None,
+    crop: Annotated[Optional[int], _opt("crop", "Crop size (Bayer phase kept).")] = None,
+    lr: Annotated[Optional[float], _opt("lr", "AdamW learning rate, decayed by cosine to 1e-7.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision.", show_default="on CUDA")] = None,
+    val_every: Annotated[Optional[int], _opt("val_every", "Validate and checkpoint every K iterations.")] = None,
+    val_crop: Annotated[Optional[int], _opt("val_crop", "Fixed centre crop of the validation scenes.")] = None,
+    log_every: Annotated[Optional[int], _opt("log_every", "Write a train_log.csv row every K iterations.")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = None,
+    device: DeviceOpt = None,
+    seed: Annotated[Optional[int], _opt("seed", "Seed of the model init, crops and dropout.")] = None,
+    workers: Annotated[Optional[int], _opt("workers", "Data-loading worker processes.")] = None,
+    train_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the train split: {Split.train.help}.")] = None,
+    val_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the val split: {Split.val.help}.")] = None,
+) -> None:
+    """Train by the published FlowCNRDB protocol (defaults) on a RawFusion-layout folder."""
+    from harness.progress import progress_bar
+    from harness.train.loop import train
+
+    cfg = TrainConfig(**given(
+        model=model, data=data, out=out, iters=iters, stop_after=stop_after, batch=batch, crop=crop, lr=lr, amp=amp,
+        val_every=val_every, val_crop=val_crop, log_every=log_every, resume=resume, device=device, seed=seed,
+        workers=workers, train_scenes=train_scenes, val_scenes=val_scenes,
+    ))
+    with progress_bar("training") as advance:
+        row = train(cfg, advance)
+    if row:
+        console.print(f"iteration {row['iteration']}: loss {row['loss']:.4g}, val PSNR {row['val_psnr']:.3f} dB")
+    console.print(f"checkpoints: {cfg.out / 'last.pth'}, {cfg.out / 'best.pth'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)

@@ -1,0 +1,177 @@
+"""File I/O in one place: atomic writes, JSON/CSV, TIFFs and the ground truth.
+
+Every file is written under a temporary name in its own folder and renamed
+into place, and the temporary file is removed when anything fails, so an
+interrupted command leaves either the old file or the new one, never half of
+one. Every read error becomes one :class:`HarnessError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from harness.errors import HarnessError
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when it has none), cut to ``limit``."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success, remove it on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` and rename the result onto ``path``."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- JSON and CSV
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-ready values: paths and enums as text, and (JSON has no inf) PSNR inf as the string 'inf'."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(_finite(obj), indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: unreadable JSON ({first_line(exc)})") from None
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    return atomic_write_text(path, frame.to_csv(index=False, float_format="%.17g"))
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise HarnessError(f"{path}: unreadable CSV ({first_line(exc)})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+# --------------------------------------------------------------------------- TIFFs
+
+
+class UnreadableTiff(HarnessError):
+    """A TIFF that tifffile cannot read; ``reason`` is the cause without the file name."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        self.path = path
+        self.reason = f"unreadable TIFF ({first_line(exc, 120)})"
+        super().__init__(f"{path}: {self.reason}")
+
+
+def tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the first image of a TIFF, read from its header only."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return tuple(page.shape), np.dtype(page.dtype)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise UnreadableTiff(path, exc) from None
+
+
+def read_tiff(path: Path) -> np.ndarray:
+    """The pixels of a TIFF, or one line naming the file."""
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise UnreadableTiff(path, exc) from None
+
+
+def write_tiff(path: Path, image: np.ndarray, photometric: str) -> Path:
+    """Atomic TIFF; tifffile stores the channels in the order given (RGB stays RGB)."""
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image, photometric=photometric))
+
+
+def read_gt(path: Path) -> np.ndarray:
+    """Ground truth as stored: (H, W, 3) float32 RGB, the layout the scorer used."""
+    gt = read_tiff(path)
+    if gt.ndim != 3 or gt.shape[-1] != 3:
+        raise HarnessError(f"{path}: ground truth must be H x W x 3, got shape {gt.shape}")
+    return np.ascontiguousarray(gt, dtype=np.float32)
+
+
+def read_output(path: Path) -> np.ndarray:
+    """An output TIFF as uint8 H x W x 3, refusing anything else with one line."""
+    img = read_tiff(path)
+    if img.dtype != np.uint8:
+        raise HarnessError(f"{path}: outputs must be 8-bit, got {img.dtype}")
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise HarnessError(f"{path}: outputs must be H x W x 3 RGB, got shape {img.shape}")
+    return img

@@ -1,0 +1,145 @@
+"""The run folder: its layout and its two typed documents, written and read here only.
+
+A run folder (``harness evaluate`` or ``harness score``) holds::
+
+    res/Scene-XXX-out.tif   8-bit RGB outputs, as submitted
+    metrics.csv             one row per scene
+    run.json                RunSettings: what must match for a resumed run to reuse rows
+    summary.json            RunSummary: the server's numbers and how they were made
+    report.html             written by ``harness report`` (and ``evaluate``)
+
+Both documents carry ``schema``; a document of another schema is refused in
+one line rather than misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.io import read_csv, read_json, write_csv, write_json
+
+SCHEMA = 1
+METRICS = ("psnr", "ssim", "ssim_standard")
+
+
+def default_run_dir(model: str, split: str) -> Path:
+    """Where ``harness evaluate`` writes when no ``--out`` is given."""
+    return Path("runs") / f"{model}-{split}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides the outputs: a resumed run must match it exactly."""
+
+    model: str
+    model_config: dict[str, Any]
+    weights: str | None
+    weights_sha256: str | None
+    data: str
+    quantize: str
+    amp: bool
+    tile: int
+    overlap: int
+    schema: int = SCHEMA
+
+    def changed(self, other: RunSettings) -> list[str]:
+        """Names of the settings that differ from ``other``."""
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclass
+class RunSummary:
+    """``summary.json``: mean scores (None without ground truth) and everything to reproduce them."""
+
+    psnr: float | None
+    ssim: float | None
+    ssim_standard: float | None
+    num_scenes: int
+    num_scored: int
+    scenes: list[str]
+    data: str
+    model: str | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+    parameters: int | None = None
+    weights: str | None = None
+    weights_sha256: str | None = None
+    split: str | None = None
+    quantize: str | None = None
+    device: str | None = None
+    amp: bool = False
+    tiling: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    command: str = ""
+    res: str | None = None
+    schema: int = SCHEMA
+
+    @property
+    def scores(self) -> dict[str, float | None]:
+        return {k: getattr(self, k) for k in METRICS}
+
+
+def _from_dict(cls: type, doc: Any, path: Path) -> Any:
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise HarnessError(f"{path}: not a harness {cls.__name__} of schema {SCHEMA} (found {found!r})")
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in doc.items() if k in names})
+    except TypeError as exc:
+        raise HarnessError(f"{path}: incomplete {cls.__name__} ({exc})") from None
+
+
+class RunFolder:
+    """The files of one run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.res = self.root / "res"
+        self.metrics_csv = self.root / "metrics.csv"
+        self.summary_json = self.root / "summary.json"
+        self.settings_json = self.root / "run.json"
+        self.report_html = self.root / "report.html"
+
+    def write_settings(self, settings: RunSettings) -> None:
+        write_json(self.settings_json, asdict(settings))
+
+    def read_settings(self) -> RunSettings | None:
+        if not self.settings_json.is_file():
+            return None
+        return _from_dict(RunSettings, read_json(self.settings_json), self.settings_json)
+
+    def write_summary(self, summary: RunSummary) -> None:
+        write_json(self.summary_json, asdict(summary))
+
+    def read_summary(self) -> RunSummary:
+        if not self.summary_json.is_file():
+            raise HarnessError(f"{self.root}: no summary.json (is it a harness run folder?)")
+        return _from_dict(RunSummary, read_json(self.summary_json), self.summary_json)
+
+    def write_metrics(self, table: pd.DataFrame) -> None:
+        write_csv(self.metrics_csv, table)
+
+    def read_metrics(self) -> pd.DataFrame:
+        if not self.metrics_csv.is_file():
+            raise HarnessError(f"{self.root}: no metrics.csv (is it a harness run folder?)")
+        return read_csv(self.metrics_csv)
+
+    def scored_metrics(self) -> pd.DataFrame:
+        """The rows with a PSNR (scenes with ground truth)."""
+        table = self.read_metrics()
+        return table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+
+
+def mean_scores(rows: pd.DataFrame) -> dict[str, float | None]:
+    """Dataset score: the mean of the per-image values, as the server (None when nothing was scored)."""
+    if rows.empty or "psnr" not in rows:
+        return {k: None for k in METRICS}
+    return {k: float(rows[k].mean()) for k in METRICS}

@@ -1,0 +1,142 @@
+"""The house rules that keep the seams clean, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import torch
+
+from harness import create_model, list_models
+from harness.models import flowcnrdb as flowcnrdb_module
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "harness").rglob("*.py")) + sorted((ROOT / "models").glob("*.py"))
+
+
+def test_no_function_over_50_lines():
+    long = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 50:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
+
+
+def test_only_the_variants_module_names_registered_models():
+    names = re.compile(r"\b(" + "|".join(map(re.escape, list_models())) + r")\b")
+    found = []
+    for path in SOURCES:
+        if path == ROOT / "harness" / "variants.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and names.search(node.value):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {names.search(node.value).group(0)}")
+    assert not found, found
+
+
+def _count_calls(monkeypatch, name: str) -> list[int]:
+    calls: list[int] = []
+    original = getattr(flowcnrdb_module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flowcnrdb_module, name, counting)
+    return calls
+
+
+def test_one_predicate_decides_the_fast_path_once_per_forward(monkeypatch):
+    model = create_model("flowcnrdb_tiny").eval()
+    x = torch.rand(1, 9, 64, 64)
+    decided = _count_calls(monkeypatch, "fast_path_applies")
+    fast_blocks = _count_calls(monkeypatch, "convnext_fast")
+    with torch.no_grad():
+        model(x)
+    assert len(decided) == 1 and len(fast_blocks) > 0
+    decided.clear(), fast_blocks.clear()
+    with torch.no_grad():
+        model.set_fast(False)(x)
+    assert len(decided) == 1 and not fast_blocks  # faithful everywhere, CNRDBs included
+    model.set_fast(True)
+    x.requires_grad_(True)
+    model(x)  # autograd on: faithful
+    assert not fast_blocks
+
+
+def test_faithful_path_runs_all_frames_together_and_fast_path_one_at_a_time():
+    model = create_model("flowcnrdb_tiny").eval()
+    batches: list[int] = []
+    model.stem.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    x = torch.rand(1, 9, 64, 64)
+    with torch.no_grad():
+        model.set_fast(False)(x)
+        assert batches == [9]
+        batches.clear()
+        model.set_fast(True)
+        assert flowcnrdb_module.fast_path_applies(model, x)
+        model(x)
+    assert batches == []  # the fast path does not call the stem module: it runs its own version, frame by frame
+    with torch.device("meta"):
+        meta = create_model("flowcnrdb_tiny").eval()
+    assert not flowcnrdb_module.fast_path_applies(meta, torch.empty(1, 9, 64, 64, device="meta"))
+
+
+def test_fast_path_is_the_files_closing_section():
+    text = Path(flowcnrdb_module.__file__).read_text()
+    marker = text.index("Fast CPU inference — same results as above")
+    assert text.index("class FlowCNRDB(nn.Module)") < marker
+    for name in ("def convnext_fast", "def cnrdb_fast", "def grn_channels_last_", "def _window_sums", "def fast_path_applies"):
+        assert text.index(name) > marker, name
+
+
+# The rooms of the README's "Architecture" section, in the order data flows: a module imports only from its own
+# room or rooms before it (function-level imports included).
+LAYERS = [
+    ("harness.errors", "harness.challenge", "harness.progress", "harness.io"),
+    ("harness.models",),
+    ("harness.data",),
+    ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table"),
+    ("harness.metrics", "harness.inference"),
+    ("harness.scoring", "harness.run", "harness.tables"),
+    ("harness.evaluate", "harness.train", "harness.budget"),
+    ("harness.report", "harness.package"),
+    ("harness.cli",),
+]
+
+
+def _layer(module: str) -> int:
+    best = max((prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")), key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = ("harness", "models", *rel.parts[1:]) if rel.parts[0] == "models" else rel.parts
+    return ".".join(p for p in parts if p != "__init__")
+
+
+def test_imports_flow_one_way_through_the_rooms():
+    wrong = []
+    for path in SOURCES:
+        name = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for target in targets:
+                if (target == "harness" or target.startswith("harness.")) and _layer(target) > _layer(name):
+                    wrong.append(f"{name} imports {target}")
+    assert not wrong, wrong
+
+
+def test_model_files_import_only_torch():
+    for path in sorted((ROOT / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert roots <= {"torch", "__future__", "dataclasses", "typing", "math"}, (path.name, roots)
