@@ -34,9 +34,10 @@ from harness.inference import Device, Tiling, resolve_device, run_model, to_hwc
 from harness.io import sha256_file, write_tiff
 from harness.metrics import Quantize, quantize_output
 from harness.progress import Progress, notify
-from harness.registry import model_config, model_entry, model_multiple
+from harness.registry import list_models, model_config, model_entry, model_multiple
 from harness.run import RunFolder, RunSettings, RunSummary, default_run_dir, mean_scores
 from harness.scoring import score_pair
+from harness.sources import Args, ModelSource, parse_model_args, resolve_model
 
 
 @dataclass
@@ -56,6 +57,8 @@ class EvalConfig:
     quantize: Quantize = Quantize.floor
     force: bool = False
     random_init: bool = False
+    model_args: str | list[Any] | dict[str, Any] | None = None  # JSON text or parsed: see harness.sources
+    trust_code: bool = False
 
     def __post_init__(self) -> None:
         for name in ("weights", "data", "out"):
@@ -71,6 +74,7 @@ class EvalConfig:
 @dataclass
 class Prepared:
     model: nn.Module
+    source: ModelSource
     weights: str | None
     weights_sha256: str | None
     data: Path
@@ -78,22 +82,35 @@ class Prepared:
     folder: RunFolder
 
 
-def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, str | None, str | None]:
-    """The model with its weights: explicit file, bundled weights, or (explicitly) random."""
-    entry = model_entry(cfg.model)
-    model = harness.create_model(cfg.model, **entry.args_from_data(data))
-    if cfg.weights:
-        load_checkpoint(model, cfg.weights)
-        return model, str(cfg.weights), sha256_file(cfg.weights)
+def _model_args(cfg: EvalConfig, data: Path | None) -> Args:
+    args = parse_model_args(cfg.model_args) if isinstance(cfg.model_args, str) else (cfg.model_args or {})
+    if cfg.model in list_models() and isinstance(args, dict):
+        return {**model_entry(cfg.model).args_from_data(data), **args}
+    return args
+
+
+def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSource, str | None, str | None]:
+    """The model with its weights: explicit file, a submission's own, bundled, the factory's, or (explicitly) random."""
+    model, source = resolve_model(cfg.model, _model_args(cfg, data), cfg.trust_code)
+    weights = cfg.weights or (Path(source.weights) if source.weights else None)
+    if weights is not None:
+        load_checkpoint(model, weights)
+        return model, source, str(weights), sha256_file(weights)
     if not any(True for _ in model.parameters()):
-        return model, None, None
-    if entry.weights is not None and entry.weights.path.is_file():
-        load_checkpoint(model, entry.weights.path)
-        return model, f"bundled:{entry.weights.file}", sha256_file(entry.weights.path)
+        return model, source, None, None
+    if source.kind in ("file", "module", "plugin"):
+        return model, source, "as built by the factory", None
+    if source.kind == "registered":
+        entry = model_entry(cfg.model)
+        if entry.weights is not None and entry.weights.path.is_file():
+            load_checkpoint(model, entry.weights.path)
+            return model, source, f"bundled:{entry.weights.file}", sha256_file(entry.weights.path)
+        hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
+    else:
+        hint = " (the submission's model_zoo/ holds no checkpoint)"
     if cfg.random_init:
-        return model, "random-init", None
-    hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
-    raise HarnessError(f"model {cfg.model!r} has no bundled weights: pass --weights PATH{hint}, or --random-init for a smoke test")
+        return model, source, "random-init", None
+    raise HarnessError(f"model {cfg.model!r} has no weights: pass --weights PATH{hint}, or --random-init for a smoke test")
 
 
 def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: int) -> None:
@@ -114,16 +131,16 @@ def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
     scenes = select_scenes(discover_scenes(data), cfg.split, cfg.scenes)
     if not scenes:
         raise HarnessError(f"{data}: no scenes in split {cfg.split.value!r}")
-    model, weights, sha = build_model(cfg, data)
+    model, source, weights, sha = build_model(cfg, data)
     multiple = model_multiple(model)
     Tiling(cfg.tile, cfg.overlap).check(multiple)
     _check_scenes(cfg, data, scenes, multiple)
-    return Prepared(model.eval(), weights, sha, data, scenes, RunFolder(cfg.run_dir))
+    return Prepared(model.eval(), source, weights, sha, data, scenes, RunFolder(cfg.run_dir))
 
 
 def _settings(cfg: EvalConfig, prep: Prepared) -> RunSettings:
     return RunSettings(
-        model=cfg.model, model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
+        model=cfg.model, source=prep.source.as_dict(), model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
         data=str(prep.data.resolve()), quantize=cfg.quantize.value, amp=cfg.amp, tile=cfg.tile, overlap=cfg.overlap,
     )
 
@@ -220,6 +237,7 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         scenes=[s.id for s in prep.scenes],
         data=str(prep.data.resolve()),
         model=cfg.model,
+        source=prep.source.as_dict(),
         model_config=model_config(prep.model),
         parameters=int(sum(p.numel() for p in prep.model.parameters())),
         weights=prep.weights,

@@ -74,7 +74,16 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     with torch.inference_mode(), ctx:
         out = model(x)
-    return out.float().cpu()
+    return out.float().cpu() if isinstance(out, torch.Tensor) else out
+
+
+def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
+    """The model's output, refused unless it is (B, 3, H, W) for a (B, 9, H, W) input."""
+    b, _, h, w = x.shape
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (b, 3, h, w):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise HarnessError(f"the model's output is {got} for an input of {tuple(x.shape)}; expected {(b, 3, h, w)} (RGB)")
+    return out
 
 
 def run_model(
@@ -82,14 +91,15 @@ def run_model(
 ) -> torch.Tensor:
     """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU."""
     if not tiling.tile:
-        return _forward(model, frames, device, amp)[0]
+        return _checked(_forward(model, frames, device, amp), frames)[0]
     mult = model_multiple(model)
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
     out: torch.Tensor | None = None
     for y, y0, y1 in tiling.spans(h, mult):
         for x, x0, x1 in tiling.spans(w, mult):
-            part = _forward(model, frames[:, :, y : y + th, x : x + tw], device, amp)[0]
+            tile = frames[:, :, y : y + th, x : x + tw]
+            part = _checked(_forward(model, tile, device, amp), tile)[0]
             if out is None:
                 out = part.new_empty(part.shape[0], h, w)
             out[:, y0:y1, x0:x1] = part[:, y0 - y : y1 - y, x0 - x : x1 - x]

@@ -15,6 +15,7 @@ one line rather than misread.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ METRICS = ("psnr", "ssim", "ssim_standard")
 
 
 def default_run_dir(model: str, split: str) -> Path:
-    """Where ``harness evaluate`` writes when no ``--out`` is given."""
-    return Path("runs") / f"{model}-{split}"
+    """Where ``harness evaluate`` writes when no ``--out`` is given (any model source, made a folder name)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rsplit("/", 1)[-1]).strip("._") or "model"
+    return Path("runs") / f"{name}-{split}"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RunSettings:
     """Everything that decides the outputs: a resumed run must match it exactly."""
 
     model: str
+    source: dict[str, Any]
     model_config: dict[str, Any]
     weights: str | None
     weights_sha256: str | None
@@ -65,6 +68,7 @@ class RunSummary:
     scenes: list[str]
     data: str
     model: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # harness.sources.ModelSource: kind, name, file, sha256, args
     model_config: dict[str, Any] = field(default_factory=dict)
     parameters: int | None = None
     weights: str | None = None

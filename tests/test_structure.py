@@ -95,10 +95,10 @@ def test_fast_path_is_the_files_closing_section():
 # The rooms of the README's "Architecture" section, in the order data flows: a module imports only from its own
 # room or rooms before it (function-level imports included).
 LAYERS = [
-    ("harness.errors", "harness.challenge", "harness.progress", "harness.io"),
+    ("harness.errors", "harness.challenge", "harness.progress", "harness.io", "harness.archive"),
     ("harness.models",),
     ("harness.data",),
-    ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table"),
+    ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table", "harness.sources", "harness.submission"),
     ("harness.metrics", "harness.inference"),
     ("harness.scoring", "harness.run", "harness.tables"),
     ("harness.evaluate", "harness.train", "harness.budget"),

@@ -30,6 +30,7 @@ from harness.budget.counters import (
 from harness.challenge import MAC_LIMIT, NUM_FRAMES, PARAM_LIMIT
 from harness.errors import HarnessError
 from harness.registry import model_multiple
+from harness.sources import ModelSource, parse_model_args, resolve_model
 
 PARAMS_RULE = f"params < {PARAM_LIMIT / 1e6:.1f} M"
 MACS_RULE = f"< {MAC_LIMIT / 1e12:.1f} T"
@@ -156,13 +157,17 @@ def _reconcile(analytic: AnalyticCount, results: dict[str, dict[str, Any]]) -> l
     return rows
 
 
-def build_for_budget(name: str, weights: Path | None) -> tuple[nn.Module, dict[str, str] | None]:
-    """The model to count; with ``weights``, loaded strictly (the budget is of exactly that checkpoint)."""
-    import harness
+def build_for_budget(
+    spec: str, weights: Path | None, model_args: str | None = None, trust_code: bool = False
+) -> tuple[nn.Module, ModelSource, dict[str, str] | None]:
+    """The model to count, from any source; with ``weights``, loaded strictly (the budget is of exactly that checkpoint)."""
+    from harness.checkpoint import load_checkpoint
     from harness.io import sha256_file
 
-    model = harness.create_model(name).eval()
+    model, source = resolve_model(spec, parse_model_args(model_args), trust_code)
+    model.eval()
+    weights = weights or (Path(source.weights) if source.weights else None)
     if weights is None:
-        return model, None
-    harness.load_checkpoint(model, weights)
-    return model, {"path": str(weights), "sha256": sha256_file(weights)}
+        return model, source, None
+    load_checkpoint(model, weights)
+    return model, source, {"path": str(weights), "sha256": sha256_file(weights)}

@@ -9,11 +9,13 @@ import typer
 
 from harness.budget.counters import COUNTERS
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.cli.common import ModelOpt, WeightsOpt, console, parse_size
+from harness.cli.common import ModelArgsOpt, ModelOpt, TrustCodeOpt, WeightsOpt, console, parse_size
 
 
 def budget_cmd(
     model: ModelOpt,
+    model_args: ModelArgsOpt = None,
+    trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
     size: Annotated[str, typer.Option(help="H x W of one output (the challenge's size).")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")] = False,
@@ -27,9 +29,9 @@ def budget_cmd(
     from harness.tables import render_budget
 
     names = parse_counters(counters) if counters is not None else list(COUNTERS)
-    built, weights_doc = build_for_budget(model, weights)
+    built, source, weights_doc = build_for_budget(model, weights, model_args, bool(trust_code))
     doc = budget(built, parse_size(size), names)
-    doc["weights"] = weights_doc
+    doc["source"], doc["weights"] = source.as_dict(), weights_doc
     if as_json:
         typer.echo(json.dumps(doc))
     else:

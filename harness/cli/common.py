@@ -61,7 +61,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 SPLIT_HELP = "; ".join(f"{s.value}: {s.help}" for s in Split)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `harness models`).")]
+MODEL_HELP = "A registered name or plugin (`harness models`), FILE.py:NAME, package.module:NAME, or submission:PATH (a code submission folder or zip)."
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+ModelArgsOpt = Annotated[Optional[str], typer.Option(help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones.")]
+TrustCodeOpt = Annotated[Optional[bool], typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Checkpoint (.pth state dict or .safetensors), loaded strictly.")]
 DataOpt = Annotated[Optional[Path], typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
 ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]

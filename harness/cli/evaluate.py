@@ -7,7 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import SPLIT_HELP, DataOpt, DeviceOpt, ModelOpt, ScenesOpt, WeightsOpt, console, default_of, given
+from harness.cli.common import (
+    SPLIT_HELP,
+    DataOpt,
+    DeviceOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    ScenesOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    default_of,
+    given,
+)
 from harness.data import Split
 from harness.evaluate import EvalConfig
 from harness.metrics import Quantize
@@ -17,6 +29,8 @@ from harness.run import RunFolder
 
 def evaluate_cmd(
     model: ModelOpt,
+    model_args: ModelArgsOpt = None,
+    trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
     data: DataOpt = None,
     split: Annotated[Optional[Split], typer.Option(help=SPLIT_HELP, show_default=default_of(EvalConfig, "split"))] = None,
@@ -36,7 +50,8 @@ def evaluate_cmd(
     from harness.tables import render_scores
 
     cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, amp=amp,
-                                    tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init))
+                                    tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init,
+                                    model_args=model_args, trust_code=trust_code))
     with progress_bar("evaluating") as advance:
         summary = evaluate(cfg, advance)
     folder = RunFolder(cfg.run_dir)

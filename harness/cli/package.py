@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from harness.cli.common import BoundaryGroup, console, err_console
+from harness.cli.common import BoundaryGroup, DataOpt, TrustCodeOpt, console, err_console
 
 LEGACY = {"--verify": "verify", "--code": "code"}
 LEGACY_FLAGS = {"--verify-code": "--verify", "--no-verify-code": "--no-verify"}
@@ -76,16 +76,23 @@ def verify_cmd(
 
 @package_app.command("code")
 def code_cmd(
-    manifest: Annotated[Path, typer.Argument(help="A manifest (TOML), such as those in submissions/.")],
+    manifest: Annotated[Path, typer.Argument(help="A manifest (TOML), such as those in submissions/; or someone else's submission folder or zip, to verify.")],
     out: Annotated[Optional[Path], typer.Option(help="Zip to write.", show_default="code_ID_NAME.zip")] = None,
     verify: Annotated[bool, typer.Option(help="Run its test_demo.py without harness and compare outputs with evaluate.")] = False,
+    trust_code: TrustCodeOpt = None,
+    data: DataOpt = None,
 ) -> None:
-    """Write the code submission of a manifest (models/, model_zoo/, test_demo.py, factsheet)."""
-    from harness.package.code import package_code, read_manifest, verify_code
+    """Write the code submission of a manifest (models/, model_zoo/, test_demo.py, factsheet), or verify a submission."""
+    from harness.package.code import package_code, read_manifest, verify_code, verify_submission
 
+    if manifest.suffix != ".toml":
+        result = verify_submission(manifest, bool(trust_code), data)
+        console.print(f"verified: {result['source']['name']} from {manifest}, {result['parameters']:,} parameters, "
+                      f"outputs checked on {result['scenes']} scene(s), PSNR {result['psnr']:.4f} dB")
+        return
     target = out or Path(f"code_{read_manifest(manifest).stem}.zip")
     package_code(manifest, target)
     console.print(f"wrote {target}")
     if verify:
-        result = verify_code(target, manifest)
+        result = verify_code(target, manifest, data)
         console.print(f"verified: test_demo.py outputs byte-identical to harness evaluate on {result['scenes']} scene(s)")

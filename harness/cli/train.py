@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import DataOpt, DeviceOpt, console, default_of, given
+from harness.cli.common import MODEL_HELP, DataOpt, DeviceOpt, ModelArgsOpt, TrustCodeOpt, console, default_of, given
 from harness.data import Split
 from harness.train.loop import TrainConfig
 
@@ -18,7 +18,9 @@ def _opt(name: str, help: str) -> typer.models.OptionInfo:
 
 
 def train_cmd(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name.", show_default=default_of(TrainConfig, "model"))] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=MODEL_HELP, show_default=default_of(TrainConfig, "model"))] = None,
+    model_args: ModelArgsOpt = None,
+    trust_code: TrustCodeOpt = None,
     data: DataOpt = None,
     out: Annotated[Optional[Path], _opt("out", "Run folder (checkpoints, train_log.csv, config.json).")] = None,
     iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).")] = None,
@@ -44,7 +46,7 @@ def train_cmd(
     cfg = TrainConfig(**given(
         model=model, data=data, out=out, iters=iters, stop_after=stop_after, batch=batch, crop=crop, lr=lr, amp=amp,
         val_every=val_every, val_crop=val_crop, log_every=log_every, resume=resume, device=device, seed=seed,
-        workers=workers, train_scenes=train_scenes, val_scenes=val_scenes,
+        workers=workers, train_scenes=train_scenes, val_scenes=val_scenes, model_args=model_args, trust_code=trust_code,
     ))
     with progress_bar("training") as advance:
         row = train(cfg, advance)

@@ -15,13 +15,14 @@ imported, then compares its outputs byte for byte with ``harness evaluate``.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,16 @@ import pandas as pd
 import torch
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import harness
+from torch import nn
+
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_FRAMES
 from harness.data import Split, discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.io import sha256_file
 from harness.package.zips import safe_extract, write_zip
-from harness.registry import ModelEntry, model_config, model_entry
+from harness.checkpoint import load_checkpoint
+from harness.registry import model_config, model_entry
+from harness.sources import Args, resolve_model
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True)
 BLOCK_HARNESS = """
@@ -53,33 +57,59 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 @dataclass
 class Manifest:
+    """``submissions/*.toml``: the team, the model (a registered name, or a file, class and arguments) and weights."""
+
     path: Path
     team_id: str
     team_name: str
-    model: str
     name: str
     weights: str
     factsheet: dict[str, Any]
+    registered: str | None = None
+    file: Path | None = None
+    class_name: str | None = None
+    args: Args = field(default_factory=dict)
+    helpers: list[Path] = field(default_factory=list)
 
     @property
     def stem(self) -> str:
         return f"{self.team_id}_{self.name}"
 
     @property
-    def entry(self) -> ModelEntry:
-        return model_entry(self.model)
+    def spec(self) -> str:
+        """The model source (harness.sources) this manifest names."""
+        return self.registered or f"{self.file}:{self.class_name}"
 
     def weights_path(self) -> Path:
-        entry = self.entry
         if self.weights == "bundled":
-            if entry.weights is None or not entry.weights.path.is_file():
-                raise HarnessError(f"{self.path}: model {self.model!r} has no bundled weights")
+            entry = model_entry(self.registered) if self.registered else None
+            if entry is None or entry.weights is None or not entry.weights.path.is_file():
+                raise HarnessError(f"{self.path}: model {self.spec!r} has no bundled weights")
             return entry.weights.path
-        path = Path(self.weights)
-        path = path if path.is_absolute() else self.path.parent / path
+        path = self._relative(self.weights)
         if not path.is_file():
             raise HarnessError(f"{self.path}: weights {self.weights!r} not found (looked at {path})")
         return path
+
+    def _relative(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else self.path.parent / path
+
+
+def _model_fields(path: Path, model: dict[str, Any]) -> dict[str, Any]:
+    if "registered" in model:
+        entry = model_entry(str(model["registered"]))
+        if entry.model_class is None or entry.config_class is None:
+            raise HarnessError(f"{path}: model {entry.name!r} has no code-submission layout")
+        return {"registered": entry.name, "args": dict(model.get("args", {}))}
+    if "file" not in model or "class" not in model:
+        raise HarnessError(f"{path}: [model] needs `registered = NAME`, or `file = PATH` and `class = NAME`")
+    args = model.get("args", {})
+    if not isinstance(args, (dict, list)):
+        raise HarnessError(f"{path}: [model] args must be a table (keywords) or an array (positional)")
+    rel = lambda name: Path(name) if Path(name).is_absolute() else path.parent / name  # noqa: E731
+    return {"file": rel(str(model["file"])), "class_name": str(model["class"]), "args": args,
+            "helpers": [rel(str(h)) for h in model.get("helpers", [])]}
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -89,14 +119,12 @@ def read_manifest(path: Path) -> Manifest:
         raise HarnessError(f"{path}: unreadable manifest ({exc})") from None
     try:
         team, model = doc["team"], doc["model"]
-        manifest = Manifest(path, str(team["id"]), str(team["name"]), str(model["registered"]), str(model["name"]),
-                            str(model.get("weights", "bundled")), dict(doc.get("factsheet", {})))
+        manifest = Manifest(path, str(team["id"]), str(team["name"]), str(model["name"]), str(model.get("weights", "bundled")),
+                            dict(doc.get("factsheet", {})), **_model_fields(path, model))
     except KeyError as exc:
         raise HarnessError(f"{path}: missing field {exc}") from None
     if not (len(manifest.team_id) == 2 and manifest.team_id.isdigit()):
         raise HarnessError(f"{path}: team id must be two digits, got {manifest.team_id!r}")
-    if manifest.entry.model_class is None or manifest.entry.config_class is None:
-        raise HarnessError(f"{path}: model {manifest.model!r} has no code-submission layout")
     return manifest
 
 
@@ -107,32 +135,53 @@ def config_table_tex(config: Any, caption: str) -> str:
     return table.to_latex(index=False, escape=True, caption=caption, position="t")
 
 
-def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
-    entry = manifest.entry
-    assert entry.model_class is not None and entry.config_class is not None and entry.source_file is not None
-    model = harness.create_model(manifest.model)
+def _build(manifest: Manifest) -> tuple[nn.Module, Path, dict[str, Any]]:
+    """The model with its weights, its source file and what test_demo.py needs to construct it."""
+    model, source = resolve_model(manifest.spec, manifest.args)
     weights = manifest.weights_path()
-    harness.load_checkpoint(model, weights)
+    load_checkpoint(model, weights)
+    if manifest.registered:
+        entry = model_entry(manifest.registered)
+        assert entry.model_class is not None and entry.config_class is not None and entry.source_file is not None
+        construct = {"model_class": entry.model_class.__name__, "config_class": entry.config_class.__name__,
+                     "config": repr(model_config(model)), "args": "[]", "kwargs": "{}"}
+        return model, entry.source_file, construct
+    args = manifest.args
+    construct = {"model_class": manifest.class_name, "config_class": "", "config": "{}",
+                 "args": repr(args if isinstance(args, list) else []), "kwargs": repr(args if isinstance(args, dict) else {})}
+    assert source.file is not None
+    return model, Path(source.file), construct
+
+
+def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
+    model, source_file, construct = _build(manifest)
+    weights = manifest.weights_path()
     buf = io.BytesIO()
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
     flops_size = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
     demo = TEMPLATES.get_template("test_demo.py.j2").render(
-        model_file=f"Model_{manifest.stem}.py", ckpt_file=f"Ckpt_{manifest.stem}.pth", model_class=entry.model_class.__name__,
-        config_class=entry.config_class.__name__, config=repr(model_config(model)), flops_size=flops_size,
+        model_file=f"Model_{manifest.stem}.py", ckpt_file=f"Ckpt_{manifest.stem}.pth", flops_size=flops_size, **construct,
     )
     readme = TEMPLATES.get_template("code_readme.md.j2").render(
-        team_id=manifest.team_id, team_name=manifest.team_name, name=manifest.name, model=manifest.model,
+        team_id=manifest.team_id, team_name=manifest.team_name, name=manifest.name, model=manifest.spec,
         parameters=sum(p.numel() for p in model.parameters()), weights_sha256=sha256_file(weights),
         frames=NUM_FRAMES, flops_size=flops_size, factsheet=manifest.factsheet,
     )
-    caption = f"{manifest.name} configuration (team {manifest.team_id})".replace("_", r"\_")
-    return {
-        f"models/Model_{manifest.stem}.py": entry.source_file,
+    files: dict[str, Path | bytes] = {
+        f"models/Model_{manifest.stem}.py": source_file,
         f"model_zoo/Ckpt_{manifest.stem}.pth": buf.getvalue(),
         "test_demo.py": demo.encode(),
-        "factsheet/config_table.tex": config_table_tex(model.config, caption).encode(),
         "README.md": readme.encode(),
     }
+    config = getattr(model, "config", None)
+    if config is not None and dataclasses.is_dataclass(config):
+        caption = f"{manifest.name} configuration (team {manifest.team_id})".replace("_", r"\_")
+        files["factsheet/config_table.tex"] = config_table_tex(config, caption).encode()
+    for helper in manifest.helpers:
+        if not helper.is_file():
+            raise HarnessError(f"{manifest.path}: helper {helper} not found")
+        files[f"models/{helper.name}"] = helper
+    return files
 
 
 def package_code(manifest_path: Path, out: Path) -> Path:
@@ -169,10 +218,24 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
         if proc.returncode != 0:
             raise HarnessError(f"{zip_path}: test_demo.py failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         run = Path(tmp) / "run"
-        evaluate(EvalConfig(model=manifest.model, weights=manifest.weights_path(), data=data, split=Split.val, out=run))
+        evaluate(EvalConfig(model=manifest.spec, model_args=manifest.args, weights=manifest.weights_path(), data=data,
+                            split=Split.val, out=run))
         differ = [s.output_name for s in scenes
                   if not (demo_out / s.output_name).is_file()
                   or (demo_out / s.output_name).read_bytes() != (run / "res" / s.output_name).read_bytes()]
         if differ:
             raise HarnessError(f"{zip_path}: outputs differ from harness evaluate for {', '.join(differ[:5])}")
         return {"zip": str(zip_path), "scenes": len(scenes), "identical": True, "demo_stdout": proc.stdout}
+
+
+def verify_submission(path: Path, trust_code: bool, data: Path | None = None) -> dict[str, Any]:
+    """Someone else's code submission (folder or zip): its model built as its test_demo.py builds it, its checkpoint
+    loaded strictly, and run over the validation scenes with every output checked."""
+    from harness.data.embedded import embedded_dataset
+    from harness.evaluate import EvalConfig, evaluate
+
+    with tempfile.TemporaryDirectory(prefix="harness-verify-submission-") as tmp:
+        summary = evaluate(EvalConfig(model=f"submission:{path}", trust_code=trust_code, data=data or embedded_dataset(),
+                                      split=Split.val, out=Path(tmp) / "run"))
+    return {"submission": str(path), "scenes": summary.num_scenes, "parameters": summary.parameters, "psnr": summary.psnr,
+            "source": summary.source}

@@ -153,17 +153,31 @@ def _box_mean(err: np.ndarray, k: int) -> np.ndarray:
 def _budget(summary: RunSummary, budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
         return read_json(budget_path), ""
-    if summary.model is None:
-        return None, "budget not computed: the run records no model"
-    import harness
+    kind = summary.source.get("kind", "registered")
+    if summary.model is None or kind == "submission":
+        return None, "budget not computed: run `harness budget` on this model and pass --budget"
     from harness.budget.budget import budget
     from harness.budget.counters import REPORT_COUNTERS
+    from harness.sources import resolve_model
 
     try:
-        model = harness.create_model(summary.model, **summary.model_config).eval()
+        args = summary.model_config if kind == "registered" else summary.source.get("args", {})
+        model = resolve_model(summary.model, args)[0].eval()
         return budget(model, IMAGE_SIZE, list(REPORT_COUNTERS)), ""
     except HarnessError as exc:
         return None, f"budget not computed: {exc}"
+
+
+def source_text(source: dict[str, Any]) -> str:
+    """One line describing a model source (see harness.sources.ModelSource)."""
+    if not source:
+        return "-"
+    parts = [f"{source['kind']} {source['spec']}"]
+    if source.get("file"):
+        parts.append(f"file {source['file']} (sha256 {source.get('sha256')})")
+    if source.get("args"):
+        parts.append(f"arguments {json.dumps(source['args'])}")
+    return "; ".join(parts)
 
 
 def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene]) -> list[dict[str, Any]]:
@@ -189,7 +203,7 @@ def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path 
     budget_doc, budget_note = _budget(summary, budget_path)
     columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
     html = _env().get_template("run.html.j2").render(
-        s=summary, config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
+        s=summary, source=source_text(summary.source), config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
         date=_now(), references=REFERENCES, plots=plots, budget=budget_doc, budget_note=budget_note,
         rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
         columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(folder, table, scenes), fmt=fmt, cell=fmt,

@@ -37,8 +37,9 @@ from harness.inference import Device, resolve_device
 from harness.io import atomic_write, read_csv, write_csv, write_json
 from harness.metrics import quantize_output
 from harness.progress import Progress, notify
-from harness.registry import create_model, model_config, model_multiple
+from harness.registry import model_config, model_multiple
 from harness.scoring import score_pair
+from harness.sources import ModelSource, parse_model_args, resolve_model
 from harness.train.dataset import CropDataset, center_crop, npy_cache
 from harness.variants import FLAGSHIP
 
@@ -69,6 +70,8 @@ class TrainConfig:
     workers: int = 2
     train_scenes: str | None = None
     val_scenes: str | None = None
+    model_args: str | None = None  # JSON: see harness.sources
+    trust_code: bool = False
 
     def __post_init__(self) -> None:
         self.data = Path(self.data) if self.data is not None else None
@@ -135,6 +138,7 @@ class Session:
     train_files: list[tuple[Path, Path]]
     val_arrays: list[tuple[np.ndarray, np.ndarray]]
     model: nn.Module
+    source: ModelSource
     opt: torch.optim.Optimizer
     sched: Any
     scaler: torch.amp.GradScaler
@@ -150,14 +154,15 @@ class Session:
         if amp and device.type != "cuda":
             raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
         torch.manual_seed(cfg.seed)
-        model = create_model(cfg.model).to(device)
+        model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
+        model.to(device)
         if cfg.crop % model_multiple(model):
             raise HarnessError(f"--crop must be a multiple of {model_multiple(model)}")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, cfg.iters, cfg.lr, cfg.min_lr) / cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=amp)
         torch.manual_seed(cfg.seed + 7919 * (rank + 1))  # dropout stream, one per rank
-        session = cls(cfg, rank, world, device, amp, data, train_files, val_arrays, model, opt, sched, scaler)
+        session = cls(cfg, rank, world, device, amp, data, train_files, val_arrays, model, source, opt, sched, scaler)
         if cfg.resume:
             session.restore()
         return session
@@ -248,7 +253,7 @@ def _train(cfg: TrainConfig, s: Session, progress: Progress | None) -> dict[str,
     if s.rank == 0:
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json(cfg.out / "config.json", {**asdict(cfg), "amp": s.amp, "world_size": s.world, "data": str(s.data),
-                                             "model_config": model_config(s.model)})
+                                             "source": s.source.as_dict(), "model_config": model_config(s.model)})
     net: nn.Module = s.model
     if s.world > 1:
         net = nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)

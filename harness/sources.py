@@ -1,0 +1,204 @@
+"""Where a model comes from: one spelling of ``--model`` for every command and ``create_model``.
+
+A model source is one of
+
+- a registered name (``harness models``);
+- ``FILE.py:NAME`` or ``package.module:NAME``: a class or factory in a file or
+  an importable module, the way uvicorn and gunicorn name an app;
+- an installed plugin: an entry point in the group ``harness.models``
+  (name -> a factory returning an ``nn.Module``), used by its name;
+- ``submission:PATH``: a challenge code submission (folder or zip) in the
+  challenge's layout. Its model class and constructor arguments are read from
+  its ``test_demo.py`` with :mod:`ast`, never by running it; its model file is
+  somebody else's code, imported only with ``trust_code=True``.
+
+Constructor arguments (``--model-args``) are a JSON object of keyword
+arguments (which also override a registered model's configuration) or a JSON
+array of positional ones. Every resolution is described by a
+:class:`ModelSource`, which runs record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import sys
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from harness.archive import safe_extract
+from harness.errors import HarnessError
+from harness.io import atomic_folder, first_line, sha256_file
+from harness.registry import list_models, model_entry
+from harness.registry import create_model as create_registered
+
+PLUGIN_GROUP = "harness.models"
+SUBMISSION = "submission:"
+Args = list[Any] | dict[str, Any]
+
+
+@dataclass
+class ModelSource:
+    """What a model was built from: recorded in ``run.json``, ``summary.json`` and the report."""
+
+    spec: str
+    kind: str  # registered | file | module | plugin | submission
+    name: str
+    args: Args = field(default_factory=dict)
+    file: str | None = None
+    sha256: str | None = None
+    weights: str | None = None  # a submission's own checkpoint
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def needs_trust(self) -> bool:
+        return self.kind == "submission"
+
+
+def parse_model_args(text: str | None) -> Args:
+    """``--model-args``: a JSON object (keyword arguments) or array (positional ones)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"--model-args: not JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+    if not isinstance(value, (dict, list)):
+        raise HarnessError(f"--model-args: expected a JSON object or array, got {type(value).__name__}")
+    return value
+
+
+def plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed plugin models: entry points of the group ``harness.models`` by name."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP)}
+
+
+def call_factory(factory: Any, args: Args, label: str) -> nn.Module:
+    try:
+        model = factory(*args) if isinstance(args, list) else factory(**args)
+    except TypeError as exc:
+        raise HarnessError(f"model {label!r}: {exc}") from None
+    except Exception as exc:  # somebody else's constructor: any error is bad input, said in one line
+        raise HarnessError(f"model {label!r}: construction failed ({type(exc).__name__}: {first_line(exc)})") from None
+    if not isinstance(model, nn.Module):
+        raise HarnessError(f"model {label!r}: built a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def import_file(path: Path, roots: list[Path]) -> Any:
+    """Import a Python file as a module of its own package (its folder), so that its helper modules
+    import as siblings (``from .helper import x``) and, with ``roots`` on sys.path, by name."""
+    package = f"harness_user_{sha256_file(path)[:16]}"
+    name = f"{package}.{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    holder = types.ModuleType(package)
+    holder.__path__ = [str(path.parent)]
+    sys.modules.setdefault(package, holder)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HarnessError(f"{path}: cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    for root in reversed(roots):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        del sys.modules[name]
+        raise HarnessError(f"{path}: needs the module {exc.name!r}, which is not installed (pip install {exc.name})") from None
+    except Exception as exc:
+        del sys.modules[name]
+        raise HarnessError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None
+    return module
+
+
+def _attribute(module: Any, attr: str, where: str) -> Any:
+    if not hasattr(module, attr):
+        raise HarnessError(f"{where}: has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def _from_file(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
+    file_part, _, attr = spec.rpartition(":")
+    path = Path(file_part).expanduser()
+    if not path.is_file():
+        raise HarnessError(f"--model {spec}: no such file {path}")
+    module = import_file(path.resolve(), [path.resolve().parent])
+    model = call_factory(_attribute(module, attr, str(path)), args, spec)
+    return model, ModelSource(spec, "file", attr, args, str(path.resolve()), sha256_file(path))
+
+
+def _from_module(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise HarnessError(f"--model {spec}: cannot import {exc.name!r} (not installed, or not on the path)") from None
+    model = call_factory(_attribute(module, attr, module_name), args, spec)
+    file = getattr(module, "__file__", None)
+    return model, ModelSource(spec, "module", attr, args, file, sha256_file(file) if file else None)
+
+
+def _from_plugin(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
+    ep = plugins()[spec]
+    try:
+        factory = ep.load()
+    except ModuleNotFoundError as exc:
+        raise HarnessError(f"plugin model {spec!r} ({ep.value}): needs the module {exc.name!r}, which is not installed") from None
+    model = call_factory(factory, args, spec)
+    file = getattr(sys.modules.get(ep.module), "__file__", None)
+    return model, ModelSource(spec, "plugin", spec, args, file, sha256_file(file) if file else None)
+
+
+def _from_registry(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
+    if isinstance(args, list):
+        raise HarnessError(f"--model-args: registered model {spec!r} takes keyword arguments (a JSON object), not a list")
+    entry = model_entry(spec)
+    file = entry.source_file
+    return create_registered(spec, **args), ModelSource(spec, "registered", spec, args, str(file) if file else None,
+                                                        sha256_file(file) if file else None)
+
+
+def resolve_model(spec: str, args: Args | None = None, trust_code: bool = False) -> tuple[nn.Module, ModelSource]:
+    """Build the model ``spec`` names (see the module docstring); returns it and its description."""
+    args = {} if args is None else args
+    if spec.startswith(SUBMISSION):
+        from harness.submission import from_submission
+
+        return from_submission(spec, args, trust_code)
+    if spec in list_models():
+        return _from_registry(spec, args)
+    if spec in plugins():
+        return _from_plugin(spec, args)
+    if ":" in spec:
+        file_part = spec.rpartition(":")[0]
+        return _from_file(spec, args) if file_part.endswith(".py") or "/" in file_part else _from_module(spec, args)
+    known = ", ".join(list_models() + sorted(plugins()))
+    raise HarnessError(f"unknown model {spec!r}; known: {known} (or FILE.py:NAME, package.module:NAME, submission:PATH)")
+
+
+def create_model(spec: str, *args: Any, trust_code: bool = False, **kwargs: Any) -> nn.Module:
+    """Build any model source; positional or keyword arguments go to its constructor (``None`` keywords dropped)."""
+    if args and kwargs:
+        raise HarnessError(f"model {spec!r}: give positional or keyword arguments, not both")
+    chosen: Args = list(args) if args else {k: v for k, v in kwargs.items() if v is not None}
+    return resolve_model(spec, chosen, trust_code)[0]
+
+
+def extract_cached(zip_path: Path, cache: Path) -> Path:
+    """A zip's contents, extracted safely once into ``cache/<sha256>``."""
+    target = cache / sha256_file(zip_path)
+    if not target.is_dir():
+        with atomic_folder(target) as tmp:
+            safe_extract(zip_path, tmp, allowed_suffixes=None)
+    return target

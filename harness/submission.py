@@ -1,0 +1,128 @@
+"""Challenge code submissions from anyone: read with :mod:`ast`, imported only when trusted.
+
+The layout (starter kit)::
+
+    models/Model_XX_Name.py     the model (and any helper modules beside it)
+    model_zoo/<checkpoint>      its weights: the one file there
+    test_demo.py                imports the model class from ``models.Model_XX_Name`` and constructs it
+
+``test_demo.py`` is parsed, never run: its ``from models.X import Class [as alias]``
+names the file and class, and the first call of that class (or alias) gives
+the constructor arguments, which must be literals.
+"""
+
+from __future__ import annotations
+
+import ast
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.data.embedded import cache_root
+from harness.errors import HarnessError
+from harness.io import sha256_file
+
+DEMO = "test_demo.py"
+
+
+@dataclass
+class Submission:
+    root: Path
+    model_file: Path
+    class_name: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+def _root(path: Path) -> Path:
+    """The folder holding test_demo.py: ``path`` itself, or its only sub-folder (a zipped folder)."""
+    if (path / DEMO).is_file():
+        return path
+    entries = [p for p in path.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / DEMO).is_file():
+        return entries[0]
+    raise HarnessError(f"{path}: not a code submission (no {DEMO} at its top)")
+
+
+def _imported_classes(tree: ast.Module) -> dict[str, tuple[str, str]]:
+    """Local name -> (module under models/, class) for every ``from models.X import C [as A]``."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("models."):
+            for alias in node.names:
+                found[alias.asname or alias.name] = (node.module.split(".", 1)[1], alias.name)
+    return found
+
+
+def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], dict[str, Any]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
+            try:
+                args = [ast.literal_eval(a) for a in node.args]
+                kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+            except ValueError:
+                raise HarnessError(f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args") from None
+            return args, kwargs
+    return [], {}
+
+
+def _checkpoint(root: Path) -> Path | None:
+    zoo = root / "model_zoo"
+    files = sorted(p for p in zoo.rglob("*") if p.is_file() and not p.name.startswith(".")) if zoo.is_dir() else []
+    if len(files) > 1:
+        raise HarnessError(f"{zoo}: {len(files)} files ({', '.join(p.name for p in files[:4])}); pass --weights to choose one")
+    return files[0] if files else None
+
+
+def read_submission(path: Path) -> Submission:
+    """The model file, class, constructor arguments and checkpoint of a submission folder (nothing imported)."""
+    root = _root(path)
+    demo = root / DEMO
+    try:
+        tree = ast.parse(demo.read_text(encoding="utf-8"), str(demo))
+    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+        raise HarnessError(f"{demo}: unreadable ({exc})") from None
+    classes = _imported_classes(tree)
+    if not classes:
+        raise HarnessError(f"{demo}: imports no model class from models/ (expected `from models.Model_XX_Name import Class`)")
+    local, (module, class_name) = next(iter(classes.items()))
+    model_file = root / "models" / f"{module.replace('.', '/')}.py"
+    if not model_file.is_file():
+        raise HarnessError(f"{demo}: imports {module} but {model_file} does not exist")
+    args, kwargs = _constructor(tree, local, demo)
+    return Submission(root, model_file, class_name, args, kwargs, _checkpoint(root))
+
+
+def submission_folder(path: Path) -> Path:
+    """A submission folder, or a zip extracted safely (traversal, links, bombs refused) into the cache."""
+    if path.is_dir():
+        return path
+    if path.is_file() and zipfile.is_zipfile(path):
+        from harness.sources import extract_cached
+
+        return extract_cached(path, cache_root() / "submissions")
+    raise HarnessError(f"{path}: not a code submission folder or zip")
+
+
+def from_submission(spec: str, args: Any, trust_code: bool) -> tuple[Any, Any]:
+    """Build the model of ``submission:PATH``; its model file is imported only with ``trust_code``."""
+    from harness.sources import ModelSource, call_factory, import_file
+
+    sub = read_submission(submission_folder(Path(spec.split(":", 1)[1]).expanduser()))
+    if not trust_code:
+        raise HarnessError(f"{sub.model_file}: a code submission's model file is somebody else's code; "
+                           "pass --trust-code to import and run it")
+    module = import_file(sub.model_file, [sub.model_file.parent, sub.root])
+    if not hasattr(module, sub.class_name):
+        raise HarnessError(f"{sub.model_file}: has no class {sub.class_name!r}")
+    cls = getattr(module, sub.class_name)
+    if args:
+        chosen, model = args, call_factory(cls, args, spec)
+    else:  # as test_demo.py constructs it
+        chosen = sub.kwargs if not sub.args else sub.args if not sub.kwargs else {"args": sub.args, "kwargs": sub.kwargs}
+        model = call_factory(lambda: cls(*sub.args, **sub.kwargs), {}, spec)
+    source = ModelSource(spec, "submission", sub.class_name, chosen, str(sub.model_file), sha256_file(sub.model_file),
+                         str(sub.checkpoint) if sub.checkpoint else None)
+    return model, source

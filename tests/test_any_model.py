@@ -1,0 +1,251 @@
+"""Any model: a file, a module, an installed plugin, a code submission (folder or zip), through every command."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from typer.testing import CliRunner
+
+from harness import create_model
+from harness.cli import app
+from harness.io import sha256_file
+
+runner = CliRunner()
+
+HELPER = '''
+import torch
+
+
+def spectral_mix(y):
+    """Keep half of every frequency: an rfft2/irfft2 branch."""
+    return torch.fft.irfft2(torch.fft.rfft2(y) * 0.5, s=y.shape[-2:])
+'''
+
+TOY = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from {helper_import} import spectral_mix
+
+
+class Toy(nn.Module):
+    """A few convolutions, an FFT branch, attention over a pooled map, bilinear resampling, GroupNorm."""
+
+    def __init__(self, width=8, out_channels=3):
+        super().__init__()
+        self.inp = nn.Conv2d(9, width, 3, padding=1)
+        self.norm = nn.GroupNorm(2, width)
+        self.qkv = nn.Conv2d(width, width, 1)
+        self.out = nn.Conv2d(width, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        y = F.silu(self.norm(self.inp(x)))
+        y = y + spectral_mix(y)
+        small = F.interpolate(y, scale_factor=0.25, mode="bilinear", align_corners=False)
+        b, c, h, w = small.shape
+        t = self.qkv(small).flatten(2).transpose(1, 2)
+        a = F.scaled_dot_product_attention(t, t, t).transpose(1, 2).reshape(b, c, h, w)
+        y = y + F.interpolate(a, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(y) + 0.25
+
+
+def build(width=8):
+    return Toy(width)
+'''
+
+
+def write_toy(folder: Path, helper_import: str = "toy_helper", name: str = "toy.py", marker: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{helper_import.rsplit('.', 1)[-1]}.py").write_text(HELPER)
+    text = TOY.format(helper_import=helper_import)
+    if marker:  # proves whether the file's top-level code ran
+        text = "from pathlib import Path\nPath(__file__).with_name('IMPORTED').touch()\n" + text
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _one_error(output: str) -> str:
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+@pytest.fixture
+def toy_file(tmp_path) -> Path:
+    return write_toy(tmp_path / "src")
+
+
+def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file, small_data):
+    spec = f"{toy_file}:Toy"
+    code, out = _run("evaluate", "--model", spec, "--model-args", '{"width": 4}', "--data", str(small_data), "--out", str(tmp_path / "run"))
+    assert code == 0, out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["source"]["kind"] == "file" and summary["source"]["name"] == "Toy"
+    assert summary["source"]["sha256"] == sha256_file(toy_file) and summary["source"]["args"] == {"width": 4}
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["source"] == summary["source"]
+    assert sha256_file(toy_file) in (tmp_path / "run" / "report.html").read_text()
+    code, out = _run("budget", "--model", spec, "--size", "64x128", "--json", "--counters", "fvcore,flop_counter_mode,analytic")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["source"]["kind"] == "file" and doc["params"] == sum(p.numel() for p in create_model(spec).parameters())
+    code, out = _run("train", "--model", spec, "--data", str(small_data), "--out", str(tmp_path / "train"), "--iters", "2",
+                     "--crop", "32", "--batch", "2", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0")
+    assert code == 0, out
+    assert json.loads((tmp_path / "train" / "config.json").read_text())["source"]["kind"] == "file"
+    assert (tmp_path / "train" / "last.pth").is_file()
+
+
+def test_positional_arguments_and_a_changed_file_refuses_reuse(tmp_path, toy_file, small_data):
+    model = create_model(f"{toy_file}:Toy", 6, 3)
+    assert model.inp.out_channels == 6
+    run = str(tmp_path / "run")
+    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run)[0] == 0
+    toy_file.write_text(toy_file.read_text() + "\n# edited\n")
+    code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run)
+    assert code == 2 and "source" in _one_error(out)
+
+
+def test_module_source(tmp_path, monkeypatch):
+    package = tmp_path / "lib" / "toypkg"
+    write_toy(package, helper_import="toypkg.toy_helper", name="nets.py")
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    model = create_model("toypkg.nets:build", width=4)
+    assert type(model).__name__ == "Toy" and model(torch.rand(1, 9, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_installed_plugin_by_entry_point(tmp_path, monkeypatch, small_data):
+    site = tmp_path / "site"
+    write_toy(site, helper_import="toy_helper", name="toy_plugin_mod.py")
+    info = site / "toy_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[harness.models]\ntoy_plugin = toy_plugin_mod:build\n")
+    monkeypatch.syspath_prepend(str(site))
+    listing = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
+    assert listing.exit_code == 0 and "toy_plugin" in listing.output and "plugin: toy_plugin_mod:build" in listing.output
+    assert type(create_model("toy_plugin", width=4)).__name__ == "Toy"
+    code, out = _run("evaluate", "--model", "toy_plugin", "--data", str(small_data), "--out", str(tmp_path / "run"))
+    assert code == 0, out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["source"]["kind"] == "plugin"
+
+
+def make_submission(root: Path, weights_from: torch.nn.Module) -> Path:
+    """The challenge layout, as another team would ship it: helper module, DataParallel checkpoint in `params`."""
+    write_toy(root / "models", helper_import="models.toy_helper", name="Model_09_Toy.py", marker=True)
+    (root / "models" / "__init__.py").write_text("")
+    (root / "model_zoo").mkdir()
+    wrapped = {"params": {f"module.{k}": v for k, v in weights_from.state_dict().items()}}
+    torch.save(wrapped, root / "model_zoo" / "Ckpt_09_Toy.pth")
+    (root / "test_demo.py").write_text(textwrap.dedent('''
+        import torch
+        from models.Model_09_Toy import Toy as My_model
+
+        def test():
+            model = My_model(width=6).eval()
+            model.load_state_dict(torch.load("./model_zoo/Ckpt_09_Toy.pth")["params"])
+            raise SystemExit("test_demo.py must never be run by the harness")
+
+        if __name__ == "__main__":
+            test()
+    '''))
+    return root
+
+
+@pytest.fixture
+def trained_toy(toy_file) -> torch.nn.Module:
+    torch.manual_seed(3)
+    model = create_model(f"{toy_file}:Toy", width=6)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+def test_submission_refused_without_trust_and_nothing_imported(tmp_path, trained_toy, small_data):
+    sub = make_submission(tmp_path / "sub", trained_toy)
+    code, out = _run("evaluate", "--model", f"submission:{sub}", "--data", str(small_data), "--out", str(tmp_path / "run"))
+    assert code == 2 and "Model_09_Toy.py" in _one_error(out) and "--trust-code" in out
+    assert not (sub / "models" / "IMPORTED").exists() and not (tmp_path / "run").exists()
+    code, out = _run("budget", "--model", f"submission:{sub}", "--size", "64x128", "--counters", "analytic")
+    assert code == 2 and not (sub / "models" / "IMPORTED").exists()
+
+
+def test_submission_folder_and_zip_evaluate_with_their_own_checkpoint(tmp_path, toy_file, trained_toy, small_data):
+    sub = make_submission(tmp_path / "sub", trained_toy)
+    plain = tmp_path / "plain.pth"
+    torch.save(trained_toy.state_dict(), plain)
+    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", '{"width": 6}', "--weights", str(plain),
+                "--data", str(small_data), "--out", str(tmp_path / "ref"))[0] == 0
+    zipped = tmp_path / "sub.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for path in sorted(sub.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"Team09/{path.relative_to(sub)}")
+    for label, path in (("folder", sub), ("zip", zipped)):
+        code, out = _run("evaluate", "--model", f"submission:{path}", "--trust-code", "--data", str(small_data),
+                         "--out", str(tmp_path / label))
+        assert code == 0, out
+        summary = json.loads((tmp_path / label / "summary.json").read_text())
+        assert summary["source"]["kind"] == "submission" and summary["source"]["args"] == {"width": 6}
+        assert summary["weights"].endswith("Ckpt_09_Toy.pth")
+        for scene in ("Scene-280", "Scene-282"):
+            name = f"res/{scene}-out.tif"
+            assert (tmp_path / label / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    code, out = _run("package", "code", str(zipped), "--trust-code", "--data", str(small_data))
+    assert code == 0 and "verified: Toy" in out, out
+
+
+def test_code_submission_of_a_file_model_runs_without_harness(tmp_path, toy_file, trained_toy, small_data):
+    from harness.package.code import package_code, verify_code
+
+    torch.save(trained_toy.state_dict(), tmp_path / "toy.pth")
+    manifest = tmp_path / "toy.toml"
+    manifest.write_text(f'[team]\nid = "09"\nname = "Toys"\n[model]\nname = "Toy"\nfile = "{toy_file}"\nclass = "Toy"\n'
+                        f'args = {{width = 6}}\nhelpers = ["{toy_file.with_name("toy_helper.py")}"]\nweights = "toy.pth"\n')
+    zip_path = package_code(manifest, tmp_path / "code.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        assert {"models/Model_09_Toy.py", "models/toy_helper.py", "model_zoo/Ckpt_09_Toy.pth", "test_demo.py"} <= set(zf.namelist())
+    result = verify_code(zip_path, manifest, small_data)
+    assert result["identical"] and result["scenes"] == 3
+
+
+def test_a_model_with_the_wrong_output_is_refused_before_anything_is_written(tmp_path, toy_file, small_data):
+    code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", '{"out_channels": 1}', "--data", str(small_data),
+                     "--out", str(tmp_path / "run"))
+    assert code == 2 and "expected (1, 3, 64, 128)" in _one_error(out)
+    assert not list((tmp_path / "run" / "res").glob("*.tif"))
+
+
+def test_a_missing_third_party_module_is_one_line_naming_it(tmp_path, small_data):
+    bad = tmp_path / "needs.py"
+    bad.write_text("import einops_but_not_installed\n\nclass Net:\n    pass\n")
+    code, out = _run("evaluate", "--model", f"{bad}:Net", "--data", str(small_data), "--out", str(tmp_path / "run"))
+    assert code == 2 and "einops_but_not_installed" in _one_error(out) and "pip install" in out
+
+
+def test_unknown_sources_say_what_is_accepted(tmp_path):
+    code, out = _run("budget", "--model", "nope", "--counters", "analytic")
+    assert code == 2 and "FILE.py:NAME" in _one_error(out)
+    code, out = _run("budget", "--model", f"{tmp_path}/none.py:X", "--counters", "analytic")
+    assert code == 2 and "no such file" in _one_error(out)
+    code, out = _run("budget", "--model", "demosaic", "--model-args", "{bad", "--counters", "analytic")
+    assert code == 2 and "--model-args" in _one_error(out)
+
+
+def test_tiff_outputs_of_a_file_model_are_rgb_uint8(tmp_path, toy_file, small_data):
+    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / "run"))[0] == 0
+    out = tifffile.imread(tmp_path / "run" / "res" / "Scene-281-out.tif")
+    assert out.dtype == np.uint8 and out.shape == (64, 128, 3)
