@@ -249,3 +249,50 @@ def test_tiff_outputs_of_a_file_model_are_rgb_uint8(tmp_path, toy_file, small_da
     assert _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / "run"))[0] == 0
     out = tifffile.imread(tmp_path / "run" / "res" / "Scene-281-out.tif")
     assert out.dtype == np.uint8 and out.shape == (64, 128, 3)
+
+
+def _budget_json(*args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["budget", *args, "--json"])
+    return result.exit_code, json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+
+
+def test_budget_counts_every_operator_of_the_toy_and_of_every_registered_model(toy_file):
+    from harness import list_models
+
+    code, doc = _budget_json("--model", f"{toy_file}:Toy", "--size", "64x128")
+    assert code == 0, doc
+    assert all("uncounted_ops" in c for c in doc["counters"].values())
+    analytic = doc["counters"]["analytic"]
+    assert analytic["uncounted_ops"] == [] and doc["verdicts"]["strict"]["pass"] is True
+    assert {"fft", "softmax", "group_norm", "interpolate", "conv", "linear"} <= set(analytic["by_category"])
+    assert any(op["op"] == "_fft_r2c" for op in doc["counters"]["fvcore"]["uncounted_ops"])  # fvcore skips FFTs
+    assert "aten::fft_rfft2" in doc["counters"]["fvcore"]["unsupported_ops"]
+    for name in list_models():
+        code, doc = _budget_json("--model", name, "--size", "64x128", "--counters", "analytic")
+        assert code == 0 and doc["counters"]["analytic"]["uncounted_ops"] == [], name
+
+
+def test_an_operator_without_a_formula_is_named_and_the_strict_verdict_undecided(tmp_path):
+    path = tmp_path / "sorter.py"
+    path.write_text("import torch\nfrom torch import nn\n\nclass Sorter(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 1)\n\n    def forward(self, x):\n"
+                    "        return torch.sort(self.conv(x), dim=1).values\n")
+    code, doc = _budget_json("--model", f"{path}:Sorter", "--size", "32x32", "--counters", "flop_counter_mode,analytic")
+    assert code == 0
+    assert [op["op"] for op in doc["counters"]["analytic"]["uncounted_ops"]] == ["sort"]
+    assert doc["counters"]["analytic"]["uncounted_ops"][0] == {"op": "sort", "calls": 1, "elements": 3 * 32 * 32}
+    assert doc["verdicts"]["strict"]["pass"] is None and "sort" in doc["verdicts"]["strict"]["undecided"]
+    result = runner.invoke(app, ["budget", "--model", f"{path}:Sorter", "--size", "32x32", "--counters", "analytic"], env={"COLUMNS": "250"})
+    assert "uncounted by the analytic counter" in result.output and "sort (1 calls" in result.output and "UNDECIDED" in result.output
+
+
+def test_a_counter_that_cannot_trace_a_model_fails_alone(tmp_path):
+    path = tmp_path / "untraceable.py"
+    path.write_text("import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 3, padding=1)\n\n    def forward(self, x):\n"
+                    "        if torch.jit.is_tracing():\n            raise RuntimeError('this model cannot be traced')\n"
+                    "        return self.conv(x)\n")
+    code, doc = _budget_json("--model", f"{path}:Net", "--size", "32x32", "--counters", "fvcore,flop_counter_mode,analytic")
+    assert doc["counters"]["fvcore"]["failed"].startswith("RuntimeError: this model cannot be traced")
+    assert doc["counters"]["analytic"]["macs"] == doc["counters"]["flop_counter_mode"]["macs"] + 3 * 32 * 32  # + bias
+    assert doc["verdicts"]["official"] is None and code == 0
