@@ -56,13 +56,30 @@ def _imported_classes(tree: ast.Module) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _constants(tree: ast.Module) -> dict[str, ast.expr]:
+    """Module-level ``NAME = value`` assignments (values resolved only when they are literals)."""
+    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def _literal(node: ast.expr, constants: dict[str, ast.expr]) -> Any:
+    if isinstance(node, ast.Name) and node.id in constants:
+        node = constants[node.id]
+    return ast.literal_eval(node)
+
+
 def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], dict[str, Any]]:
+    constants = _constants(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
             try:
-                args = [ast.literal_eval(a) for a in node.args]
-                kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
-            except ValueError:
+                args: list[Any] = []
+                for a in node.args:
+                    args.extend(_literal(a.value, constants) if isinstance(a, ast.Starred) else [_literal(a, constants)])
+                kwargs: dict[str, Any] = {}
+                for kw in node.keywords:
+                    kwargs.update(_literal(kw.value, constants) if kw.arg is None else {kw.arg: _literal(kw.value, constants)})
+            except (ValueError, TypeError):
                 raise HarnessError(f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args") from None
             return args, kwargs
     return [], {}

@@ -53,9 +53,11 @@ def bilinear_demosaic(mosaic: Tensor) -> Tensor:
 class BilinearDemosaic(nn.Module):
     """Frame ``config.frame`` demosaiced bilinearly and divided by ``config.exposure``."""
 
-    def __init__(self, config: DemosaicConfig | None = None) -> None:
+    def __init__(self, config: DemosaicConfig | None = None, **overrides: object) -> None:
         super().__init__()
-        self.config = config or DemosaicConfig()
+        if config is not None and overrides:
+            raise TypeError("pass a config or keyword arguments, not both")
+        self.config = config or DemosaicConfig(**overrides)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> Tensor:
         frame = x[:, self.config.frame : self.config.frame + 1]

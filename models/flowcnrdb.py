@@ -422,6 +422,8 @@ class FlowCNRDB(nn.Module):
     Args:
         config: architecture arguments; ``FlowCNRDBConfig()`` is the published
             entry (18,651,029 parameters).
+        **overrides: instead of ``config``, its fields as keyword arguments
+            (``FlowCNRDB(**asdict(config))`` builds the same model).
 
     Input (B, num_brackets, H, W) float32 Bayer frames as stored (GRBG, no
     scaling), H and W multiples of ``config.multiple``; output (B, 3, H, W) RGB.
@@ -438,9 +440,11 @@ class FlowCNRDB(nn.Module):
     computation everywhere (training always uses it).
     """
 
-    def __init__(self, config: FlowCNRDBConfig | None = None) -> None:
+    def __init__(self, config: FlowCNRDBConfig | None = None, **overrides: object) -> None:
         super().__init__()
-        cfg = config or FlowCNRDBConfig()
+        if config is not None and overrides:
+            raise TypeError("pass a config or keyword arguments, not both")
+        cfg = config or FlowCNRDBConfig(**overrides)  # type: ignore[arg-type]
         self.config = cfg
         self.frame_chunk: int | None = None
         self.fast = True

@@ -64,11 +64,13 @@ class UpBlock(nn.Module):
 
 
 class UNetBaseline(nn.Module):
-    """The starter-kit U-Net. Args: config (defaults: the published baseline)."""
+    """The starter-kit U-Net. Args: config (defaults: the published baseline), or its fields as keywords."""
 
-    def __init__(self, config: UNetBaselineConfig | None = None) -> None:
+    def __init__(self, config: UNetBaselineConfig | None = None, **overrides: object) -> None:
         super().__init__()
-        cfg = config or UNetBaselineConfig()
+        if config is not None and overrides:
+            raise TypeError("pass a config or keyword arguments, not both")
+        cfg = config or UNetBaselineConfig(**overrides)  # type: ignore[arg-type]
         self.config = cfg
         widths = [cfg.width * 2**i for i in range(cfg.depth)]
         self.down_path = nn.ModuleList(

@@ -106,6 +106,8 @@ def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file
     assert code == 0, out
     assert json.loads((tmp_path / "train" / "config.json").read_text())["source"]["kind"] == "file"
     assert (tmp_path / "train" / "last.pth").is_file()
+    code, out = _run("package", "results", str(tmp_path / "run"), "--out", str(tmp_path / "results.zip"))
+    assert code == 0 and len(zipfile.ZipFile(tmp_path / "results.zip").namelist()) == 3, out
 
 
 def test_positional_arguments_and_a_changed_file_refuses_reuse(tmp_path, toy_file, small_data):
@@ -141,12 +143,27 @@ def test_installed_plugin_by_entry_point(tmp_path, monkeypatch, small_data):
     code, out = _run("evaluate", "--model", "toy_plugin", "--data", str(small_data), "--out", str(tmp_path / "run"))
     assert code == 0, out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["source"]["kind"] == "plugin"
+    _budget_train_package("toy_plugin", tmp_path, small_data)
+
+
+def _budget_train_package(spec: str, tmp_path: Path, small_data: Path, *extra: str) -> None:
+    """budget, train (2 iterations) and a results zip of the run in tmp_path/run, for one model source."""
+    code, out = _run("budget", "--model", spec, *extra, "--size", "64x128", "--json", "--counters", "analytic")
+    assert code == 0 and json.loads(out)["counters"]["analytic"]["uncounted_ops"] == [], out
+    code, out = _run("train", "--model", spec, *extra, "--data", str(small_data), "--out", str(tmp_path / "train"), "--iters", "2",
+                     "--crop", "32", "--batch", "2", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0")
+    assert code == 0 and (tmp_path / "train" / "last.pth").is_file(), out
+    code, out = _run("package", "results", str(tmp_path / "run"), "--out", str(tmp_path / "results.zip"))
+    assert code == 0, out
+    assert zipfile.ZipFile(tmp_path / "results.zip").namelist() == ["Scene-280-out.tif", "Scene-281-out.tif", "Scene-282-out.tif"]
 
 
 def make_submission(root: Path, weights_from: torch.nn.Module) -> Path:
     """The challenge layout, as another team would ship it: helper module, DataParallel checkpoint in `params`."""
     write_toy(root / "models", helper_import="models.toy_helper", name="Model_09_Toy.py", marker=True)
     (root / "models" / "__init__.py").write_text("")
+    with open(root / "models" / "toy_helper.py", "a") as fh:  # a third-party import, as real teams' code has
+        fh.write("\nfrom einops import rearrange\n\n\ndef tokens(t):\n    return rearrange(t, 'b c h w -> b (h w) c')\n")
     (root / "model_zoo").mkdir()
     wrapped = {"params": {f"module.{k}": v for k, v in weights_from.state_dict().items()}}
     torch.save(wrapped, root / "model_zoo" / "Ckpt_09_Toy.pth")
@@ -206,6 +223,8 @@ def test_submission_folder_and_zip_evaluate_with_their_own_checkpoint(tmp_path, 
             assert (tmp_path / label / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     code, out = _run("package", "code", str(zipped), "--trust-code", "--data", str(small_data))
     assert code == 0 and "verified: Toy" in out, out
+    (tmp_path / "zip").rename(tmp_path / "run")
+    _budget_train_package(f"submission:{zipped}", tmp_path, small_data, "--trust-code")
 
 
 def test_code_submission_of_a_file_model_runs_without_harness(tmp_path, toy_file, trained_toy, small_data):

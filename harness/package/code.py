@@ -136,20 +136,17 @@ def config_table_tex(config: Any, caption: str) -> str:
 
 
 def _build(manifest: Manifest) -> tuple[nn.Module, Path, dict[str, Any]]:
-    """The model with its weights, its source file and what test_demo.py needs to construct it."""
+    """The model with its weights, its source file and how test_demo.py constructs it (``Class(*ARGS, **KWARGS)``)."""
     model, source = resolve_model(manifest.spec, manifest.args)
-    weights = manifest.weights_path()
-    load_checkpoint(model, weights)
+    load_checkpoint(model, manifest.weights_path())
     if manifest.registered:
         entry = model_entry(manifest.registered)
-        assert entry.model_class is not None and entry.config_class is not None and entry.source_file is not None
-        construct = {"model_class": entry.model_class.__name__, "config_class": entry.config_class.__name__,
-                     "config": repr(model_config(model)), "args": "[]", "kwargs": "{}"}
-        return model, entry.source_file, construct
+        assert entry.model_class is not None and entry.source_file is not None
+        return model, entry.source_file, {"model_class": entry.model_class.__name__, "args": [], "kwargs": model_config(model)}
     args = manifest.args
-    construct = {"model_class": manifest.class_name, "config_class": "", "config": "{}",
-                 "args": repr(args if isinstance(args, list) else []), "kwargs": repr(args if isinstance(args, dict) else {})}
-    assert source.file is not None
+    assert source.file is not None and manifest.class_name is not None
+    construct = {"model_class": manifest.class_name, "args": args if isinstance(args, list) else [],
+                 "kwargs": args if isinstance(args, dict) else {}}
     return model, Path(source.file), construct
 
 
@@ -160,7 +157,8 @@ def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
     flops_size = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
     demo = TEMPLATES.get_template("test_demo.py.j2").render(
-        model_file=f"Model_{manifest.stem}.py", ckpt_file=f"Ckpt_{manifest.stem}.pth", flops_size=flops_size, **construct,
+        model_module=f"Model_{manifest.stem}", ckpt_file=f"Ckpt_{manifest.stem}.pth", flops_size=flops_size,
+        model_class=construct["model_class"], args=repr(construct["args"]), kwargs=repr(construct["kwargs"]),
     )
     readme = TEMPLATES.get_template("code_readme.md.j2").render(
         team_id=manifest.team_id, team_name=manifest.team_name, name=manifest.name, model=manifest.spec,
@@ -168,6 +166,7 @@ def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
         frames=NUM_FRAMES, flops_size=flops_size, factsheet=manifest.factsheet,
     )
     files: dict[str, Path | bytes] = {
+        "models/__init__.py": b"",
         f"models/Model_{manifest.stem}.py": source_file,
         f"model_zoo/Ckpt_{manifest.stem}.pth": buf.getvalue(),
         "test_demo.py": demo.encode(),
