@@ -7,13 +7,14 @@ and extraction writes only regular files under the target folder.
 
 from __future__ import annotations
 
-import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError
+from harness.io import first_line
 
 MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = 4 * 1024**3
@@ -26,56 +27,85 @@ class ZipCheck:
     notes: list[str] = field(default_factory=list)
 
 
+MIN_RATIO_CHECKED = 64 * 1024  # below this, a high ratio is a tiny text file, not a bomb
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise HarnessError(f"{path}: member {name!r} has an absolute path (refused)")
+    if ".." in pure.parts:
+        raise HarnessError(f"{path}: member {name!r} escapes the folder with '..' (zip-slip, refused)")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise HarnessError(f"{path}: member {name!r} is a symbolic link (refused)")
+    if info.flag_bits & 0x1:
+        raise HarnessError(f"{path}: member {name!r} is encrypted (refused)")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        raise HarnessError(f"{path}: member {name!r} uses an unknown compression method ({info.compress_type})")
+    if info.file_size > MIN_RATIO_CHECKED and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise HarnessError(f"{path}: member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x (zip bomb?)")
+
+
 def check_zip(path: Path, allowed_suffixes: tuple[str, ...] | None = (".tif",)) -> ZipCheck:
-    """Refuse an unsafe zip before extraction; report members the server would ignore."""
+    """Refuse an unsafe zip before extraction; note members the server would ignore (never extracted) and duplicates.
+    The size limits count every member, the ignored ones too."""
     if not path.is_file():
         raise HarnessError(f"{path}: no such zip")
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, OSError) as exc:
         raise HarnessError(f"{path}: not a zip ({exc})") from None
     check = ZipCheck()
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise HarnessError(f"{path}: {len(infos)} members, more than the limit of {MAX_MEMBERS} (zip bomb?)")
-        total = 0
+        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+            raise HarnessError(f"{path}: uncompressed size over {MAX_TOTAL_BYTES // 1024**3} GiB (zip bomb?)")
+        seen: set[str] = set()
         for info in infos:
-            name = info.filename
-            pure = PurePosixPath(name.replace("\\", "/"))
-            if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
-                raise HarnessError(f"{path}: member {name!r} has an absolute path (refused)")
-            if ".." in pure.parts:
-                raise HarnessError(f"{path}: member {name!r} escapes the folder with '..' (zip-slip, refused)")
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise HarnessError(f"{path}: member {name!r} is a symbolic link (refused)")
-            total += info.file_size
-            if total > MAX_TOTAL_BYTES:
-                raise HarnessError(f"{path}: uncompressed size over {MAX_TOTAL_BYTES // 1024**3} GiB (zip bomb?)")
-            if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1024**2:
-                raise HarnessError(f"{path}: member {name!r} expands {info.file_size / info.compress_size:.0f}x (zip bomb?)")
+            _check_member(path, info)
+            if info.filename in seen:
+                check.notes.append(f"{info.filename}: appears more than once; the last copy is the one read")
+            seen.add(info.filename)
             if info.is_dir():
                 continue
-            if allowed_suffixes and not name.lower().endswith(allowed_suffixes):
-                check.notes.append(f"{name}: not a TIFF; the server ignores it")
-            check.members.append(name)
+            if allowed_suffixes and not info.filename.lower().endswith(allowed_suffixes):
+                check.notes.append(f"{info.filename}: not a TIFF; the server ignores it (not extracted)")
+                continue
+            check.members.append(info.filename)
     return check
 
 
+def _copy_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
+    """Copy one member, never writing more than its header declares (a lying header fails here)."""
+    left = info.file_size
+    with zf.open(info) as src, open(dest, "wb") as dst:
+        while chunk := src.read(min(1 << 20, left + 1)):
+            left -= len(chunk)
+            if left < 0:
+                raise HarnessError(f"member {info.filename!r} holds more than its declared {info.file_size} bytes (refused)")
+            dst.write(chunk)
+
+
 def safe_extract(path: Path, target: Path, allowed_suffixes: tuple[str, ...] | None = (".tif",)) -> ZipCheck:
-    """Check, then extract regular files only, each verified to land inside ``target``."""
+    """Check, then extract the members that matter (regular files only), each verified to land inside ``target``."""
     check = check_zip(path, allowed_suffixes)
+    wanted = set(check.members)
     root = target.resolve()
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            dest = (root / info.filename).resolve()
-            if root not in dest.parents and dest != root:
-                raise HarnessError(f"{path}: member {info.filename!r} would land outside the folder (refused)")
-            if info.is_dir():
-                dest.mkdir(parents=True, exist_ok=True)
+            if info.is_dir() or info.filename not in wanted:
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            dest = (root / info.filename).resolve()
+            if root not in dest.parents:
+                raise HarnessError(f"{path}: member {info.filename!r} would land outside the folder (refused)")
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _copy_bounded(zf, info, dest)
+            except HarnessError as exc:
+                raise HarnessError(f"{path}: {exc}") from None
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+                raise HarnessError(f"{path}: member {info.filename!r} cannot be extracted ({first_line(exc, 160)})") from None
     return check

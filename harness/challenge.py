@@ -23,6 +23,12 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 768, 1536
 
 IMAGE_SIZE = (IMAGE_HEIGHT, IMAGE_WIDTH)
 
+MAX_SIDE_FACTOR = 4
+"""Data of this layout may be up to 4x the challenge's size per side (synthetic data, larger sensors), no more."""
+
+MAX_DECODE_PIXELS = MAX_SIDE_FACTOR**2 * IMAGE_HEIGHT * IMAGE_WIDTH
+"""No image with more pixels is ever decoded: a TIFF declaring more is refused from its header (18.9 M pixels)."""
+
 SIZE_MULTIPLE = 32
 """H and W of data checked by ``harness data check`` (the flagship model's multiple, and 768x1536's)."""
 

@@ -40,8 +40,24 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
-            raise CheckpointError(f"{path}: refused by the safe loader or not a checkpoint ({first_line(exc)})") from None
+            raise CheckpointError(f"{path}: {_load_failure(exc)}") from None
     return _unwrap(obj, path)
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why torch.load (weights only) failed, without torch's advice to turn the safe loader off."""
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        cause = next((line.strip() for line in text.splitlines() if line.strip().startswith(("WeightsUnpickler error", "Unsupported"))), "")
+        return f"refused by the safe loader: it holds Python objects beyond tensors ({cause[:160] or 'not weights only'})"
+    return f"not a PyTorch checkpoint ({first_line(exc, 160)})"
+
+
+def _strip(name: str) -> str:
+    """The parameter name without wrapper prefixes (``module.``, ``_orig_mod.``, in any order and number)."""
+    while name.startswith(KEY_PREFIXES):
+        name = next(name[len(p) :] for p in KEY_PREFIXES if name.startswith(p))
+    return name
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
@@ -55,10 +71,11 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path}: not a state dict (expected a mapping of names to tensors)")
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
-        name = str(key)
-        for prefix in KEY_PREFIXES:
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
+        name = _strip(str(key))
+        if name in out:
+            raise CheckpointError(f"{path}: holds {name!r} twice (with and without a wrapper prefix); which one is meant?")
+        if value.layout != torch.strided:
+            raise CheckpointError(f"{path}: {key!r} is a {value.layout} tensor; weights must be dense")
         out[name] = value
     return out
 
@@ -73,10 +90,12 @@ def check_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str 
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
-    if not (missing or unexpected or shapes):
+    dtypes = [f"{k} is {state[k].dtype}, not floating point" for k, v in expected.items()
+              if k in state and v.is_floating_point() and not state[k].is_floating_point()]
+    if not (missing or unexpected or shapes or dtypes):
         return
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes), ("wrong dtype", dtypes)):
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             parts.append(f"{len(items)} {label} ({shown})")

@@ -13,3 +13,7 @@ class CheckFailed(HarnessError):
     """A check ran to the end and found problems (exit code 1)."""
 
     exit_code = 1
+
+
+class HarnessWarning(UserWarning):
+    """Something the user should know that does not stop the command (printed as one ``warning:`` line)."""

@@ -28,6 +28,7 @@ from torch import nn
 import harness
 from harness.checkpoint import load_checkpoint
 from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
+from harness.data.scenes import fingerprint
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
 from harness.inference import Device, Tiling, resolve_device, run_model, to_hwc
@@ -61,6 +62,8 @@ class EvalConfig:
     trust_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.overlap and not self.tile:
+            raise HarnessError("--overlap needs --tile (it is the overlap between tiles)")
         for name in ("weights", "data", "out"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
@@ -98,6 +101,8 @@ def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSou
         return model, source, str(weights), sha256_file(weights)
     if not any(True for _ in model.parameters()):
         return model, source, None, None
+    if cfg.random_init:  # asked for: wins over bundled weights
+        return model, source, "random-init", None
     if source.kind in ("file", "module", "plugin"):
         return model, source, "as built by the factory", None
     if source.kind == "registered":
@@ -108,13 +113,11 @@ def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSou
         hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
     else:
         hint = " (the submission's model_zoo/ holds no checkpoint)"
-    if cfg.random_init:
-        return model, source, "random-init", None
     raise HarnessError(f"model {cfg.model!r} has no weights: pass --weights PATH{hint}, or --random-init for a smoke test")
 
 
 def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: int) -> None:
-    scored = cfg.split is not Split.test or bool(cfg.scenes)
+    scored = cfg.split is not Split.test  # test: ground truth optional, with or without --scenes
     for scene in scenes:
         scene.frame_paths()
         if scored and scene.gt is None:
@@ -146,16 +149,31 @@ def _settings(cfg: EvalConfig, prep: Prepared) -> RunSettings:
 
 
 def _open_run(folder: RunFolder, settings: RunSettings, force: bool) -> dict[str, dict[str, Any]]:
-    """Refuse a folder holding other settings; return the rows a resumed run can reuse."""
-    previous = folder.read_settings() if not force else None
-    if previous is not None and previous != settings:
-        raise HarnessError(f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out")
+    """Refuse a folder holding another run, or clear it with ``force``; return the recorded rows, by scene."""
+    folder.sweep()
+    if force:
+        folder.clear()
+    else:
+        previous = folder.read_settings()
+        if previous is None and folder.holds_outputs():
+            raise HarnessError(f"{folder.root}: holds outputs but no run.json (not a harness run); pass --force to clear it, or another --out")
+        if previous is not None and previous != settings:
+            raise HarnessError(f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out")
+    folder.summary_json.unlink(missing_ok=True)  # incomplete until this run ends
     folder.res.mkdir(parents=True, exist_ok=True)
     folder.write_settings(settings)
-    if force or not folder.metrics_csv.is_file():
+    if not folder.metrics_csv.is_file():
         return {}
-    rows = folder.read_metrics().to_dict("records")
-    return {str(r["scene"]): r for r in rows if (folder.res / f"{r['scene']}-out.tif").is_file()}
+    return {str(r["scene"]): r for r in folder.read_metrics().to_dict("records")}
+
+
+def _reusable(folder: RunFolder, row: dict[str, Any], scene: Scene | None, fingerprint_now: str | None) -> bool:
+    """A recorded row is reused only when its inputs are the scene's files as they are now and its output is intact."""
+    out = folder.res / f"{row['scene']}-out.tif"
+    if scene is None or fingerprint_now != row.get("inputs_sha256"):
+        raise HarnessError(f"{row['scene']}: the data changed since this run was made (inputs differ or are gone); "
+                           f"pass --force to start {folder.root} again, or another --out")
+    return out.is_file() and sha256_file(out) == row.get("output_sha256")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -185,6 +203,7 @@ def _tiling_difference(prep: Prepared, scene: Scene, frames: torch.Tensor, tiled
 
 def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device, tiling_diff: list[dict[str, Any]]) -> dict[str, Any]:
     """Infer, write the output, score it: the scene's metrics row."""
+    inputs_sha256 = fingerprint(scene)
     frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
     tiling = Tiling(cfg.tile, cfg.overlap)
     t0 = time.perf_counter()
@@ -198,30 +217,43 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.devi
     row: dict[str, Any] = {"scene": scene.id}
     if scene.gt is not None:
         row.update(score_pair(read_gt(scene), out_u8, scene.id))
-    row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1])
-    write_tiff(prep.folder.res / scene.output_name, out_u8, "rgb")
+    row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1], inputs_sha256=inputs_sha256)
+    row["output_sha256"] = sha256_file(write_tiff(prep.folder.res / scene.output_name, out_u8, "rgb"))
     return row
 
 
+def _kept_rows(prep: Prepared, recorded: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The recorded rows that still hold (same inputs, intact output); outputs without a row are removed."""
+    scenes = {s.id: s for s in discover_scenes(prep.data)}
+    kept = {sid: row for sid, row in recorded.items()
+            if _reusable(prep.folder, row, scenes.get(sid), fingerprint(scenes[sid]) if sid in scenes else None)}
+    for out in prep.folder.res.iterdir():
+        if out.name.removesuffix("-out.tif") not in kept:
+            out.unlink()  # written by an interrupted run before its row: computed again below
+    return kept
+
+
 def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
-    """Run (or finish) an evaluation; returns the summary written to summary.json."""
+    """Run, finish or extend an evaluation; returns the summary written to summary.json.
+
+    A run folder holds one model, one set of settings and one data folder: rows already there are reused only when
+    their inputs are unchanged and their outputs intact; scenes not asked for this time are kept (the run extends).
+    """
     prep = prepare(cfg, progress)
     device = resolve_device(cfg.device)
     prep.model.to(device)
-    done = _open_run(prep.folder, _settings(cfg, prep), cfg.force)
+    rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep), cfg.force))
     tiling_diff: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for k, scene in enumerate(prep.scenes):
-        row = done.get(scene.id) or _run_scene(cfg, prep, scene, device, tiling_diff)
-        rows.append(row)
-        if scene.id not in done:
-            prep.folder.write_metrics(pd.DataFrame(rows))
-        psnr = row.get("psnr")
+        if scene.id not in rows:
+            rows[scene.id] = _run_scene(cfg, prep, scene, device, tiling_diff)
+            prep.folder.write_metrics(pd.DataFrame([rows[sid] for sid in sorted(rows)]))
+        psnr = rows[scene.id].get("psnr")
         notify(progress, k + 1, len(prep.scenes), f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([rows[sid] for sid in sorted(rows)])
     prep.folder.write_metrics(table)
     summary = _summary(cfg, prep, table, device, tiling_diff[0] if tiling_diff else None, time.perf_counter() - t_start)
     prep.folder.write_summary(summary)
@@ -234,7 +266,7 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         **mean_scores(scored),
         num_scenes=int(len(table)),
         num_scored=int(len(scored)),
-        scenes=[s.id for s in prep.scenes],
+        scenes=[str(s) for s in table["scene"]],
         data=str(prep.data.resolve()),
         model=cfg.model,
         source=prep.source.as_dict(),

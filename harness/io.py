@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from enum import Enum
+from math import prod
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_DECODE_PIXELS
 from harness.errors import HarnessError
 
 
@@ -62,7 +64,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """UTF-8; a character that cannot be encoded (an undecodable byte in a path, say) becomes '?', never an error."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="replace"))
 
 
 @contextlib.contextmanager
@@ -137,7 +140,7 @@ class UnreadableTiff(HarnessError):
 
 
 def tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of the first image of a TIFF, read from its header only."""
+    """Shape and dtype of the first image of a TIFF, read from its header only (nothing decoded)."""
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -146,10 +149,18 @@ def tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise UnreadableTiff(path, exc) from None
 
 
-def read_tiff(path: Path) -> np.ndarray:
-    """The pixels of a TIFF, or one line naming the file."""
+def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The first image of a TIFF, decoded only after its header passed: no more than ``max_pixels``
+    (H x W) and, when given, exactly ``shape``. A small file can declare gigabytes; it is refused unread."""
+    declared, _ = tiff_header(path)
+    if shape is not None and declared != tuple(shape):
+        raise HarnessError(f"{path}: declares shape {declared}, expected {tuple(shape)}")
+    pixels = prod(declared[:2]) if len(declared) >= 2 else prod(declared)
+    if pixels > max_pixels:
+        raise HarnessError(f"{path}: declares {'x'.join(map(str, declared))}, more than the {max_pixels:,} pixels "
+                           "any image here may have (refused before decoding)")
     try:
-        return tifffile.imread(path)
+        return tifffile.imread(path, key=0)
     except Exception as exc:  # tifffile raises several types for damaged files
         raise UnreadableTiff(path, exc) from None
 
@@ -159,19 +170,31 @@ def write_tiff(path: Path, image: np.ndarray, photometric: str) -> Path:
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image, photometric=photometric))
 
 
-def read_gt(path: Path) -> np.ndarray:
-    """Ground truth as stored: (H, W, 3) float32 RGB, the layout the scorer used."""
-    gt = read_tiff(path)
-    if gt.ndim != 3 or gt.shape[-1] != 3:
-        raise HarnessError(f"{path}: ground truth must be H x W x 3, got shape {gt.shape}")
-    return np.ascontiguousarray(gt, dtype=np.float32)
+def read_gt(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Ground truth as stored: (H, W, 3) float32 RGB in [0, 1], the layout the scorer used; anything else is refused."""
+    declared, dtype = tiff_header(path)
+    if len(declared) != 3 or declared[-1] != 3:
+        raise HarnessError(f"{path}: ground truth must be H x W x 3, got shape {declared}")
+    if shape is not None and declared[:2] != tuple(shape):
+        raise HarnessError(f"{path}: ground truth is {declared[0]}x{declared[1]}, expected {shape[0]}x{shape[1]}")
+    if dtype.kind != "f":
+        raise HarnessError(f"{path}: ground truth must be float in [0, 1], got {dtype} (an 8-bit GT would be scored wrongly)")
+    gt = np.ascontiguousarray(read_tiff(path), dtype=np.float32)
+    if not np.isfinite(gt).all():
+        raise HarnessError(f"{path}: ground truth holds {int((~np.isfinite(gt)).sum())} non-finite value(s)")
+    lo, hi = float(gt.min()), float(gt.max())
+    if lo < 0.0 or hi > 1.0:
+        raise HarnessError(f"{path}: ground truth values outside [0, 1] (min {lo:.4g}, max {hi:.4g})")
+    return gt
 
 
-def read_output(path: Path) -> np.ndarray:
-    """An output TIFF as uint8 H x W x 3, refusing anything else with one line."""
-    img = read_tiff(path)
-    if img.dtype != np.uint8:
-        raise HarnessError(f"{path}: outputs must be 8-bit, got {img.dtype}")
-    if img.ndim != 3 or img.shape[-1] != 3:
-        raise HarnessError(f"{path}: outputs must be H x W x 3 RGB, got shape {img.shape}")
-    return img
+def read_output(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> np.ndarray:
+    """An output TIFF as uint8 H x W x 3 (of ``shape`` when given), checked from its header before decoding."""
+    declared, dtype = tiff_header(path)
+    if dtype != np.uint8:
+        raise HarnessError(f"{path}: outputs must be 8-bit, got {dtype}")
+    if len(declared) != 3 or declared[-1] != 3:
+        raise HarnessError(f"{path}: outputs must be H x W x 3 RGB, got shape {declared}")
+    if shape is not None and declared[:2] != tuple(shape):
+        raise HarnessError(f"{path}: size {declared[0]}x{declared[1]}, expected {shape[0]}x{shape[1]}")
+    return read_tiff(path, max(max_pixels, prod(shape) if shape else 0))

@@ -15,7 +15,9 @@ one line rather than misread.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.io import read_csv, read_json, write_csv, write_json
+from harness.io import read_csv, read_json, sha256_file, write_csv, write_json
 
 SCHEMA = 1
 METRICS = ("psnr", "ssim", "ssim_standard")
@@ -135,6 +137,51 @@ class RunFolder:
         if not self.metrics_csv.is_file():
             raise HarnessError(f"{self.root}: no metrics.csv (is it a harness run folder?)")
         return read_csv(self.metrics_csv)
+
+    def sweep(self) -> None:
+        """Remove temporary files left by an interrupted write (``.NAME.*.partial``) and trash of a cleared run."""
+        for folder in (self.root, self.res):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.partial"):
+                    tmp.unlink(missing_ok=True)
+        for trash in self.root.glob(".trash-*") if self.root.is_dir() else []:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def clear(self) -> None:
+        """Empty the run (``--force``): summary first (the run is incomplete from then on), then outputs and metrics
+        moved aside at once and deleted, so an interruption never leaves old and new outputs together."""
+        self.summary_json.unlink(missing_ok=True)
+        trash = self.root / f".trash-{os.getpid()}"
+        for path in (self.res, self.metrics_csv, self.report_html):
+            if path.exists():
+                trash.mkdir(exist_ok=True)
+                path.rename(trash / path.name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def holds_outputs(self) -> bool:
+        return self.metrics_csv.exists() or (self.res.is_dir() and any(self.res.iterdir()))
+
+    def verified(self) -> RunSummary:
+        """The summary of a complete and consistent run: summary, metrics rows and res/ files agree, and every
+        output is the file its row recorded (sha256). Anything else is refused in one line."""
+        if not self.summary_json.is_file():
+            raise HarnessError(f"{self.root}: incomplete run (no summary.json): finish it with `harness evaluate` or start again")
+        summary = self.read_summary()
+        table = self.read_metrics()
+        if "scene" not in table or sorted(map(str, table["scene"])) != sorted(summary.scenes):
+            raise HarnessError(f"{self.root}: inconsistent run: metrics.csv and summary.json list different scenes")
+        if summary.res is None:  # an evaluate run: its outputs are here
+            self._verify_outputs(table, summary.scenes)
+        return summary
+
+    def _verify_outputs(self, table: pd.DataFrame, scenes: list[str]) -> None:
+        present = sorted(p.name for p in self.res.glob("*")) if self.res.is_dir() else []
+        if present != sorted(f"{s}-out.tif" for s in scenes):
+            raise HarnessError(f"{self.root}: inconsistent run: res/ holds {len(present)} file(s) for {len(scenes)} scene(s)")
+        for row in table.to_dict("records"):
+            expected = row.get("output_sha256")
+            if not isinstance(expected, str) or sha256_file(self.res / f"{row['scene']}-out.tif") != expected:
+                raise HarnessError(f"{self.root}: inconsistent run: res/{row['scene']}-out.tif is not the output its row recorded")
 
     def scored_metrics(self) -> pd.DataFrame:
         """The rows with a PSNR (scenes with ground truth)."""

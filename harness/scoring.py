@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.challenge import CROSS_CHECK_TOL, SERVER_SSIM_DATA_RANGE, scene_id
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.io import read_gt, read_output
 from harness.metrics import psnr, psnr_torch, quantize_gt, ssim, ssim_standard, ssim_torch
 from harness.progress import Progress, notify
@@ -57,8 +58,7 @@ def server_folder(folder: Path) -> Path:
 
 
 def server_outputs(folder: Path) -> dict[int, Path]:
-    """Scene number -> output file, for every ``*.tif`` the server would read."""
-    folder = server_folder(folder)
+    """Scene number -> output file, for every ``*.tif`` the server would read in ``folder`` (already descended)."""
     out: dict[int, Path] = {}
     for path in sorted(folder.glob("*.tif")):
         m = OUT_RE.match(path.name)
@@ -70,36 +70,61 @@ def server_outputs(folder: Path) -> dict[int, Path]:
     return out
 
 
-def score_folder(res_dir: Path, gt_dir: Path, progress: Progress | None = None) -> pd.DataFrame:
-    """Per-scene metrics of a results folder against a ground-truth folder."""
-    outputs = server_outputs(Path(res_dir))
-    gt_dir = Path(gt_dir)
-    gt_paths = {n: gt_dir / f"{scene_id(n)}-gt.tif" for n in outputs}
-    missing = [p.name for p in gt_paths.values() if not p.is_file()]
+def ignored_files(folder: Path) -> list[str]:
+    """Files of a submitted folder the server would not read (it reads ``*.tif`` only): ``.tiff`` and others."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".tif")
+
+
+def gt_paths(outputs: dict[int, Path], gt_dir: Path) -> dict[int, Path]:
+    paths = {n: gt_dir / f"{scene_id(n)}-gt.tif" for n in outputs}
+    missing = [p.name for p in paths.values() if not p.is_file()]
     if missing:
         raise HarnessError(f"{gt_dir}: ground truth missing for {len(missing)} output(s): {', '.join(missing[:3])}")
+    return paths
+
+
+def score_folder(res_dir: Path, gt_dir: Path, progress: Progress | None = None) -> pd.DataFrame:
+    """Per-scene metrics of a results folder (descended as the server did) against a ground-truth folder."""
+    outputs = server_outputs(server_folder(Path(res_dir)))
+    gts = gt_paths(outputs, Path(gt_dir))
     rows = []
     for k, (number, path) in enumerate(outputs.items()):
-        row = {"scene": scene_id(number), **score_pair(read_gt(gt_paths[number]), read_output(path), path.name)}
+        gt = read_gt(gts[number])
+        out = read_output(path, gt.shape[:2])
+        row = {"scene": scene_id(number), **score_pair(gt, out, path.name)}
+        row["swapped_psnr_gain"] = swapped_gain(gt, out, row["psnr"])
         rows.append(row)
         notify(progress, k + 1, len(outputs), f"{row['scene']} {row['psnr']:.2f} dB")
     return pd.DataFrame(rows)
 
 
+def swapped_gain(gt: np.ndarray, out_u8: np.ndarray, psnr_as_written: float) -> float:
+    """How much the PSNR would rise with red and blue swapped (> 3 dB: the output was likely written BGR)."""
+    return psnr(quantize_gt(np.ascontiguousarray(gt)), np.ascontiguousarray(out_u8[..., ::-1])) - psnr_as_written
+
+
+SWAP_WARNING_DB = 3.0
+
+
 def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None = None) -> RunSummary:
-    """Score a folder of outputs into a run folder (``metrics.csv``, ``summary.json``) at ``out``."""
-    if not Path(res_dir).is_dir():
+    """Score a folder of outputs into a run folder (``metrics.csv``, ``summary.json``) at ``out``; warns about files the
+    server ignores, ground truth left unscored, and outputs that score far better with red and blue swapped."""
+    res_dir, gt_dir = Path(res_dir).resolve(), Path(gt_dir).resolve()
+    if not res_dir.is_dir():
         raise HarnessError(f"{res_dir}: no such folder")
     table = score_folder(res_dir, gt_dir, progress)
-    summary = RunSummary(
-        **mean_scores(table),
-        num_scenes=int(len(table)),
-        num_scored=int(len(table)),
-        scenes=list(table["scene"]),
-        data=str(Path(gt_dir).resolve()),
-        res=str(Path(res_dir).resolve()),
-        command=" ".join(sys.argv),
-    )
+    read_from = server_folder(res_dir)
+    for name in ignored_files(read_from):
+        warnings.warn(HarnessWarning(f"{read_from / name}: ignored (the server reads *.tif files only)"), stacklevel=2)
+    present = len(list(gt_dir.glob("Scene-*-gt.tif")))
+    if present > len(table):
+        warnings.warn(HarnessWarning(f"scored {len(table)} of the {present} ground-truth scenes in {gt_dir}: the mean is over those {len(table)}"), stacklevel=2)
+    for row in table.to_dict("records"):
+        if row["swapped_psnr_gain"] > SWAP_WARNING_DB:
+            warnings.warn(HarnessWarning(f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue swapped; "
+                                         "was it written in BGR order (cv2.imwrite of an RGB array)?"), stacklevel=2)
+    summary = RunSummary(**mean_scores(table), num_scenes=int(len(table)), num_scored=int(len(table)),
+                         scenes=list(table["scene"]), data=str(gt_dir), res=str(res_dir), command=" ".join(sys.argv))
     folder = RunFolder(out)
     folder.write_metrics(table)
     folder.write_summary(summary)

@@ -158,8 +158,10 @@ def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 
     from ptflops import get_model_complexity_info
 
     m = counting_copy(model, "meta")
-    macs, _ = get_model_complexity_info(
-        m, (channels, *size), as_strings=False, backend="aten", print_per_layer_stat=False, verbose=False, ost=io.StringIO()
+    shape = (channels, *size)
+    macs, _ = get_model_complexity_info(  # the input on the meta device too (a parameter-free model would get a CPU one)
+        m, shape, as_strings=False, backend="aten", print_per_layer_stat=False, verbose=False, ost=io.StringIO(),
+        input_constructor=lambda _: torch.empty(1, *shape, device="meta"),
     )
     if macs is None:
         raise HarnessError("ptflops (aten backend) failed on this model")

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from harness.cli import budget, evaluate, models, report, train
-from harness.cli.common import BoundaryGroup
+from harness.cli.common import RootGroup
 from harness.cli.data import data_app
 from harness.cli.package import package_app
 
@@ -22,7 +22,7 @@ APP_HELP = (
     "server-exact evaluation, FLOP budgets, training, reports and Codalab-ready zips. "
     "Errors in input print one line and exit 2; HARNESS_DEBUG=1 shows the traceback."
 )
-app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, help=APP_HELP)
+app = typer.Typer(cls=RootGroup, no_args_is_help=True, help=APP_HELP)
 
 
 def _version(value: bool) -> None:

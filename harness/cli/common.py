@@ -8,7 +8,12 @@ config dataclasses own every default; ``--help`` shows that default through
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
+import tomllib
+import warnings
+import zipfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,26 +22,73 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
+try:  # typer vendors click from 0.20 on
+    from typer._click import exceptions as cli_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as cli_errors  # type: ignore[no-redef]
+
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_SIDE_FACTOR
 from harness.data import Split
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.inference import Device
+from harness.io import first_line
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+def _one_line(exc: BaseException) -> tuple[str, int]:
+    """The message and exit code of an error that reached the boundary."""
+    if isinstance(exc, HarnessError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or first_line(exc)}", 2
+    return f"{type(exc).__name__}: {first_line(exc)}", 2
+
+
+BOUNDARY = (HarnessError, OSError, zipfile.BadZipFile, json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeError)
+"""Errors that are about the user's input or machine (files, permissions, formats): one line, never a traceback."""
+
+
 class BoundaryGroup(TyperGroup):
-    """Turns our own errors into one line and an exit code, for every sub-command."""
+    """Turns input errors into one line and an exit code, for every sub-command; HarnessWarnings into warning lines."""
 
     def invoke(self, ctx: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library warnings are not the user's business
+            warnings.simplefilter("always", HarnessWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except BOUNDARY as exc:
+                if os.environ.get("HARNESS_DEBUG"):
+                    raise
+                message, code = _one_line(exc)
+                err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code) from None
+
+
+class RootGroup(BoundaryGroup):
+    """The ``harness`` group: a usage error (a bad option value, say) is one ``error:`` line too, exit 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
-            return super().invoke(ctx)
-        except HarnessError as exc:
-            if os.environ.get("HARNESS_DEBUG"):
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except cli_errors.NoArgsIsHelpError:
+            return super().main(*args, standalone_mode=True, **kwargs)  # the help, as usual
+        except cli_errors.ClickException as exc:
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except cli_errors.Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def default_of(config: type, name: str) -> str:
@@ -51,11 +103,14 @@ def given(**options: Any) -> dict[str, Any]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"768x1536"`` -> (768, 1536)."""
+    """``"768x1536"`` -> (768, 1536); each side positive and at most MAX_SIDE_FACTOR times the challenge's."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise HarnessError(f"--size: expected HxW such as {IMAGE_HEIGHT}x{IMAGE_WIDTH}, got {text!r}") from None
+    most = (MAX_SIDE_FACTOR * IMAGE_HEIGHT, MAX_SIDE_FACTOR * IMAGE_WIDTH)
+    if not (0 < h <= most[0] and 0 < w <= most[1]):
+        raise HarnessError(f"--size: {h}x{w} is outside 1x1..{most[0]}x{most[1]} ({MAX_SIDE_FACTOR}x the challenge's size per side)")
     return h, w
 
 

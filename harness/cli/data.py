@@ -43,10 +43,10 @@ SIZE_DEFAULT = f"{default_of(SynthConfig, 'height')}x{default_of(SynthConfig, 'w
 @data_app.command("synth")
 def data_synth_cmd(
     out: Annotated[Path, typer.Argument(help="Folder to create.")],
-    train_scenes: Annotated[Optional[int], typer.Option(help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.", show_default=default_of(SynthConfig, "train_scenes"))] = None,
-    val_scenes: Annotated[Optional[int], typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"))] = None,
+    train_scenes: Annotated[Optional[int], typer.Option(help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.", show_default=default_of(SynthConfig, "train_scenes"), min=0)] = None,
+    val_scenes: Annotated[Optional[int], typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"), min=0)] = None,
     size: Annotated[Optional[str], typer.Option(help="H x W, multiples of 32.", show_default=SIZE_DEFAULT)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0)] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
 ) -> None:
     """Synthesise a RawFusion-layout dataset from scikit-image's photographs."""

@@ -38,8 +38,8 @@ def evaluate_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
     device: DeviceOpt = None,
     amp: Annotated[Optional[bool], typer.Option("--amp", help="bfloat16 autocast.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"))] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap; tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"))] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
     quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
     force: Annotated[Optional[bool], typer.Option("--force", help="Recompute every scene.")] = None,
     random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights (a smoke test, not a score).")] = None,
@@ -72,6 +72,7 @@ def score_cmd(
     from harness.scoring import score_run
     from harness.tables import render_scores
 
+    res_dir = res_dir.resolve()
     target = RunFolder(out or res_dir.with_name(res_dir.name + "-score"))
     with progress_bar("scoring") as advance:
         summary = score_run(res_dir, gt, target.root, advance)

@@ -61,11 +61,12 @@ def results_cmd(
 def verify_cmd(
     zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A results zip, from anyone.")],
     gt: Annotated[Optional[Path], typer.Option(help="Score against this ground-truth folder.")] = None,
+    expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold, e.g. 300-359.")] = None,
 ) -> None:
     """Read a results zip as the server did (safely), and score it with --gt."""
     from harness.package.results import verify_zip
 
-    report = verify_zip(zip_path, gt)
+    report = verify_zip(zip_path, gt, expect_scenes)
     console.print(f"{zip_path}: the server reads {len(report['outputs'])} output(s) from '{report['folder_read']}', sizes {report['shapes']}")
     for note in report["notes"]:
         console.print(f"note: {note}")

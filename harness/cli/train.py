@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+import math
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -12,9 +13,15 @@ from harness.data import Split
 from harness.train.loop import TrainConfig
 
 
-def _opt(name: str, help: str) -> typer.models.OptionInfo:
-    """An option whose default, shown in --help, is TrainConfig's."""
-    return typer.Option(help=help, show_default=default_of(TrainConfig, name))
+def _opt(name: str, help: str, **limits: Any) -> typer.models.OptionInfo:
+    """An option whose default, shown in --help, is TrainConfig's; ``limits`` (min, max) are checked by the parser."""
+    return typer.Option(help=help, show_default=default_of(TrainConfig, name), **limits)
+
+
+def _positive_finite(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive finite number, got {value}")
+    return value
 
 
 def train_cmd(
@@ -23,19 +30,19 @@ def train_cmd(
     trust_code: TrustCodeOpt = None,
     data: DataOpt = None,
     out: Annotated[Optional[Path], _opt("out", "Run folder (checkpoints, train_log.csv, config.json).")] = None,
-    iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).")] = None,
-    stop_after: Annotated[Optional[int], typer.Option(help="Stop at this iteration, resumable with --resume.")] = None,
-    batch: Annotated[Optional[int], _opt("batch", "Crops per step (per process under torchrun).")] = None,
-    crop: Annotated[Optional[int], _opt("crop", "Crop size (Bayer phase kept).")] = None,
-    lr: Annotated[Optional[float], _opt("lr", "AdamW learning rate, decayed by cosine to 1e-7.")] = None,
+    iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).", min=1)] = None,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop at this iteration, resumable with --resume.", min=1)] = None,
+    batch: Annotated[Optional[int], _opt("batch", "Crops per step (per process under torchrun).", min=1)] = None,
+    crop: Annotated[Optional[int], _opt("crop", "Crop size (Bayer phase kept).", min=2)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate, decayed by cosine to 1e-7.", show_default=default_of(TrainConfig, "lr"), callback=_positive_finite)] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision.", show_default="on CUDA")] = None,
-    val_every: Annotated[Optional[int], _opt("val_every", "Validate and checkpoint every K iterations.")] = None,
-    val_crop: Annotated[Optional[int], _opt("val_crop", "Fixed centre crop of the validation scenes.")] = None,
-    log_every: Annotated[Optional[int], _opt("log_every", "Write a train_log.csv row every K iterations.")] = None,
+    val_every: Annotated[Optional[int], _opt("val_every", "Validate and checkpoint every K iterations.", min=1)] = None,
+    val_crop: Annotated[Optional[int], _opt("val_crop", "Fixed centre crop of the validation scenes.", min=2)] = None,
+    log_every: Annotated[Optional[int], _opt("log_every", "Write a train_log.csv row every K iterations.", min=1)] = None,
     resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = None,
     device: DeviceOpt = None,
-    seed: Annotated[Optional[int], _opt("seed", "Seed of the model init, crops and dropout.")] = None,
-    workers: Annotated[Optional[int], _opt("workers", "Data-loading worker processes.")] = None,
+    seed: Annotated[Optional[int], _opt("seed", "Seed of the model init, crops and dropout.", min=0)] = None,
+    workers: Annotated[Optional[int], _opt("workers", "Data-loading worker processes.", min=0)] = None,
     train_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the train split: {Split.train.help}.")] = None,
     val_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the val split: {Split.val.help}.")] = None,
 ) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from harness.challenge import EXPOSURE_GROUPS, FIRST_HIDDEN_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, split_of
 from harness.data.scenes import Scene, Split, discover_scenes, select_scenes
+from harness.errors import HarnessError
 from harness.io import UnreadableTiff, read_tiff
 from harness.progress import Progress, notify
 
@@ -58,7 +59,9 @@ def _read(path: Path, scene: Scene, report: CheckReport) -> np.ndarray | None:
         return read_tiff(path)
     except UnreadableTiff as exc:
         report.problems.append(Problem(scene.id, path.name, exc.reason))
-        return None
+    except HarnessError as exc:  # refused from its header (declared size)
+        report.problems.append(Problem(scene.id, path.name, str(exc).removeprefix(f"{path}: ")))
+    return None
 
 
 def _check_scene(scene: Scene, report: CheckReport) -> None:

@@ -8,18 +8,19 @@ scene number, never by directory order.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
-
 from enum import Enum
+from math import prod
+from pathlib import Path
 
 import numpy as np
 
-from harness.challenge import EXPOSURE_GROUPS, NUM_FRAMES, TRAIN_SCENES, VAL_SCENES, scene_id
+from harness.challenge import EXPOSURE_GROUPS, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, TRAIN_SCENES, VAL_SCENES, scene_id
 from harness.errors import HarnessError
 from harness.io import read_gt as read_gt_file
-from harness.io import read_tiff, tiff_header
+from harness.io import read_tiff, sha256_file, tiff_header
 
 __all__ = ["EXPOSURE_GROUPS", "NUM_FRAMES", "Scene", "Split", "discover_scenes", "parse_scene_list", "read_frames",
            "read_gt", "reference_rgb", "select_scenes", "frame_shape"]
@@ -72,53 +73,63 @@ class Scene:
         return [f for f in self.frames if f is not None]
 
 
+def _file_of(path: Path) -> tuple[int, int | None] | None:
+    """(scene, frame index or None for the GT) of a RawFusion file name; None for other files; bad Scene-* names refused."""
+    if not path.name.startswith("Scene-") or not path.is_file():
+        return None
+    m = FILE_RE.match(path.name)
+    if not m or (m.group(2) is not None and int(m.group(2)) >= NUM_FRAMES):
+        raise HarnessError(f"{path}: not a RawFusion name (Scene-XXX-in-0..{NUM_FRAMES - 1}.tif or Scene-XXX-gt.tif, "
+                           "XXX three digits)")
+    return int(m.group(1)), None if m.group(3) else int(m.group(2))
+
+
 def discover_scenes(folder: str | Path) -> list[Scene]:
-    """Every scene in ``folder`` (frames or GT present), sorted by number."""
+    """Every scene in ``folder`` (frames or GT present), sorted by number; the same file twice (.tif, .tiff) is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{folder}: no such data folder")
-    frames: dict[int, dict[int, Path]] = {}
-    gts: dict[int, Path] = {}
+    files: dict[tuple[int, int | None], Path] = {}
     for path in sorted(folder.iterdir()):
-        m = FILE_RE.match(path.name)
-        if not m or not path.is_file():
+        key = _file_of(path)
+        if key is None:
             continue
-        number = int(m.group(1))
-        if m.group(3):
-            gts[number] = path
-        else:
-            frames.setdefault(number, {})[int(m.group(2))] = path
-    numbers = sorted(set(frames) | set(gts))
-    return [
-        Scene(n, tuple(frames.get(n, {}).get(i) for i in range(NUM_FRAMES)), gts.get(n)) for n in numbers
-    ]
+        if key in files:
+            raise HarnessError(f"{path}: the same file as {files[key].name}; keep one of them")
+        files[key] = path
+    numbers = sorted({n for n, _ in files})
+    return [Scene(n, tuple(files.get((n, i)) for i in range(NUM_FRAMES)), files.get((n, None))) for n in numbers]
 
 
-def parse_scene_list(text: str) -> list[int]:
-    """``"280,283-285"`` -> [280, 283, 284, 285]."""
-    out: list[int] = []
+def parse_scene_list(text: str, option: str = "--scenes") -> list[int]:
+    """``"280,283-285"`` -> [280, 283, 284, 285]; numbers are 000-999, checked before any range is built."""
+    out: set[int] = set()
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise HarnessError(f"--scenes: cannot read {part!r} (expected numbers and ranges like 280,283-285)")
+            raise HarnessError(f"{option}: cannot read {part!r} (expected numbers and ranges like 280,283-285)")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_SCENE:
+            raise HarnessError(f"{option}: scene numbers have three digits (000-{MAX_SCENE}), got {part!r}")
         if hi < lo:
-            raise HarnessError(f"--scenes: empty range {part!r}")
-        out.extend(range(lo, hi + 1))
-    return sorted(set(out))
+            raise HarnessError(f"{option}: empty range {part!r}")
+        out.update(range(lo, hi + 1))
+    return sorted(out)
 
 
-def select_scenes(scenes: list[Scene], split: Split | str = Split.all, numbers: str | list[int] | None = None) -> list[Scene]:
-    """Apply a split (``train``, ``val``, ``all``, ``test``) or an explicit scene list."""
+def select_scenes(
+    scenes: list[Scene], split: Split | str = Split.all, numbers: str | list[int] | None = None, option: str = "--scenes"
+) -> list[Scene]:
+    """Apply a split (``train``, ``val``, ``all``, ``test``) or an explicit scene list (given as ``option``)."""
     if numbers:
-        wanted = parse_scene_list(numbers) if isinstance(numbers, str) else sorted(set(numbers))
+        wanted = parse_scene_list(numbers, option) if isinstance(numbers, str) else sorted(set(numbers))
         by_number = {s.number: s for s in scenes}
         absent = [n for n in wanted if n not in by_number]
         if absent:
-            raise HarnessError(f"--scenes: scene(s) {', '.join(f'{n:03d}' for n in absent)} not in the data folder")
+            raise HarnessError(f"{option}: scene(s) {', '.join(f'{n:03d}' for n in absent)} not in the data folder")
         return [by_number[n] for n in wanted]
     try:
         split = Split(split)
@@ -134,24 +145,50 @@ def select_scenes(scenes: list[Scene], split: Split | str = Split.all, numbers: 
 
 
 def frame_shape(scene: Scene) -> tuple[int, ...]:
-    """The shape of frame 0, read from the TIFF header only."""
-    return tiff_header(scene.frame_paths()[0])[0]
+    """The shape of frame 0, read from the TIFF header only; larger than any image may be: refused."""
+    path = scene.frame_paths()[0]
+    shape = tiff_header(path)[0]
+    if prod(shape[:2]) > MAX_DECODE_PIXELS:
+        raise HarnessError(f"{path}: declares {'x'.join(map(str, shape))}, more than the {MAX_DECODE_PIXELS:,} pixels "
+                           "any image here may have (refused before decoding)")
+    return shape
 
 
 def read_frames(scene: Scene) -> np.ndarray:
-    """The nine frames as float32, shape (9, H, W)."""
-    arrays = [read_tiff(p) for p in scene.frame_paths()]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1 or any(a.ndim != 2 for a in arrays):
-        raise HarnessError(f"{scene.id}: frames must be 2-D and of one size, got {sorted(shapes)}")
+    """The nine frames as float32, shape (9, H, W): each checked from its header (2-D, float, frame 0's size)
+    before it is decoded, and its values finite (the file named otherwise)."""
+    paths = scene.frame_paths()
+    shape = frame_shape(scene)
+    if len(shape) != 2:
+        raise HarnessError(f"{paths[0]}: a frame must be 2-D (one Bayer mosaic), got shape {shape}")
+    arrays = []
+    for path in paths:
+        declared, dtype = tiff_header(path)
+        if declared != shape:
+            raise HarnessError(f"{scene.id}: frames must be 2-D and of one size: {path.name} is {declared}, frame 0 {shape}")
+        if dtype.kind != "f":
+            raise HarnessError(f"{path}: frames must be float (as stored by the challenge), got {dtype}")
+        arr = read_tiff(path)
+        if not np.isfinite(arr).all():
+            raise HarnessError(f"{path}: {int((~np.isfinite(arr)).sum())} non-finite value(s) (NaN or inf) in the frame")
+        arrays.append(arr)
     return np.stack(arrays).astype(np.float32, copy=False)
 
 
+def fingerprint(scene: Scene) -> str:
+    """sha256 over the sha256 of each of the scene's files (nine frames, then the GT when there is one)."""
+    h = hashlib.sha256()
+    for path in [*scene.frame_paths(), *([scene.gt] if scene.gt else [])]:
+        h.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return h.hexdigest()
+
+
 def read_gt(scene: Scene) -> np.ndarray:
-    """The ground truth as stored: float32, shape (H, W, 3), RGB."""
+    """The ground truth as stored: float32, shape (H, W, 3), RGB, checked against the frames' size."""
     if scene.gt is None:
         raise HarnessError(f"{scene.id}: no ground truth ({scene.id}-gt.tif)")
-    return read_gt_file(scene.gt)
+    shape = frame_shape(scene)[:2] if scene.complete else None
+    return read_gt_file(scene.gt, shape)
 
 
 def reference_rgb(scene: Scene) -> np.ndarray | None:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from harness.challenge import EXPOSURE_GROUPS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
+from harness.challenge import EXPOSURE_GROUPS, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
 from harness.errors import HarnessError
 from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
 from harness.progress import Progress, notify
@@ -70,6 +70,8 @@ class SynthConfig:
     margin: int = 8
 
     def numbers(self) -> list[int]:
+        if self.train_scenes < 0 or self.val_scenes < 0 or self.train_scenes + self.val_scenes == 0:
+            raise HarnessError(f"--train-scenes and --val-scenes: at least one scene, none negative (got {self.train_scenes}, {self.val_scenes})")
         if self.train_scenes > len(TRAIN_SCENES):
             raise HarnessError(f"--train-scenes: at most {len(TRAIN_SCENES)} (train scenes are {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})")
         if self.val_scenes > MAX_VAL_SCENES:
@@ -187,6 +189,8 @@ def make_scene(cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]) -> 
 def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = False, progress: Progress | None = None) -> Path:
     """Write the dataset to ``out`` (built in a temporary folder, then renamed)."""
     out = Path(out)
+    if cfg.height * cfg.width > MAX_DECODE_PIXELS:
+        raise HarnessError(f"--size: {cfg.height}x{cfg.width} has more than the {MAX_DECODE_PIXELS:,} pixels any image here may have")
     if cfg.height % SIZE_MULTIPLE or cfg.width % SIZE_MULTIPLE or cfg.height <= 0 or cfg.width <= 0:
         raise HarnessError(f"--size: H and W must be positive multiples of {SIZE_MULTIPLE}, got {cfg.height}x{cfg.width}")
     numbers = cfg.numbers()
@@ -212,8 +216,11 @@ def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         return None
-    meta = read_json(path)
-    return meta if isinstance(meta, dict) else None
+    try:
+        meta = read_json(path)
+    except HarnessError:
+        return None  # not ours: treated as data without metadata
+    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR_VERSION else None
 
 
 def frame0_exposure(folder: str | Path) -> float | None:
@@ -221,5 +228,8 @@ def frame0_exposure(folder: str | Path) -> float | None:
     meta = read_metadata(folder)
     if not meta:
         return None
-    values = {s["frames"][0]["exposure"] for s in meta["scenes"].values()}
+    try:
+        values = {float(s["frames"][0]["exposure"]) for s in meta["scenes"].values()}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
     return values.pop() if len(values) == 1 else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from harness.checkpoint import load_checkpoint
 from harness.registry import model_config, model_entry
 from harness.sources import Args, resolve_model
 
+NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+"""Names that go into file names in the zip (Model_ID_Name.py): nothing that could leave its folder."""
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True)
 BLOCK_HARNESS = """
 import runpy, sys
@@ -117,14 +120,21 @@ def read_manifest(path: Path) -> Manifest:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HarnessError(f"{path}: unreadable manifest ({exc})") from None
+    team, model = doc.get("team"), doc.get("model")
+    if not isinstance(team, dict) or not isinstance(model, dict):
+        raise HarnessError(f"{path}: needs the tables [team] (id, name) and [model] (name, ...)")
     try:
-        team, model = doc["team"], doc["model"]
         manifest = Manifest(path, str(team["id"]), str(team["name"]), str(model["name"]), str(model.get("weights", "bundled")),
                             dict(doc.get("factsheet", {})), **_model_fields(path, model))
     except KeyError as exc:
         raise HarnessError(f"{path}: missing field {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"{path}: malformed field ({exc})") from None
     if not (len(manifest.team_id) == 2 and manifest.team_id.isdigit()):
         raise HarnessError(f"{path}: team id must be two digits, got {manifest.team_id!r}")
+    for field_name, value in (("team name", manifest.team_name), ("model name", manifest.name)):
+        if not NAME_RE.fullmatch(value):
+            raise HarnessError(f"{path}: {field_name} must be letters, digits and underscores ([A-Za-z0-9_]+), got {value!r}")
     return manifest
 
 

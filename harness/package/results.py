@@ -14,7 +14,7 @@ from harness.challenge import IMAGE_SIZE, scene_id
 from harness.data import discover_scenes, parse_scene_list
 from harness.data.scenes import Scene, frame_shape, reference_rgb
 from harness.errors import HarnessError
-from harness.io import read_gt, read_output
+from harness.io import read_gt, read_output, tiff_header
 from harness.package.zips import safe_extract, write_zip
 from harness.run import RunFolder, mean_scores
 from harness.scoring import OUT_RE, score_folder, server_folder, server_outputs
@@ -56,7 +56,7 @@ def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
     if not folder.res.is_dir():
         raise HarnessError(f"{run_dir}: no res/ folder (is it a `harness evaluate` run folder?)")
     if expect_scenes:
-        return RunInfo(folder.res, [scene_id(n) for n in parse_scene_list(expect_scenes)], _data_of(folder))
+        return RunInfo(folder.res, [scene_id(n) for n in parse_scene_list(expect_scenes, '--expect-scenes')], _data_of(folder))
     if not folder.summary_json.is_file():
         raise HarnessError(f"{run_dir}: no summary.json to take the expected scenes from; pass --expect-scenes")
     return RunInfo(folder.res, list(folder.read_summary().scenes), _data_of(folder))
@@ -104,23 +104,42 @@ def _expected_shape(scene: Scene | None) -> tuple[int, int]:
 
 
 def package_results(run_dir: Path, out: Path, expect_scenes: str | None = None) -> Path:
+    """Zip exactly the outputs of a complete, consistent run, after every check the server would fail them for."""
     files = validate_results(run_dir, expect_scenes)
+    RunFolder(run_dir).verified()
     return write_zip(dict(files), out)
 
 
-def verify_zip(zip_path: Path, gt: Path | None = None) -> dict[str, Any]:
-    """Read a results zip as the scoring program did; score it when ground truth is given."""
+def _check_sizes(outputs: dict[int, Path], gt: Path | None) -> list[list[int]]:
+    """Every output's header: one size for all, no larger than the challenge's (or, with ground truth, equal to it)."""
+    shapes: dict[Path, tuple[int, ...]] = {}
+    for number, path in outputs.items():
+        expected = tiff_header(gt / f"{scene_id(number)}-gt.tif")[0][:2] if gt is not None and (gt / f"{scene_id(number)}-gt.tif").is_file() else None
+        shapes[path] = read_output(path, expected).shape  # header-first: refused before decoding when too large
+    distinct = sorted({tuple(v) for v in shapes.values()})
+    if len(distinct) > 1:
+        raise HarnessError(f"outputs of different sizes: {', '.join('x'.join(map(str, d)) for d in distinct)}")
+    return [list(d) for d in distinct]
+
+
+def verify_zip(zip_path: Path, gt: Path | None = None, expect_scenes: str | None = None) -> dict[str, Any]:
+    """Read a results zip as the scoring program did (safely); score it when ground truth is given."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
         check = safe_extract(zip_path, Path(tmp))
         folder = server_folder(Path(tmp))
         outputs = server_outputs(folder)
+        if expect_scenes:
+            want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
+            if set(outputs) != want:
+                missing, extra = sorted(want - set(outputs)), sorted(set(outputs) - want)
+                raise HarnessError(f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})")
         report: dict[str, Any] = {
             "zip": str(zip_path),
             "members": len(check.members),
             "notes": check.notes,
             "folder_read": str(folder.relative_to(tmp)) if folder != Path(tmp) else ".",
             "outputs": [p.name for p in outputs.values()],
-            "shapes": sorted({tuple(read_output(p).shape) for p in outputs.values()}),
+            "shapes": _check_sizes(outputs, gt),
         }
         if gt is not None:
             table: pd.DataFrame = score_folder(folder, gt)

@@ -150,9 +150,23 @@ def _box_mean(err: np.ndarray, k: int) -> np.ndarray:
     return full[0, 0].numpy()
 
 
+def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
+    """A `harness budget --json` document, refused unless it is one, of this run's model and configuration."""
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not {"params", "input", "counters", "verdicts"} <= set(doc):
+        raise HarnessError(f"{path}: not a `harness budget --json` document")
+    source = doc.get("source") or {}
+    if source.get("spec") != summary.model or doc["params"] != summary.parameters:
+        raise HarnessError(f"{path}: a budget of {source.get('spec', '?')} ({doc['params']:,} parameters), "
+                           f"not of this run's {summary.model} ({summary.parameters or 0:,} parameters)")
+    if summary.source.get("args", {}) != source.get("args", {}) and summary.source.get("kind") != "registered":
+        raise HarnessError(f"{path}: a budget of {source.get('spec')} with other arguments ({source.get('args')})")
+    return doc
+
+
 def _budget(summary: RunSummary, budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
-        return read_json(budget_path), ""
+        return _given_budget(summary, budget_path), ""
     kind = summary.source.get("kind", "registered")
     if summary.model is None or kind == "submission":
         return None, "budget not computed: run `harness budget` on this model and pass --budget"
@@ -190,7 +204,7 @@ def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene]) -> 
 def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path | None = None) -> Path:
     """Write the report of an evaluate run folder; returns its path."""
     folder = RunFolder(Path(run_dir))
-    summary = folder.read_summary()
+    summary = folder.verified()
     table = folder.scored_metrics()
     if table.empty:
         raise HarnessError(f"{run_dir}: no scored scenes to report on")
@@ -220,7 +234,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     if len(run_dirs) < 2:
         raise HarnessError("compare needs at least two run folders")
     folders = [RunFolder(Path(d)) for d in run_dirs]
-    summaries = [f.read_summary() for f in folders]
+    summaries = [f.verified() for f in folders]
     tables = [f.scored_metrics().set_index("scene") for f in folders]
     shared = sorted(set.intersection(*(set(t.index) for t in tables)))
     if not shared:

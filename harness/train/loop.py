@@ -15,8 +15,10 @@ rank 0 alone validates and writes.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import warnings
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,11 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.checkpoint import CheckpointError, check_state_dict
-from harness.data import discover_scenes, select_scenes
+from harness.data import discover_scenes, frame_shape, select_scenes
 from harness.data.embedded import embedded_dataset
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.inference import Device, resolve_device
-from harness.io import atomic_write, read_csv, write_csv, write_json
+from harness.io import atomic_write, first_line, read_csv, read_json, write_csv, write_json
 from harness.metrics import quantize_output
 from harness.progress import Progress, notify
 from harness.registry import model_config, model_multiple
@@ -169,11 +171,13 @@ class Session:
 
     def restore(self) -> None:
         path = self.cfg.out / "state.pth"
-        state = torch.load(path, map_location="cpu", weights_only=True)
         try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
             check_state_dict(self.model, state["model"], str(path))
         except CheckpointError as exc:
             raise HarnessError(str(exc)) from None
+        except Exception as exc:  # truncated, corrupt or foreign files raise several types
+            raise HarnessError(f"{path}: not a resumable training state ({type(exc).__name__}: {first_line(exc)})") from None
         self.model.load_state_dict(state["model"], strict=True)
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -184,7 +188,16 @@ class Session:
             self.log = [r for r in read_csv(self.cfg.out / "train_log.csv").to_dict("records") if r["iteration"] <= self.start]
 
 
+SCHEDULE = ("model", "model_args", "iters", "batch", "crop", "lr", "min_lr", "weight_decay", "beta1", "beta2", "seed",
+            "train_scenes", "val_scenes")
+"""Settings a resumed run must keep: changing any of them would silently change what the run computes."""
+
+
 def _check_run_folder(cfg: TrainConfig) -> None:
+    if cfg.iters < 1 or cfg.batch < 1 or cfg.crop < 2 or cfg.val_every < 1 or cfg.log_every < 1 or cfg.workers < 0:
+        raise HarnessError("--iters, --batch, --val-every and --log-every must be at least 1, --crop at least 2, --workers at least 0")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise HarnessError(f"--lr must be a positive finite number, got {cfg.lr}")
     if cfg.stop_after is not None and not 0 < cfg.stop_after <= cfg.iters:
         raise HarnessError(f"--stop-after must be in 1..{cfg.iters}")
     state_path = cfg.out / "state.pth"
@@ -192,15 +205,29 @@ def _check_run_folder(cfg: TrainConfig) -> None:
         raise HarnessError(f"{state_path}: nothing to resume")
     if not cfg.resume and state_path.is_file():
         raise HarnessError(f"{cfg.out}: holds a training run; pass --resume or another --out")
+    if cfg.resume:
+        previous = read_json(cfg.out / "config.json") if (cfg.out / "config.json").is_file() else {}
+        now = json.loads(json.dumps(asdict(cfg), default=str))
+        changed = [k for k in SCHEDULE if k in previous and previous[k] != now[k]]
+        if changed:
+            was = ", ".join(f"--{k.replace('_', '-')} {previous[k]} (now {now[k]})" for k in changed)
+            raise HarnessError(f"{cfg.out}: --resume continues the run as it started: {was}; start a new run to change them")
 
 
 def _load_data(cfg: TrainConfig) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
     data = cfg.data or embedded_dataset()
     scenes = discover_scenes(data)
-    train_scenes = select_scenes(scenes, "train", cfg.train_scenes)
-    val_scenes = select_scenes(scenes, "val", cfg.val_scenes)
+    train_scenes = select_scenes(scenes, "train", cfg.train_scenes, "--train-scenes")
+    val_scenes = select_scenes(scenes, "val", cfg.val_scenes, "--val-scenes")
     if not train_scenes:
         raise HarnessError(f"{data}: no training scenes")
+    both = sorted({s.id for s in train_scenes} & {s.id for s in val_scenes})
+    if both:
+        warnings.warn(HarnessWarning(f"scene(s) {', '.join(both)} both train and validate: the validation PSNR is not held out"), stacklevel=2)
+    for scene in train_scenes:
+        h, w = frame_shape(scene)[:2]
+        if min(h, w) < cfg.crop + 2:
+            raise HarnessError(f"{scene.id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels)")
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
             raise HarnessError(f"{scene.id}: ground truth missing in {data}")
@@ -250,7 +277,7 @@ def _log_row(s: Session, it: int, losses: list[float], validate_now: bool, secon
 
 
 def _train(cfg: TrainConfig, s: Session, progress: Progress | None) -> dict[str, Any]:
-    if s.rank == 0:
+    if s.rank == 0 and not cfg.resume:  # a resumed run keeps the settings it started with
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json(cfg.out / "config.json", {**asdict(cfg), "amp": s.amp, "world_size": s.world, "data": str(s.data),
                                              "source": s.source.as_dict(), "model_config": model_config(s.model)})
