@@ -37,6 +37,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises several error types
             raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     else:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle)")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...

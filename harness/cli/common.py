@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 try:  # typer vendors click from 0.20 on
@@ -64,7 +65,7 @@ class BoundaryGroup(TyperGroup):
                 if os.environ.get("HARNESS_DEBUG"):
                     raise
                 message, code = _one_line(exc)
-                err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+                print_error(message)
                 raise typer.Exit(code) from None
 
 
@@ -79,16 +80,21 @@ class RootGroup(BoundaryGroup):
         except cli_errors.NoArgsIsHelpError:
             return super().main(*args, standalone_mode=True, **kwargs)  # the help, as usual
         except cli_errors.ClickException as exc:
-            err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+            print_error(exc.format_message())
             sys.exit(exc.exit_code)
-        except cli_errors.Abort:
-            err_console.print("[bold red]error:[/] aborted", highlight=False)
+        except typer.Abort:
+            print_error("aborted")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
 
+def print_error(message: str, label: str = "error:", style: str = "bold red") -> None:
+    """One line on stderr; the message is printed as it is (no rich markup: ``[team]`` stays ``[team]``)."""
+    err_console.print(Text.assemble((label, style), " ", str(message)), highlight=False, soft_wrap=True)
+
+
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(str(message), "warning:", "yellow")
 
 
 def default_of(config: type, name: str) -> str:

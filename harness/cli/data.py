@@ -31,7 +31,7 @@ def data_check_cmd(
         report = check_folder(folder, split, scenes, advance)
     render_check(console, report)
     for problem in report.problems:
-        err_console.print(str(problem), highlight=False, soft_wrap=True)
+        err_console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
     if not report.ok:
         raise CheckFailed(f"{len(report.problems)} problem(s) in {folder}")
     console.print(f"[green]ok[/]: {len(report.scenes)} scene(s)")

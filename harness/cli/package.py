@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from harness.cli.common import BoundaryGroup, DataOpt, TrustCodeOpt, console, err_console
+from harness.cli.common import BoundaryGroup, DataOpt, TrustCodeOpt, console, print_error
 
 LEGACY = {"--verify": "verify", "--code": "code"}
 LEGACY_FLAGS = {"--verify-code": "--verify", "--no-verify-code": "--no-verify"}
@@ -36,7 +36,7 @@ class PackageGroup(BoundaryGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args, note = legacy_args(args)
-            err_console.print(f"deprecated: {note}", highlight=False, soft_wrap=True)
+            print_error(note, "deprecated:", "yellow")
         return super().parse_args(ctx, args)
 
 

@@ -20,6 +20,7 @@ from harness.run import RunFolder, mean_scores
 from harness.scoring import OUT_RE, score_folder, server_folder, server_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
+SWAP_MIN_FIT = 0.3  # and it must fit at all: outputs unrelated to the reference (an untrained model) prove nothing
 
 
 def _reference(scene: Scene) -> np.ndarray | None:
@@ -37,7 +38,7 @@ def _channel_fit(out: np.ndarray, ref: np.ndarray) -> float:
 def check_channel_order(name: str, out: np.ndarray, ref: np.ndarray) -> None:
     as_written = _channel_fit(out, ref)
     swapped = _channel_fit(out[..., ::-1], ref)
-    if swapped > as_written + SWAP_MARGIN:
+    if swapped > as_written + SWAP_MARGIN and swapped > SWAP_MIN_FIT:
         raise HarnessError(
             f"{name}: red and blue look swapped (R/B correlation with the reference {as_written:.3f} as written, "
             f"{swapped:.3f} swapped); was it written in BGR order (cv2.imwrite of an RGB array)?"
@@ -58,7 +59,7 @@ def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
     if expect_scenes:
         return RunInfo(folder.res, [scene_id(n) for n in parse_scene_list(expect_scenes, '--expect-scenes')], _data_of(folder))
     if not folder.summary_json.is_file():
-        raise HarnessError(f"{run_dir}: no summary.json to take the expected scenes from; pass --expect-scenes")
+        raise HarnessError(f"{run_dir}: incomplete run (no summary.json): finish it with `harness evaluate`, or pass --expect-scenes")
     return RunInfo(folder.res, list(folder.read_summary().scenes), _data_of(folder))
 
 
@@ -123,26 +124,34 @@ def _check_sizes(outputs: dict[int, Path], gt: Path | None) -> list[list[int]]:
 
 
 def verify_zip(zip_path: Path, gt: Path | None = None, expect_scenes: str | None = None) -> dict[str, Any]:
-    """Read a results zip as the scoring program did (safely); score it when ground truth is given."""
+    """Read a results zip as the scoring program did (safely); score it when ground truth is given.
+    Errors name the zip and the member (``ZIP:member``), not the temporary folder it was read from."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
-        check = safe_extract(zip_path, Path(tmp))
-        folder = server_folder(Path(tmp))
-        outputs = server_outputs(folder)
-        if expect_scenes:
-            want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
-            if set(outputs) != want:
-                missing, extra = sorted(want - set(outputs)), sorted(set(outputs) - want)
-                raise HarnessError(f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})")
-        report: dict[str, Any] = {
-            "zip": str(zip_path),
-            "members": len(check.members),
-            "notes": check.notes,
-            "folder_read": str(folder.relative_to(tmp)) if folder != Path(tmp) else ".",
-            "outputs": [p.name for p in outputs.values()],
-            "shapes": _check_sizes(outputs, gt),
-        }
-        if gt is not None:
-            table: pd.DataFrame = score_folder(folder, gt)
-            report.update(mean_scores(table))
-            report["per_scene"] = table.to_dict("records")
+        try:
+            return _verify_extracted(zip_path, Path(tmp), gt, expect_scenes)
+        except HarnessError as exc:
+            raise HarnessError(str(exc).replace(f"{tmp}/", f"{zip_path}:").replace(tmp, str(zip_path))) from None
+
+
+def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes: str | None) -> dict[str, Any]:
+    check = safe_extract(zip_path, Path(tmp))
+    folder = server_folder(Path(tmp))
+    outputs = server_outputs(folder)
+    if expect_scenes:
+        want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
+        if set(outputs) != want:
+            missing, extra = sorted(want - set(outputs)), sorted(set(outputs) - want)
+            raise HarnessError(f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})")
+    report: dict[str, Any] = {
+        "zip": str(zip_path),
+        "members": len(check.members),
+        "notes": check.notes,
+        "folder_read": str(folder.relative_to(tmp)) if folder != Path(tmp) else ".",
+        "outputs": [p.name for p in outputs.values()],
+        "shapes": _check_sizes(outputs, gt),
+    }
+    if gt is not None:
+        table: pd.DataFrame = score_folder(folder, gt)
+        report.update(mean_scores(table))
+        report["per_scene"] = table.to_dict("records")
     return report

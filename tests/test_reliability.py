@@ -1,0 +1,509 @@
+"""Hostile and careless input: one `error:` line and exit 2 (never a traceback), bounded memory, no mixed runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+from typer.testing import CliRunner
+
+from harness import create_model
+from harness.cli import app
+from harness.evaluate import EvalConfig, evaluate
+
+runner = CliRunner()
+
+
+def _run(*args: str, cwd: Path | None = None) -> tuple[int, str]:
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        result = runner.invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.output
+
+
+def _one_error(output: str) -> str:
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    return errors[0]
+
+
+@pytest.fixture
+def data(tmp_path, small_data) -> Path:
+    folder = tmp_path / "data"
+    shutil.copytree(small_data, folder)
+    return folder
+
+
+def _write_frame(path: Path, array: np.ndarray) -> None:
+    tifffile.imwrite(path, array, photometric="minisblack")
+
+
+def declare_huge(path: Path, height: int, width: int, channels: int = 0, compress: bool = True) -> None:
+    """A small TIFF whose header declares height x width (x channels): decoding it would take gigabytes."""
+    shape = (16, 16, channels) if channels else (16, 16)
+    data = np.zeros(shape, np.uint8 if channels else np.float32)
+    tifffile.imwrite(path, data, photometric="rgb" if channels else "minisblack", compression="zlib" if compress else None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(width)
+        tif.pages[0].tags["ImageLength"].overwrite(height)
+        tif.pages[0].tags["RowsPerStrip"].overwrite(height)
+
+
+# --------------------------------------------------------------------------- bad data: evaluate refuses in one line
+
+def _nan_frame(data: Path) -> None:
+    arr = tifffile.imread(data / "Scene-281-in-4.tif")
+    arr[3, 3] = np.nan
+    _write_frame(data / "Scene-281-in-4.tif", arr)
+
+
+def _nan_gt(data: Path) -> None:
+    gt = tifffile.imread(data / "Scene-281-gt.tif")
+    gt[2, 2, 1] = np.nan
+    tifffile.imwrite(data / "Scene-281-gt.tif", gt, photometric="rgb")
+
+
+def _uint8_gt(data: Path) -> None:
+    gt = tifffile.imread(data / "Scene-281-gt.tif")
+    tifffile.imwrite(data / "Scene-281-gt.tif", (gt * 255).astype(np.uint8), photometric="rgb")
+
+
+def _uint16_frames(data: Path) -> None:
+    _write_frame(data / "Scene-281-in-0.tif", np.zeros((64, 128), np.uint16))
+
+
+DATA_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "nan-in-frame": (_nan_frame, "Scene-281-in-4.tif"),
+    "nan-in-gt": (_nan_gt, "non-finite"),
+    "uint8-gt": (_uint8_gt, "8-bit GT"),
+    "uint16-frames": (_uint16_frames, "must be float"),
+    "tif-and-tiff": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-281-in-2.tiff"), "the same file"),
+    "frame-9": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-281-in-9.tif"), "Scene-281-in-9.tif"),
+    "four-digit-scene": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-1282-in-0.tif"), "Scene-1282-in-0.tif"),
+    "letters-scene": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-abc-in-0.tif"), "not a RawFusion name"),
+    "huge-frame-header": (lambda d: declare_huge(d / "Scene-281-in-0.tif", 30000, 60000), "refused before decoding"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_is_one_line_naming_the_file(tmp_path, data, case):
+    damage, needle = DATA_CASES[case]
+    damage(data)
+    code, out = _run("evaluate", "--model", "demosaic", "--data", data, "--out", tmp_path / "run")
+    assert code == 2 and needle in _one_error(out)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_data_check_reports_a_huge_header_without_decoding(tmp_path, data):
+    declare_huge(data / "Scene-281-in-0.tif", 30000, 60000)
+    code, out = _run("data", "check", data)
+    assert code == 1 and "Scene-281" in out and "refused before decoding" in out
+
+
+def test_corrupt_dataset_json_is_data_without_metadata(tmp_path, data):
+    (data / "dataset.json").write_text("{not json")
+    code, out = _run("evaluate", "--model", "demosaic", "--data", data, "--out", tmp_path / "run")
+    assert code == 0, out
+
+
+def test_test_split_scenes_need_no_ground_truth(tmp_path, data):
+    (data / "Scene-281-gt.tif").unlink()
+    code, out = _run("evaluate", "--model", "demosaic", "--data", data, "--split", "test", "--scenes", "281", "--out", tmp_path / "run")
+    assert code == 0, out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["num_scored"] == 0
+
+
+# --------------------------------------------------------------------------- options out of range: one line, exit 2
+
+BAD_OPTIONS = [
+    ("scenes-huge-range", ["evaluate", "--model", "demosaic", "--scenes", "0-150000000"], "three digits"),
+    ("scenes-enormous", ["evaluate", "--model", "demosaic", "--scenes", "0-999999999999"], "three digits"),
+    ("overlap-without-tile", ["evaluate", "--model", "demosaic", "--overlap", "8"], "--overlap needs --tile"),
+    ("negative-tile", ["evaluate", "--model", "demosaic", "--tile", "-3"], "--tile"),
+    ("budget-huge", ["budget", "--model", "demosaic", "--size", "100000x100000"], "--size"),
+    ("budget-4096", ["budget", "--model", "demosaic", "--size", "4096x8192"], "--size"),
+    ("synth-negative", ["data", "synth", "OUT", "--train-scenes", "-3"], "--train-scenes"),
+    ("synth-nothing", ["data", "synth", "OUT", "--train-scenes", "0", "--val-scenes", "0"], "at least one scene"),
+    ("synth-huge", ["data", "synth", "OUT", "--size", "100000x100000"], "--size"),
+    ("synth-large", ["data", "synth", "OUT", "--size", "16384x32768"], "--size"),
+] + [
+    (f"train{'-'.join(opt)}", ["train", "--model", "flowcnrdb_tiny", "--out", "T", *opt], opt[0])
+    for opt in (("--iters", "-5"), ("--iters", "0"), ("--lr", "0"), ("--lr", "-1e-3"), ("--lr", "nan"), ("--batch", "0"),
+                ("--crop", "0"), ("--val-every", "0"), ("--log-every", "0"), ("--workers", "-1"), ("--val-crop", "0"))
+]
+
+
+@pytest.mark.parametrize("case,args,needle", BAD_OPTIONS, ids=[c[0] for c in BAD_OPTIONS])
+def test_out_of_range_options_are_one_line(tmp_path, case, args, needle):
+    code, out = _run(*[str(tmp_path / a) if a in ("OUT", "T") else a for a in args])
+    assert code == 2 and needle in _one_error(out)
+    assert not (tmp_path / "OUT").exists() and not (tmp_path / "T").exists()
+
+
+def test_train_crop_larger_than_the_scenes(tmp_path, small_data):
+    code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "128")
+    assert code == 2 and "too small for --crop 128" in _one_error(out)
+
+
+# --------------------------------------------------------------------------- run integrity
+
+def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--split", "all", "--data", small_data, "--out", run)[0] == 0
+
+    def kill_after_two(done, total, note=""):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(EvalConfig("flowcnrdb_tiny", random_init=True, split="all", data=small_data, out=run, force=True), kill_after_two)
+    assert not (run / "summary.json").exists()
+    assert json.loads((run / "run.json").read_text())["model"] == "flowcnrdb_tiny"
+    assert sorted(p.name for p in (run / "res").iterdir()) == ["Scene-000-out.tif", "Scene-001-out.tif"]
+    for command in (["package", "results", run, "--out", tmp_path / "s.zip"], ["report", run]):
+        code, out = _run(*command)
+        assert code == 2 and "incomplete run" in _one_error(out)
+    assert not (tmp_path / "s.zip").exists()
+    assert _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--split", "all", "--data", small_data, "--out", run)[0] == 0
+    assert _run("package", "results", run, "--out", tmp_path / "s.zip")[0] == 0
+
+
+def test_force_with_fewer_scenes_leaves_only_the_new_run(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    assert _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", run, "--force", "--scenes", "281")[0] == 0
+    assert [p.name for p in (run / "res").iterdir()] == ["Scene-281-out.tif"]
+    assert list(pd.read_csv(run / "metrics.csv")["scene"]) == ["Scene-281"]
+    code, out = _run("score", run / "res", "--gt", small_data, "--out", tmp_path / "score")
+    assert code == 0 and json.loads((tmp_path / "score" / "summary.json").read_text())["num_scenes"] == 1
+
+
+def test_a_folder_without_run_json_is_not_reused(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    (run / "run.json").unlink()
+    code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", run)
+    assert code == 2 and "no run.json" in _one_error(out)
+
+
+def test_data_regenerated_at_the_same_path_is_not_reused(tmp_path, data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", data, "--out", run)[0] == 0
+    arr = tifffile.imread(data / "Scene-282-in-3.tif")
+    _write_frame(data / "Scene-282-in-3.tif", arr + 0.01)
+    code, out = _run("evaluate", "--model", "demosaic", "--data", data, "--out", run)
+    assert code == 2 and "Scene-282" in _one_error(out) and "data changed" in out
+
+
+def test_a_tampered_output_is_refused_by_package_and_report(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    out_file = run / "res" / "Scene-280-out.tif"
+    img = tifffile.imread(out_file)
+    img[0, 0, 0] ^= 1
+    tifffile.imwrite(out_file, img, photometric="rgb")
+    for command in (["package", "results", run, "--out", tmp_path / "s.zip"], ["report", run]):
+        code, out = _run(*command)
+        assert code == 2 and "Scene-280-out.tif is not the output its row recorded" in _one_error(out)
+
+
+def test_leftover_temporary_files_are_swept(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, "--scenes", "280")[0] == 0
+    (run / ".metrics.csv.abc123.partial").write_text("half")
+    (run / "res" / ".Scene-281-out.tif.x.partial").write_bytes(b"half")
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, "--scenes", "280")[0] == 0
+    assert not list(run.glob(".*")) and not list((run / "res").glob(".*"))
+
+
+@pytest.mark.parametrize("name", ["run.json", "metrics.csv", "summary.json"])
+def test_corrupt_run_files_are_one_line(tmp_path, small_data, name):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    (run / name).write_bytes(b"\x00\xff{not")
+    command = ["report", run] if name == "summary.json" else ["evaluate", "--model", "demosaic", "--data", small_data, "--out", run]
+    code, out = _run(*command)
+    assert code == 2 and name in _one_error(out)
+
+
+def test_random_init_wins_over_bundled_weights(tmp_path, small_data):
+    code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", tmp_path / "r")
+    assert code == 0 and json.loads((tmp_path / "r" / "summary.json").read_text())["weights"] == "random-init"
+
+
+def test_an_output_folder_that_is_a_file(tmp_path, small_data):
+    (tmp_path / "afile").write_text("x")
+    code, out = _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", tmp_path / "afile")
+    assert code == 2 and "afile" in _one_error(out)
+
+
+def test_an_undecodable_byte_in_the_data_path_does_not_break_the_report(tmp_path, small_data):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/data-\xff"))
+    shutil.copytree(small_data, odd)
+    code, out = _run("evaluate", "--model", "demosaic", "--data", odd, "--out", tmp_path / "r")
+    assert code == 0, out
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_report_refuses_a_foreign_or_other_models_budget(tmp_path, small_data):
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", tmp_path / "r", "--no-report")[0] == 0
+    (tmp_path / "foreign.json").write_text('{"hello": 1}')
+    code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "foreign.json")
+    assert code == 2 and "not a `harness budget --json` document" in _one_error(out)
+    result = runner.invoke(app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic", "--json"])
+    (tmp_path / "tiny.json").write_text(result.stdout)
+    code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "tiny.json")
+    assert code == 2 and "not of this run's demosaic" in _one_error(out)
+
+
+# --------------------------------------------------------------------------- training resume
+
+def _train(out: Path, data: Path, *extra: str) -> tuple[int, str]:
+    return _run("train", "--model", "flowcnrdb_tiny", "--data", data, "--out", out, "--iters", "4", "--crop", "32", "--batch", "2",
+                "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0", *extra)
+
+
+def test_resume_refuses_a_changed_schedule_and_keeps_its_config(tmp_path, small_data):
+    assert _train(tmp_path / "t", small_data, "--stop-after", "1")[0] == 0
+    before = (tmp_path / "t" / "config.json").read_bytes()
+    for change in (("--iters", "8"), ("--batch", "3"), ("--lr", "1e-3"), ("--seed", "5"), ("--crop", "64")):
+        code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--iters", "4",
+                         "--crop", "32", "--batch", "2", "--workers", "0", "--resume", *change)
+        if change[0] == "--iters":
+            code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "32",
+                             "--batch", "2", "--workers", "0", "--resume", *change)
+        assert code == 2 and change[0] in _one_error(out)
+    assert (tmp_path / "t" / "config.json").read_bytes() == before
+
+
+def test_resume_with_a_corrupt_state_is_one_line(tmp_path, small_data):
+    assert _train(tmp_path / "t", small_data, "--stop-after", "1")[0] == 0
+    (tmp_path / "t" / "state.pth").write_bytes(b"garbage")
+    code, out = _train(tmp_path / "t", small_data, "--resume")
+    assert code == 2 and "state.pth" in _one_error(out)
+
+
+def test_overlapping_train_and_val_scenes_warn(tmp_path, small_data):
+    code, out = _train(tmp_path / "t", small_data, "--stop-after", "1", "--train-scenes", "0,281", "--val-scenes", "281")
+    assert code == 0 and "warning: scene(s) Scene-281 both train and validate" in out
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _state() -> dict[str, torch.Tensor]:
+    return create_model("flowcnrdb_tiny").state_dict()
+
+
+CHECKPOINTS: dict[str, tuple[Callable[[], object], str | None]] = {
+    "random-bytes": (lambda: None, "not a PyTorch checkpoint"),
+    "int32-weights": (lambda: {k: v.to(torch.int32) for k, v in _state().items()}, "wrong dtype"),
+    "bool-weights": (lambda: {k: v.bool() for k, v in _state().items()}, "wrong dtype"),
+    "both-prefixed-and-not": (lambda: {**_state(), **{f"module.{k}": v for k, v in _state().items()}}, "twice"),
+    "sparse": (lambda: {k: (v.to_sparse() if i == 0 else v) for i, (k, v) in enumerate(_state().items())}, "dense"),
+    "orig-mod-module": (lambda: {f"_orig_mod.module.{k}": v for k, v in _state().items()}, None),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINTS)
+def test_checkpoints(tmp_path, small_data, case):
+    make, needle = CHECKPOINTS[case]
+    path = tmp_path / "w.pth"
+    obj = make()
+    if obj is None:
+        path.write_bytes(b"\x13\x37garbage" * 512)
+    else:
+        torch.save(obj, path)
+    code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--weights", path, "--data", small_data, "--out", tmp_path / "r",
+                     "--scenes", "280")
+    if needle is None:
+        assert code == 0, out
+    else:
+        assert code == 2 and needle in _one_error(out) and "weights_only=False" not in out
+
+
+# --------------------------------------------------------------------------- zips and outputs from anyone
+
+def _zip_cases(zip_path: Path, case: str, out_tif: Path) -> None:
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        if case == "lying-size":
+            zf.writestr("Scene-280-out.tif", b"x" * 5000)
+        elif case == "corrupt-data":
+            zf.writestr(zipfile.ZipInfo("Scene-280-out.tif"), out_tif.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+        elif case in ("encrypted", "unknown-compression"):
+            zf.writestr("Scene-280-out.tif", out_tif.read_bytes())
+        elif case == "dir-file-clash":
+            zf.writestr("x.tif/Scene-280-out.tif", b"x")
+            zf.writestr("x.tif", b"x")
+        elif case == "long-name":
+            zf.writestr("d" * 300 + ".tif", b"x")
+    raw = bytearray(zip_path.read_bytes())
+    if case == "lying-size":  # the central directory and local header say 50 bytes: extraction finds more
+        raw = raw.replace((5000).to_bytes(4, "little"), (50).to_bytes(4, "little"))
+    elif case == "corrupt-data":
+        mid = raw.find(b"Scene-280-out.tif") + 100
+        raw[mid : mid + 64] = bytes(64)
+    elif case == "encrypted":
+        for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+            at = raw.find(sig)
+            flag_at = at + (6 if sig == b"PK\x03\x04" else 8)
+            raw[flag_at] |= 1
+    elif case == "unknown-compression":
+        for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+            at = raw.find(sig)
+            raw[at + off : at + off + 2] = (99).to_bytes(2, "little")
+    zip_path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("case", ["lying-size", "corrupt-data", "encrypted", "unknown-compression", "dir-file-clash", "long-name"])
+def test_broken_zips_are_one_line(tmp_path, small_data, case):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, "--scenes", "280")[0] == 0
+    _zip_cases(tmp_path / "z.zip", case, run / "res" / "Scene-280-out.tif")
+    code, out = _run("package", "verify", tmp_path / "z.zip")
+    assert code == 2 and "z.zip" in _one_error(out)
+
+
+def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    zip_path = tmp_path / "dup.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for p in sorted((run / "res").iterdir()):
+            zf.write(p, p.name)
+        zf.write(run / "res" / "Scene-280-out.tif", "Scene-280-out.tif")
+    code, out = _run("package", "verify", zip_path)
+    assert code == 0 and "appears more than once" in out
+    code, out = _run("package", "verify", zip_path, "--expect-scenes", "280-283")
+    assert code == 2 and "--expect-scenes" in _one_error(out)
+    code, out = _run("package", "--verify", zip_path, "--expect-scenes", "280-283")  # the deprecated form too
+    assert code == 2 and "--expect-scenes" in _one_error(out)
+
+
+def test_verify_descends_one_level_like_the_server(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    zip_path = tmp_path / "deep.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for p in sorted((run / "res").iterdir()):
+            zf.write(p, f"a/b/{p.name}")
+    code, out = _run("package", "verify", zip_path)
+    assert code == 2 and "no *.tif outputs" in _one_error(out)
+
+
+def test_outputs_of_different_or_excessive_sizes_are_refused(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    big = tmp_path / "Scene-281-out.tif"
+    declare_huge(big, 20000, 40000, channels=3)
+    zip_path = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.write(run / "res" / "Scene-280-out.tif", "Scene-280-out.tif")
+        zf.write(big, big.name)
+    code, out = _run("package", "verify", zip_path)
+    assert code == 2 and "Scene-281-out.tif" in _one_error(out)
+    small = tmp_path / "small.zip"
+    with zipfile.ZipFile(small, "w") as zf:
+        zf.write(run / "res" / "Scene-280-out.tif", "Scene-280-out.tif")
+        zf.writestr("Scene-281-out.tif", _tiff_bytes(np.zeros((32, 64, 3), np.uint8)))
+    code, out = _run("package", "verify", small)
+    assert code == 2 and "different sizes" in _one_error(out)
+    code, out = _run("package", "verify", small, "--gt", small_data)
+    assert code == 2 and "expected 64x128" in _one_error(out)
+
+
+def _tiff_bytes(img: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img, photometric="rgb")
+    return buf.getvalue()
+
+
+def test_many_megabyte_members_are_refused_as_a_bomb(tmp_path):
+    zip_path = tmp_path / "many.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(20):
+            zf.writestr(f"Scene-{300 + i}-out.tif", bytes(1024**2))
+    code, out = _run("package", "verify", zip_path)
+    assert code == 2 and "zip bomb" in _one_error(out)
+
+
+def test_manifests_are_validated(tmp_path):
+    for text, needle in (
+        ('[team]\nid = "01"\nname = "T"\n[model]\nregistered = "flowcnrdb_tiny"\nname = "x/../../../ESCAPED"\n', "[A-Za-z0-9_]+"),
+        ('team = 5\n[model]\nregistered = "flowcnrdb_tiny"\nname = "X"\n', "[team]"),
+    ):
+        (tmp_path / "m.toml").write_text(text)
+        code, out = _run("package", "code", tmp_path / "m.toml", cwd=tmp_path)
+        assert code == 2 and needle in _one_error(out)
+        assert not list(tmp_path.parent.glob("*ESCAPED*")) and not list(tmp_path.glob("*.zip"))
+
+
+def test_score_warns_about_what_it_did_not_score(tmp_path, small_data):
+    run = tmp_path / "R"
+    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, "--scenes", "280,281")[0] == 0
+    res = run / "res"
+    shutil.copy(res / "Scene-281-out.tif", res / "Scene-282-out.tiff")
+    img = tifffile.imread(res / "Scene-281-out.tif")
+    tifffile.imwrite(res / "Scene-281-out.tif", np.ascontiguousarray(img[..., ::-1]), photometric="rgb")
+    code, out = _run("score", "res", "--gt", small_data, cwd=run)
+    assert code == 0, out
+    assert "Scene-282-out.tiff: ignored" in out and "scored 2 of the 7 ground-truth scenes" in out
+    assert "Scene-281: PSNR rises by" in out
+    code, out = _run("score", ".", "--gt", small_data, "--out", tmp_path / "s2", cwd=res)
+    assert code == 0, out
+
+
+# --------------------------------------------------------------------------- memory: bombs never decoded
+
+PEAK = textwrap.dedent("""
+    import resource, sys
+    from typer.testing import CliRunner
+    from harness.cli import app
+    result = CliRunner().invoke(app, sys.argv[1:])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("EXIT", result.exit_code, "PEAK_MB", int(peak))
+    print(result.output)
+""")
+
+
+def _peak(*args: str) -> tuple[int, int, str]:
+    proc = subprocess.run([sys.executable, "-c", PEAK, *map(str, args)], capture_output=True, text=True, timeout=300)
+    head = proc.stdout.split()
+    return int(head[1]), int(head[3]), proc.stdout
+
+
+def test_tiff_bombs_stay_under_1_gb(tmp_path, small_data):
+    res = tmp_path / "res"
+    res.mkdir()
+    declare_huge(res / "Scene-280-out.tif", 40000, 80000, channels=3)
+    code, peak, out = _peak("score", res, "--gt", small_data, "--out", tmp_path / "s")
+    assert code == 2 and peak < 1024 and "40000x80000" in out, out
+    zip_path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:
+        zf.write(res / "Scene-280-out.tif", "Scene-280-out.tif")
+    code, peak, out = _peak("package", "verify", zip_path)
+    assert code == 2 and peak < 1024 and "40000x80000" in out, out
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    declare_huge(data / "Scene-281-in-0.tif", 30000, 60000)
+    code, peak, out = _peak("evaluate", "--model", "demosaic", "--data", data, "--out", tmp_path / "r")
+    assert code == 2 and peak < 1024 and "30000x60000" in out, out
+    code, peak, out = _peak("budget", "--model", "demosaic", "--size", "100000x100000")
+    assert code == 2 and peak < 1024, out
