@@ -163,6 +163,14 @@ def test_train_crop_larger_than_the_scenes(tmp_path, small_data):
 
 # --------------------------------------------------------------------------- run integrity
 
+
+def _evaluated(tmp_path: Path, small_data: Path, *extra: str) -> Path:
+    """A complete demosaic run of the small data's validation scenes, in tmp_path/R."""
+    run = tmp_path / "R"
+    code, out = _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, *extra)
+    assert code == 0, out
+    return run
+
 def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data):
     run = tmp_path / "R"
     assert _run("evaluate", "--model", "demosaic", "--split", "all", "--data", small_data, "--out", run)[0] == 0
@@ -185,8 +193,7 @@ def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data
 
 
 def test_force_with_fewer_scenes_leaves_only_the_new_run(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     assert _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", run, "--force", "--scenes", "281")[0] == 0
     assert [p.name for p in (run / "res").iterdir()] == ["Scene-281-out.tif"]
     assert list(pd.read_csv(run / "metrics.csv")["scene"]) == ["Scene-281"]
@@ -195,8 +202,7 @@ def test_force_with_fewer_scenes_leaves_only_the_new_run(tmp_path, small_data):
 
 
 def test_a_folder_without_run_json_is_not_reused(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     (run / "run.json").unlink()
     code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", run)
     assert code == 2 and "no run.json" in _one_error(out)
@@ -212,8 +218,7 @@ def test_data_regenerated_at_the_same_path_is_not_reused(tmp_path, data):
 
 
 def test_a_tampered_output_is_refused_by_package_and_report(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     out_file = run / "res" / "Scene-280-out.tif"
     img = tifffile.imread(out_file)
     img[0, 0, 0] ^= 1
@@ -234,8 +239,7 @@ def test_leftover_temporary_files_are_swept(tmp_path, small_data):
 
 @pytest.mark.parametrize("name", ["run.json", "metrics.csv", "summary.json"])
 def test_corrupt_run_files_are_one_line(tmp_path, small_data, name):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     (run / name).write_bytes(b"\x00\xff{not")
     command = ["report", run] if name == "summary.json" else ["evaluate", "--model", "demosaic", "--data", small_data, "--out", run]
     code, out = _run(*command)
@@ -380,8 +384,7 @@ def test_broken_zips_are_one_line(tmp_path, small_data, case):
 
 
 def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     zip_path = tmp_path / "dup.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         for p in sorted((run / "res").iterdir()):
@@ -396,8 +399,7 @@ def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_d
 
 
 def test_verify_descends_one_level_like_the_server(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     zip_path = tmp_path / "deep.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         for p in sorted((run / "res").iterdir()):
@@ -407,8 +409,7 @@ def test_verify_descends_one_level_like_the_server(tmp_path, small_data):
 
 
 def test_outputs_of_different_or_excessive_sizes_are_refused(tmp_path, small_data):
-    run = tmp_path / "R"
-    assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run)[0] == 0
+    run = _evaluated(tmp_path, small_data)
     big = tmp_path / "Scene-281-out.tif"
     declare_huge(big, 20000, 40000, channels=3)
     zip_path = tmp_path / "mixed.zip"
