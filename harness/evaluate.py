@@ -195,13 +195,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def _tiling_difference(prep: Prepared, scene: Scene, frames: torch.Tensor, tiled: torch.Tensor, device: torch.device, amp: bool) -> dict[str, Any]:
-    full = run_model(prep.model, frames, device, amp)
-    diff = (full - tiled).abs()
-    return {"scene": scene.id, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
-
-
-def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device, tiling_diff: list[dict[str, Any]]) -> dict[str, Any]:
+def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device) -> dict[str, Any]:
     """Infer, write the output, score it: the scene's metrics row."""
     inputs_sha256 = fingerprint(scene)
     frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
@@ -211,8 +205,6 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.devi
     seconds = time.perf_counter() - t0
     if not torch.isfinite(output).all():
         raise HarnessError(f"{scene.id}: the model produced non-finite values")
-    if tiling.tile and not tiling_diff:
-        tiling_diff.append(_tiling_difference(prep, scene, frames, output, device, cfg.amp))
     out_u8 = quantize_output(to_hwc(output), cfg.quantize)
     row: dict[str, Any] = {"scene": scene.id}
     if scene.gt is not None:
@@ -243,24 +235,23 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
     device = resolve_device(cfg.device)
     prep.model.to(device)
     rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep), cfg.force))
-    tiling_diff: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for k, scene in enumerate(prep.scenes):
         if scene.id not in rows:
-            rows[scene.id] = _run_scene(cfg, prep, scene, device, tiling_diff)
+            rows[scene.id] = _run_scene(cfg, prep, scene, device)
             prep.folder.write_metrics(pd.DataFrame([rows[sid] for sid in sorted(rows)]))
         psnr = rows[scene.id].get("psnr")
         notify(progress, k + 1, len(prep.scenes), f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id)
     table = pd.DataFrame([rows[sid] for sid in sorted(rows)])
     prep.folder.write_metrics(table)
-    summary = _summary(cfg, prep, table, device, tiling_diff[0] if tiling_diff else None, time.perf_counter() - t_start)
+    summary = _summary(cfg, prep, table, device, time.perf_counter() - t_start)
     prep.folder.write_summary(summary)
     return summary
 
 
-def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, tiling_diff: dict[str, Any] | None, wall: float) -> RunSummary:
+def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float) -> RunSummary:
     scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
     return RunSummary(
         **mean_scores(scored),
@@ -278,7 +269,7 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         quantize=cfg.quantize.value,
         device=str(device),
         amp=cfg.amp,
-        tiling={"tile": cfg.tile, "overlap": cfg.overlap, "difference_to_full_image": tiling_diff},
+        tiling={"tile": cfg.tile, "overlap": cfg.overlap},
         versions=versions(),
         timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},
         peak_memory_mb=_peak_memory_mb(device),

@@ -47,6 +47,7 @@ class Tiling:
 
     tile: int = 0
     overlap: int = 0
+    batch: int = 4  # tiles per forward pass: fewer, larger operations, at batch x one tile's memory
 
     def check(self, multiple: int) -> None:
         if self.tile and (self.tile % multiple or self.tile <= 0):
@@ -89,21 +90,20 @@ def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
 def run_model(
     model: nn.Module, frames: torch.Tensor, device: torch.device, amp: bool = False, tiling: Tiling = Tiling()
 ) -> torch.Tensor:
-    """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU."""
+    """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU; tiles go through the model ``tiling.batch`` at a time."""
     if not tiling.tile:
         return _checked(_forward(model, frames, device, amp), frames)[0]
     mult = model_multiple(model)
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
-    out: torch.Tensor | None = None
-    for y, y0, y1 in tiling.spans(h, mult):
-        for x, x0, x1 in tiling.spans(w, mult):
-            tile = frames[:, :, y : y + th, x : x + tw]
-            part = _checked(_forward(model, tile, device, amp), tile)[0]
-            if out is None:
-                out = part.new_empty(part.shape[0], h, w)
+    places = [(y, y0, y1, x, x0, x1) for y, y0, y1 in tiling.spans(h, mult) for x, x0, x1 in tiling.spans(w, mult)]
+    out = torch.empty(3, h, w)
+    for i in range(0, len(places), max(tiling.batch, 1)):
+        group = places[i : i + max(tiling.batch, 1)]
+        tiles = torch.cat([frames[:, :, y : y + th, x : x + tw] for y, _, _, x, _, _ in group])
+        parts = _checked(_forward(model, tiles, device, amp), tiles)
+        for part, (y, y0, y1, x, x0, x1) in zip(parts, group):
             out[:, y0:y1, x0:x1] = part[:, y0 - y : y1 - y, x0 - x : x1 - x]
-    assert out is not None
     return out
 
 

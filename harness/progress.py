@@ -37,7 +37,7 @@ def progress_bar(label: str, console: Console | None = None) -> Iterator[Progres
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
     )
-    bar = RichProgress(*columns, console=console, transient=False)
+    bar = RichProgress(*columns, console=console or Console(stderr=True), transient=True)
     task = bar.add_task(label, total=None, note="")
     started = False
 

@@ -57,9 +57,6 @@ def render_scores(console: Console, rows: pd.DataFrame, summary: RunSummary) -> 
     table.add_section()
     table.add_row("mean", *(fmt(summary.scores[k], p) for k, p in SCORE_COLUMNS), "")
     console.print(table)
-    diff = summary.tiling.get("difference_to_full_image")
-    if diff:
-        console.print(f"tiling vs full image on {diff['scene']}: max |diff| {diff['max_abs_diff']:.3g}, mean {diff['mean_abs_diff']:.3g}")
 
 
 def _counter_table(doc: dict[str, Any]) -> Table:
@@ -109,6 +106,9 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
         console.print(f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same))
     for label, v in doc["verdicts"].items():
         if v is None:
+            continue
+        if "na" in v:
+            console.print(f"{label}: [yellow]n/a[/] - {v['na']}", highlight=False)
             continue
         mark = "[yellow]UNDECIDED[/]" if v["pass"] is None else "[green]PASS[/]" if v["pass"] else "[red]FAIL[/]"
         detail = f"{v['flops_t']:.4f} T fvcore" if "flops_t" in v else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())

@@ -107,8 +107,10 @@ def test_flowcnrdb_reconciliation_and_uncounted():
 
 def test_exit_codes():
     assert runner.invoke(app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic"]).exit_code == 0
-    fail = runner.invoke(app, ["budget", "--model", "flowcnrdb", "--size", "1536x3072", "--counters", "fvcore"])
+    fail = runner.invoke(app, ["budget", "--model", "unet_baseline", "--model-args", '{"width": 256}', "--counters", "fvcore"])
     assert fail.exit_code == 1 and "fails the official limits" in fail.output
+    other_size = runner.invoke(app, ["budget", "--model", "flowcnrdb", "--size", "1536x3072", "--counters", "analytic"])
+    assert other_size.exit_code == 0 and "n/a" in other_size.output and "768x1536" in other_size.output
     assert runner.invoke(app, ["budget", "--model", "flowcnrdb", "--size", "100x100"]).exit_code == 2
     assert runner.invoke(app, ["budget", "--model", "flowcnrdb", "--counters", "bogus"]).exit_code == 2
     assert runner.invoke(app, ["budget", "--model", "nope"]).exit_code == 2

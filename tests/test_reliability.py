@@ -473,12 +473,15 @@ def test_score_warns_about_what_it_did_not_score(tmp_path, small_data):
 
 # --------------------------------------------------------------------------- memory: bombs never decoded
 
+# VmHWM, not getrusage: Linux carries ru_maxrss across exec, so a child started from a large pytest process would
+# report the parent's peak; VmHWM is this process's own high-water mark.
 PEAK = textwrap.dedent("""
-    import resource, sys
+    import sys
     from typer.testing import CliRunner
     from harness.cli import app
     result = CliRunner().invoke(app, sys.argv[1:])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = open("/proc/self/status").read()
+    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
     print("EXIT", result.exit_code, "PEAK_MB", int(peak))
     print(result.output)
 """)

@@ -27,9 +27,10 @@ from harness.budget.counters import (
     ptflops_aten_count,
     ptflops_pytorch_count,
 )
-from harness.challenge import MAC_LIMIT, NUM_FRAMES, PARAM_LIMIT
+from harness.challenge import IMAGE_HEIGHT, IMAGE_SIZE, IMAGE_WIDTH, MAC_LIMIT, NUM_FRAMES, PARAM_LIMIT
 from harness.errors import HarnessError
 from harness.io import first_line
+from harness.progress import Progress, notify
 from harness.registry import model_multiple
 from harness.sources import ModelSource, parse_model_args, resolve_model
 
@@ -97,12 +98,16 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
         "counters": results,
         "reconciliation": _reconcile(analytic, results),
         "same_padding_convs": analytic.same_padding_convs,
-        "verdicts": _verdicts(params, results, analytic),
+        "verdicts": _verdicts(params, results, analytic, size),
         "seconds": time.perf_counter() - t0,
     }
 
 
-def _verdicts(params: int, results: dict[str, dict[str, Any]], analytic: AnalyticCount) -> dict[str, Any]:
+def _verdicts(params: int, results: dict[str, dict[str, Any]], analytic: AnalyticCount, size: tuple[int, int]) -> dict[str, Any]:
+    if tuple(size) != IMAGE_SIZE:
+        note = f"n/a: the limits are defined at {IMAGE_HEIGHT}x{IMAGE_WIDTH}; run with --size {IMAGE_HEIGHT}x{IMAGE_WIDTH} for a verdict"
+        return {"official": {"pass": None, "params_m": params / 1000**2, "rule": note, "na": note},
+                "strict": {"pass": None, "params_m": params / 1000**2, "complete_t": {}, "rule": note, "na": note}}
     ok = {n: r for n, r in results.items() if "failed" not in r}
     official = None
     if "fvcore" in ok:
@@ -193,3 +198,28 @@ def build_for_budget(
         return model, source, None
     load_checkpoint(model, weights)
     return model, source, {"path": str(weights), "sha256": sha256_file(weights)}
+
+
+def cached_budget(model: nn.Module, source: ModelSource, size: tuple[int, int], counters: list[str],
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """The budget of a model at a size, computed once and kept in the cache (keyed by the model's source, its file's
+    sha256, configuration, size, counters and the harness version), never recomputed in silence."""
+    import hashlib
+    import json
+
+    import harness
+    from harness.data.embedded import cache_root
+    from harness.io import read_json, write_json
+    from harness.registry import model_config
+
+    key = json.dumps([source.spec, source.sha256, source.args, model_config(model), list(size), counters, harness.__version__],
+                     sort_keys=True, default=str)
+    path = cache_root() / "budgets" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    if path.is_file():
+        return read_json(path)
+    notify(progress, 0, 0, f"computing the budget at {size[0]}x{size[1]} (once; cached in {path.parent})")
+    doc = budget(model, size, counters)
+    doc["source"] = source.as_dict()
+    write_json(path, doc)
+    notify(progress, 1, 1, "budget computed")
+    return doc

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
 from harness.budget.counters import COUNTERS
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.cli.common import ModelArgsOpt, ModelOpt, TrustCodeOpt, WeightsOpt, console, parse_size
+from harness.cli.common import JsonOpt, ModelArgsOpt, ModelOpt, TrustCodeOpt, WeightsOpt, console, emit_json, err_console, parse_size
 
 
 def budget_cmd(
@@ -18,26 +17,30 @@ def budget_cmd(
     trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
     size: Annotated[str, typer.Option(help="H x W of one output (the challenge's size).")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")] = False,
+    as_json: JsonOpt = False,
     counters: Annotated[Optional[str], typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
 ) -> None:
     """Parameters and MACs from several counters, reconciled, against the challenge limits.
 
-    Exit 0 when the official verdict passes, 1 when it fails, 2 on bad input."""
+    Exit 0 when the official verdict passes (or is n/a: the limits hold at 768x1536 only), 1 when it fails, 2 on bad input."""
     from harness.budget.budget import budget, build_for_budget, parse_counters
     from harness.errors import CheckFailed
+    from harness.progress import progress_bar
     from harness.tables import render_budget
 
     names = parse_counters(counters) if counters is not None else list(COUNTERS)
+    hw = parse_size(size)
     built, source, weights_doc = build_for_budget(model, weights, model_args, bool(trust_code))
-    doc = budget(built, parse_size(size), names)
+    with progress_bar("counting", err_console) as advance:
+        advance(0, 0, f"{', '.join(names)} at {hw[0]}x{hw[1]}")
+        doc = budget(built, hw, names)
     doc["source"], doc["weights"] = source.as_dict(), weights_doc
     if as_json:
-        typer.echo(json.dumps(doc))
+        emit_json(doc)
     else:
         render_budget(console, model, doc)
     official = doc["verdicts"]["official"]
-    if official is not None and not official["pass"]:
+    if official is not None and official["pass"] is False:
         raise CheckFailed(f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore")
 
 

@@ -103,6 +103,31 @@ def default_of(config: type, name: str) -> str:
     return value.value if isinstance(value, Enum) else str(value)
 
 
+def emit_json(doc: Any) -> None:
+    """One JSON document on stdout."""
+    typer.echo(json.dumps(doc, default=str, allow_nan=False) if _finite_ok(doc) else json.dumps(_jsonable(doc), default=str))
+
+
+def _finite_ok(doc: Any) -> bool:
+    try:
+        json.dumps(doc, default=str, allow_nan=False)
+        return True
+    except ValueError:
+        return False
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
 def given(**options: Any) -> dict[str, Any]:
     """The options the user gave (not None): the library's defaults fill the rest."""
     return {k: v for k, v in options.items() if v is not None}
@@ -129,4 +154,5 @@ TrustCodeOpt = Annotated[Optional[bool], typer.Option("--trust-code", help="Impo
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Checkpoint (.pth state dict or .safetensors), loaded strictly.")]
 DataOpt = Annotated[Optional[Path], typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
 ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout (and nothing else there).")]
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]

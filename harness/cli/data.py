@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import SPLIT_HELP, BoundaryGroup, ScenesOpt, console, default_of, err_console, given, parse_size
+from harness.cli.common import SPLIT_HELP, BoundaryGroup, JsonOpt, ScenesOpt, console, default_of, emit_json, err_console, given, parse_size
 from harness.challenge import TRAIN_SCENES, VAL_SCENES
 from harness.data import Split
 from harness.data.synth import SynthConfig
@@ -21,6 +21,7 @@ def data_check_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-in-N.tif / Scene-XXX-gt.tif files.")],
     split: Annotated[Split, typer.Option(help=SPLIT_HELP)] = Split.test,
     scenes: ScenesOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check every scene: frames present and readable, sizes, dtypes, finite values, GT range."""
     from harness.data.check import check_folder
@@ -29,6 +30,11 @@ def data_check_cmd(
 
     with progress_bar("checking") as advance:
         report = check_folder(folder, split, scenes, advance)
+    if as_json:
+        emit_json(report.as_dict())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     render_check(console, report)
     for problem in report.problems:
         err_console.print(str(problem), highlight=False, soft_wrap=True, markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,8 +17,11 @@ from harness.cli.common import (
     ScenesOpt,
     TrustCodeOpt,
     WeightsOpt,
+    JsonOpt,
     console,
     default_of,
+    emit_json,
+    err_console,
     given,
 )
 from harness.data import Split
@@ -44,6 +48,8 @@ def evaluate_cmd(
     force: Annotated[Optional[bool], typer.Option("--force", help="Recompute every scene.")] = None,
     random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights (a smoke test, not a score).")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
+    budget: Annotated[bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
     from harness.evaluate import evaluate
@@ -55,18 +61,26 @@ def evaluate_cmd(
     with progress_bar("evaluating") as advance:
         summary = evaluate(cfg, advance)
     folder = RunFolder(cfg.run_dir)
-    render_scores(console, folder.read_metrics(), summary)
-    if report and summary.psnr is not None:
+    if not as_json:
+        render_scores(console, folder.read_metrics(), summary)
+    if report:
         from harness.report.render import render_run_report
 
-        console.print(f"report: {render_run_report(folder.root)}")
-    console.print(f"outputs: {folder.res}")
+        with progress_bar("report", err_console) as advance:
+            path = render_run_report(folder.root, budget=budget, progress=advance)
+        if not as_json:
+            console.print(f"report: {path}")
+    if as_json:
+        emit_json({**asdict(summary), "run": str(folder.root.resolve())})
+    else:
+        console.print(f"outputs: {folder.res}")
 
 
 def score_cmd(
     res_dir: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-out.tif (as submitted).")],
     gt: Annotated[Path, typer.Option(help="Folder holding Scene-XXX-gt.tif.")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score an existing folder of outputs the way the server read a submission."""
     from harness.scoring import score_run
@@ -76,6 +90,9 @@ def score_cmd(
     target = RunFolder(out or res_dir.with_name(res_dir.name + "-score"))
     with progress_bar("scoring") as advance:
         summary = score_run(res_dir, gt, target.root, advance)
+    if as_json:
+        emit_json({**asdict(summary), "run": str(target.root.resolve())})
+        return
     render_scores(console, target.read_metrics(), summary)
     console.print(f"wrote {target.summary_json}")
 

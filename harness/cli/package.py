@@ -8,13 +8,12 @@ deprecation line on stderr.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from harness.cli.common import BoundaryGroup, DataOpt, TrustCodeOpt, console, print_error
+from harness.cli.common import BoundaryGroup, DataOpt, JsonOpt, TrustCodeOpt, console, emit_json, print_error
 
 LEGACY = {"--verify": "verify", "--code": "code"}
 LEGACY_FLAGS = {"--verify-code": "--verify", "--no-verify-code": "--no-verify"}
@@ -62,17 +61,20 @@ def verify_cmd(
     zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A results zip, from anyone.")],
     gt: Annotated[Optional[Path], typer.Option(help="Score against this ground-truth folder.")] = None,
     expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold, e.g. 300-359.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Read a results zip as the server did (safely), and score it with --gt."""
     from harness.package.results import verify_zip
 
     report = verify_zip(zip_path, gt, expect_scenes)
+    if as_json:
+        emit_json(report)
+        return
     console.print(f"{zip_path}: the server reads {len(report['outputs'])} output(s) from '{report['folder_read']}', sizes {report['shapes']}")
     for note in report["notes"]:
         console.print(f"note: {note}")
     if gt is not None:
         console.print(f"PSNR {report['psnr']:.4f} dB, SSIM {report['ssim']:.5f} (server), {report['ssim_standard']:.5f} (standard)")
-    typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_scene"}))
 
 
 @package_app.command("code")

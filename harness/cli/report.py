@@ -7,18 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import console
+from harness.cli.common import console, err_console
 
 
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder.")],
     budget: Annotated[Optional[Path], typer.Option(help="`harness budget --json` output.", show_default="computed now")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML file.", show_default="RUN_DIR/report.html")] = None,
+    compute_budget: Annotated[bool, typer.Option("--budget-compute/--no-budget", help="Compute the budget (once, cached) when no --budget is given.")] = True,
 ) -> None:
     """A self-contained HTML report of a run."""
+    from harness.progress import progress_bar
     from harness.report.render import render_run_report
 
-    console.print(f"wrote {render_run_report(run_dir, budget, out)}")
+    with progress_bar("report", err_console) as advance:
+        advance(0, 0, "reading the run")
+        path = render_run_report(run_dir, budget, out, compute_budget, advance)
+    console.print(f"wrote {path}")
 
 
 def compare_cmd(

@@ -33,6 +33,7 @@ def train_cmd(
     iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).", min=1)] = None,
     stop_after: Annotated[Optional[int], typer.Option(help="Stop at this iteration, resumable with --resume.", min=1)] = None,
     batch: Annotated[Optional[int], _opt("batch", "Crops per step (per process under torchrun).", min=1)] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(help="Crops per forward/backward pass; gradients accumulate to --batch (less memory, same step).", min=1, show_default="--batch")] = None,
     crop: Annotated[Optional[int], _opt("crop", "Crop size (Bayer phase kept).", min=2)] = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate, decayed by cosine to 1e-7.", show_default=default_of(TrainConfig, "lr"), callback=_positive_finite)] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision.", show_default="on CUDA")] = None,
@@ -54,6 +55,7 @@ def train_cmd(
         model=model, data=data, out=out, iters=iters, stop_after=stop_after, batch=batch, crop=crop, lr=lr, amp=amp,
         val_every=val_every, val_crop=val_crop, log_every=log_every, resume=resume, device=device, seed=seed,
         workers=workers, train_scenes=train_scenes, val_scenes=val_scenes, model_args=model_args, trust_code=trust_code,
+        micro_batch=micro_batch,
     ))
     with progress_bar("training") as advance:
         row = train(cfg, advance)

@@ -36,6 +36,16 @@ class CheckReport:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     with_gt: int = 0
 
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON-ready values (``harness data check --json``)."""
+        return {
+            "folder": str(self.folder), "split": self.split.value, "ok": self.ok, "scenes": [s.id for s in self.scenes],
+            "split_counts": self.split_counts(), "with_gt": self.with_gt,
+            "sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())}, "dtypes": dict(self.dtypes),
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "problems": [{"scene": p.scene, "file": p.file, "what": p.what} for p in self.problems],
+        }
+
     @property
     def ok(self) -> bool:
         return not self.problems and bool(self.scenes)

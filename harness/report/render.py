@@ -25,6 +25,7 @@ from harness.data.scenes import Scene, reference_rgb  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output  # noqa: E402
 from harness.metrics import quantize_gt  # noqa: E402
+from harness.progress import Progress  # noqa: E402
 from harness.run import RunFolder, RunSummary  # noqa: E402
 from harness.tables import fmt  # noqa: E402
 
@@ -116,7 +117,7 @@ def _heatmap(err: np.ndarray) -> np.ndarray:
     return (plt.get_cmap("inferno")(np.clip(err / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
-def _visual(label: str, scene_id: str, psnr: float, res: Path, scene: Scene | None) -> dict[str, Any]:
+def _visual(label: str, scene_id: str, psnr: float | None, res: Path, scene: Scene | None) -> dict[str, Any]:
     out = read_output(res / f"{scene_id}-out.tif")
     images: list[dict[str, str]] = []
     panels: list[tuple[str, np.ndarray]] = []
@@ -164,20 +165,22 @@ def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
     return doc
 
 
-def _budget(summary: RunSummary, budget_path: Path | None) -> tuple[dict[str, Any] | None, str]:
+def _budget(summary: RunSummary, budget_path: Path | None, compute: bool, progress: Progress | None) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
         return _given_budget(summary, budget_path), ""
+    if not compute:
+        return None, "budget not computed (--no-budget); `harness report RUN` computes it once and caches it"
     kind = summary.source.get("kind", "registered")
     if summary.model is None or kind == "submission":
         return None, "budget not computed: run `harness budget` on this model and pass --budget"
-    from harness.budget.budget import budget
+    from harness.budget.budget import cached_budget
     from harness.budget.counters import REPORT_COUNTERS
     from harness.sources import resolve_model
 
     try:
         args = summary.model_config if kind == "registered" else summary.source.get("args", {})
-        model = resolve_model(summary.model, args)[0].eval()
-        return budget(model, IMAGE_SIZE, list(REPORT_COUNTERS)), ""
+        model, source = resolve_model(summary.model, args)
+        return cached_budget(model.eval(), source, IMAGE_SIZE, list(REPORT_COUNTERS), progress), ""
     except HarnessError as exc:
         return None, f"budget not computed: {exc}"
 
@@ -194,33 +197,46 @@ def source_text(source: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene]) -> list[dict[str, Any]]:
-    """Best, median and worst scene, with their images."""
-    order = table.sort_values("psnr", kind="stable").reset_index(drop=True)
-    picks = [("best", order.iloc[-1]), ("median", order.iloc[len(order) // 2]), ("worst", order.iloc[0])]
-    return [_visual(label, str(r["scene"]), float(r["psnr"]), folder.res, scenes.get(str(r["scene"]))) for label, r in picks]
+def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene], res: Path) -> list[dict[str, Any]]:
+    """Best, median and worst scene with their images; without scores, the first, middle and last output."""
+    if "psnr" in table and table["psnr"].notna().any():
+        order = table.dropna(subset=["psnr"]).sort_values("psnr", kind="stable").reset_index(drop=True)
+        labels = ("best", "median", "worst")
+    else:
+        order, labels = table.iloc[::-1].reset_index(drop=True), ("last", "middle", "first")
+    picks = [(labels[0], order.iloc[-1]), (labels[1], order.iloc[len(order) // 2]), (labels[2], order.iloc[0])]
+    seen: set[str] = set()
+    out = []
+    for label, r in picks:
+        if str(r["scene"]) not in seen:
+            seen.add(str(r["scene"]))
+            psnr = float(r["psnr"]) if "psnr" in r and r["psnr"] == r["psnr"] else None
+            out.append(_visual(label, str(r["scene"]), psnr, res, scenes.get(str(r["scene"]))))
+    return out
 
 
-def render_run_report(run_dir: Path, budget_path: Path | None = None, out: Path | None = None) -> Path:
-    """Write the report of an evaluate run folder; returns its path."""
+def render_run_report(
+    run_dir: Path, budget_path: Path | None = None, out: Path | None = None, budget: bool = True, progress: Progress | None = None
+) -> Path:
+    """Write the report of a run folder (evaluate or score, with or without ground truth); returns its path."""
     folder = RunFolder(Path(run_dir))
     summary = folder.verified()
-    table = folder.scored_metrics()
-    if table.empty:
-        raise HarnessError(f"{run_dir}: no scored scenes to report on")
+    table = folder.read_metrics()
+    scored = folder.scored_metrics()
     data = Path(summary.data)
     scenes = {s.id: s for s in discover_scenes(data)} if data.is_dir() else {}
-    brightness = {sid: float(read_gt(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(table["scene"])}
-    plots = _plots(table, summary, brightness)
+    brightness = {sid: float(read_gt(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(scored["scene"])}
+    plots = _plots(scored, summary, brightness) if not scored.empty else {}
     log_path = folder.root / "train_log.csv"
     plots["training"] = _training_plot(read_csv(log_path)) if log_path.is_file() else ""
-    budget_doc, budget_note = _budget(summary, budget_path)
+    budget_doc, budget_note = _budget(summary, budget_path, budget, progress)
     columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
+    res = Path(summary.res) if summary.res else folder.res
     html = _env().get_template("run.html.j2").render(
         s=summary, source=source_text(summary.source), config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
         date=_now(), references=REFERENCES, plots=plots, budget=budget_doc, budget_note=budget_note,
         rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
-        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(folder, table, scenes), fmt=fmt, cell=fmt,
+        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(folder, table, scenes, res), fmt=fmt, cell=fmt,
     )
     return atomic_write_text(out or folder.report_html, html)
 

@@ -74,6 +74,7 @@ class TrainConfig:
     val_scenes: str | None = None
     model_args: str | None = None  # JSON: see harness.sources
     trust_code: bool = False
+    micro_batch: int | None = None  # crops per forward/backward; gradients accumulate over --batch (None: all at once)
 
     def __post_init__(self) -> None:
         self.data = Path(self.data) if self.data is not None else None
@@ -157,6 +158,7 @@ class Session:
             raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
         torch.manual_seed(cfg.seed)
         model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
+        _warn_if_too_large(model, cfg, device)
         model.to(device)
         if cfg.crop % model_multiple(model):
             raise HarnessError(f"--crop must be a multiple of {model_multiple(model)}")
@@ -193,9 +195,23 @@ SCHEDULE = ("model", "model_args", "iters", "batch", "crop", "lr", "min_lr", "we
 """Settings a resumed run must keep: changing any of them would silently change what the run computes."""
 
 
+def _warn_if_too_large(model: nn.Module, cfg: TrainConfig, device: torch.device) -> None:
+    from harness.train.memory import available_memory, training_memory
+
+    need = training_memory(model, cfg.micro_batch or cfg.batch, cfg.crop)
+    have = available_memory(device)
+    if need > have:
+        warnings.warn(HarnessWarning(
+            f"this configuration needs about {need / 2**30:.1f} GiB to train (batch {cfg.micro_batch or cfg.batch} of "
+            f"{cfg.crop}x{cfg.crop} crops), more than the {have / 2**30:.1f} GiB available on {device}: use --micro-batch, "
+            f"smaller --crop or a GPU (the published configuration is a GPU job: {cfg.iters:,} iterations)"), stacklevel=2)
+
+
 def _check_run_folder(cfg: TrainConfig) -> None:
     if cfg.iters < 1 or cfg.batch < 1 or cfg.crop < 2 or cfg.val_every < 1 or cfg.log_every < 1 or cfg.workers < 0:
         raise HarnessError("--iters, --batch, --val-every and --log-every must be at least 1, --crop at least 2, --workers at least 0")
+    if cfg.micro_batch is not None and not 1 <= cfg.micro_batch <= cfg.batch:
+        raise HarnessError(f"--micro-batch must be in 1..{cfg.batch} (--batch)")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise HarnessError(f"--lr must be a positive finite number, got {cfg.lr}")
     if cfg.stop_after is not None and not 0 < cfg.stop_after <= cfg.iters:
@@ -249,14 +265,20 @@ def _loader(s: Session, stop: int) -> torch.utils.data.DataLoader:
 
 
 def _step(s: Session, net: nn.Module, x: torch.Tensor, y: torch.Tensor, it: int) -> float:
+    """One optimiser step over the batch, in micro-batches whose gradients add up to the full batch's."""
     x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
-    with torch.autocast(s.device.type, dtype=torch.float16, enabled=s.amp):
-        pred = net(x)
-    loss = F.mse_loss(pred.float(), y)
-    if not torch.isfinite(loss):
-        raise HarnessError(f"iteration {it}: the loss is not finite")
     s.opt.zero_grad(set_to_none=True)
-    s.scaler.scale(loss).backward()
+    total = 0.0
+    size = s.cfg.micro_batch or len(x)
+    for xc, yc in zip(x.split(size), y.split(size)):
+        with torch.autocast(s.device.type, dtype=torch.float16, enabled=s.amp):
+            pred = net(xc)
+        loss = F.mse_loss(pred.float(), yc) * (len(xc) / len(x))  # the batch mean, as a sum of weighted chunk means
+        if not torch.isfinite(loss):
+            raise HarnessError(f"iteration {it}: the loss is not finite")
+        s.scaler.scale(loss).backward()
+        total += float(loss.detach())
+    loss = torch.tensor(total)
     s.scaler.step(s.opt)
     s.scaler.update()
     s.sched.step()
