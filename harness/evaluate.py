@@ -209,6 +209,7 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.devi
     row: dict[str, Any] = {"scene": scene.id}
     if scene.gt is not None:
         row.update(score_pair(read_gt(scene), out_u8, scene.id))
+        row["gt_sha256"] = sha256_file(scene.gt)
     row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1], inputs_sha256=inputs_sha256)
     row["output_sha256"] = sha256_file(write_tiff(prep.folder.res / scene.output_name, out_u8, "rgb"))
     return row

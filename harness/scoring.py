@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.challenge import CROSS_CHECK_TOL, SERVER_SSIM_DATA_RANGE, scene_id
 from harness.errors import HarnessError, HarnessWarning
-from harness.io import read_gt, read_output
+from harness.io import read_gt, read_output, sha256_file
 from harness.metrics import psnr, psnr_torch, quantize_gt, ssim, ssim_standard, ssim_torch
 from harness.progress import Progress, notify
 from harness.run import RunFolder, RunSummary, mean_scores
@@ -93,6 +93,7 @@ def score_folder(res_dir: Path, gt_dir: Path, progress: Progress | None = None) 
         out = read_output(path, gt.shape[:2])
         row = {"scene": scene_id(number), **score_pair(gt, out, path.name)}
         row["swapped_psnr_gain"] = swapped_gain(gt, out, row["psnr"])
+        row["gt_sha256"] = sha256_file(gts[number])
         rows.append(row)
         notify(progress, k + 1, len(outputs), f"{row['scene']} {row['psnr']:.2f} dB")
     return pd.DataFrame(rows)

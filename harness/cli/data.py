@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from harness.cli.common import SPLIT_HELP, BoundaryGroup, JsonOpt, ScenesOpt, console, default_of, emit_json, err_console, given, parse_size
-from harness.challenge import TRAIN_SCENES, VAL_SCENES
+from harness.challenge import FIRST_HIDDEN_SCENE, TRAIN_SCENES, VAL_SCENES
 from harness.data import Split
 from harness.data.synth import SynthConfig
 from harness.progress import progress_bar
@@ -53,13 +53,14 @@ def data_synth_cmd(
     val_scenes: Annotated[Optional[int], typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"), min=0)] = None,
     size: Annotated[Optional[str], typer.Option(help="H x W, multiples of 32.", show_default=SIZE_DEFAULT)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0)] = None,
+    test_scenes: Annotated[Optional[int], typer.Option(help=f"Scenes without ground truth in OUT/test, numbered from {FIRST_HIDDEN_SCENE} (like the official inputs).", show_default=default_of(SynthConfig, "test_scenes"), min=0)] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
 ) -> None:
     """Synthesise a RawFusion-layout dataset from scikit-image's photographs."""
     from harness.data.synth import synthesize
 
     height, width = parse_size(size) if size else (None, None)
-    cfg = SynthConfig(**given(train_scenes=train_scenes, val_scenes=val_scenes, height=height, width=width, seed=seed))
+    cfg = SynthConfig(**given(train_scenes=train_scenes, val_scenes=val_scenes, height=height, width=width, seed=seed, test_scenes=test_scenes))
     with progress_bar("synthesising") as advance:
         synthesize(out, cfg, force=force, progress=advance)
-    console.print(f"wrote {cfg.train_scenes + cfg.val_scenes} scene(s) to {out}")
+    console.print(f"wrote {cfg.train_scenes + cfg.val_scenes} scene(s) to {out}" + (f", {cfg.test_scenes} without ground truth to {out / 'test'}" if cfg.test_scenes else ""))

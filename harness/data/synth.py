@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from harness.challenge import EXPOSURE_GROUPS, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
+from harness.challenge import EXPOSURE_GROUPS, FIRST_HIDDEN_SCENE, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
 from harness.errors import HarnessError
 from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
 from harness.progress import Progress, notify
@@ -68,6 +68,12 @@ class SynthConfig:
     shot: float = 0.008
     read: float = 0.07
     margin: int = 8
+    test_scenes: int = 0  # in OUT/test, numbered from 300, without ground truth: like the official inputs
+
+    def test_numbers(self) -> list[int]:
+        if not 0 <= self.test_scenes <= MAX_SCENE + 1 - FIRST_HIDDEN_SCENE:
+            raise HarnessError(f"--test-scenes: 0 to {MAX_SCENE + 1 - FIRST_HIDDEN_SCENE} (test scenes are numbered from {FIRST_HIDDEN_SCENE})")
+        return list(range(FIRST_HIDDEN_SCENE, FIRST_HIDDEN_SCENE + self.test_scenes))
 
     def numbers(self) -> list[int]:
         if self.train_scenes < 0 or self.val_scenes < 0 or self.train_scenes + self.val_scenes == 0:
@@ -196,19 +202,32 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = 
     numbers = cfg.numbers()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise HarnessError(f"{out}: exists and is not empty (pass --force to replace it)")
+    cfg.test_numbers()
     with atomic_folder(out) as tmp:
         photos = {name: _photo(name) for name in PHOTOS}
-        meta: dict[str, Any] = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "config": asdict(cfg), "scenes": {}}
-        for k, number in enumerate(numbers):
-            frames, gt, params = make_scene(cfg, number, photos)
-            stem = scene_id(number)
-            for i in range(NUM_FRAMES):
-                write_tiff(tmp / f"{stem}-in-{i}.tif", frames[i], "minisblack")
-            write_tiff(tmp / f"{stem}-gt.tif", gt, "rgb")
-            meta["scenes"][stem] = asdict(params)
-            notify(progress, k + 1, len(numbers), stem)
-        atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        total = len(numbers) + cfg.test_scenes
+        _write_scenes(tmp, cfg, numbers, photos, True, lambda k, stem: notify(progress, k, total, stem))
+        if cfg.test_scenes:
+            _write_scenes(tmp / "test", cfg, cfg.test_numbers(), photos, False,
+                          lambda k, stem: notify(progress, len(numbers) + k, total, stem))
     return out
+
+
+def _write_scenes(folder: Path, cfg: SynthConfig, numbers: list[int], photos: dict[str, np.ndarray], with_gt: bool,
+                  progress: Any) -> None:
+    """Frames (and ground truth) of ``numbers`` into ``folder``, with the dataset.json that describes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "config": asdict(cfg), "scenes": {}}
+    for k, number in enumerate(numbers):
+        frames, gt, params = make_scene(cfg, number, photos)
+        stem = scene_id(number)
+        for i in range(NUM_FRAMES):
+            write_tiff(folder / f"{stem}-in-{i}.tif", frames[i], "minisblack")
+        if with_gt:
+            write_tiff(folder / f"{stem}-gt.tif", gt, "rgb")
+        meta["scenes"][stem] = asdict(params)
+        progress(k + 1, stem)
+    atomic_write_text(folder / "dataset.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any] | None:

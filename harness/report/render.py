@@ -252,9 +252,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     folders = [RunFolder(Path(d)) for d in run_dirs]
     summaries = [f.verified() for f in folders]
     tables = [f.scored_metrics().set_index("scene") for f in folders]
-    shared = sorted(set.intersection(*(set(t.index) for t in tables)))
-    if not shared:
-        raise HarnessError("the runs share no scored scene")
+    shared = _shared_scenes(run_dirs, tables)
     labels = _labels(run_dirs)
     base = tables[0].loc[shared, "psnr"]
     runs, rows = [], []
@@ -280,8 +278,24 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     ax.set_ylabel("PSNR (dB)")
     html = _env().get_template("compare.html.j2").render(
         runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=fmt, date=_now(),
+        counts=[len(t) for t in tables],
     )
     return atomic_write_text(out, html)
+
+
+def _shared_scenes(run_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str]:
+    """The scored scenes every run has, refused unless their ground truth is the same file in every run."""
+    for d, t in zip(run_dirs, tables):
+        if t.empty:
+            raise HarnessError(f"{d}: no ground truth, so no scores to compare (its scenes have none)")
+    shared = sorted(set.intersection(*(set(t.index) for t in tables)))
+    if not shared:
+        raise HarnessError("the runs share no scored scene")
+    for scene in shared:
+        digests = {t.loc[scene, "gt_sha256"] if "gt_sha256" in t else None for t in tables}
+        if None in digests or len(digests) > 1:
+            raise HarnessError(f"{scene}: the runs scored it against different ground truth (other data?); nothing to compare")
+    return shared
 
 
 def _labels(run_dirs: list[Path]) -> list[str]:
