@@ -23,24 +23,15 @@ from harness import create_model
 from harness.cli import app
 from harness.evaluate import EvalConfig, evaluate
 
+from clihelp import invoke
+from clihelp import one_error as _one_error
+
 runner = CliRunner()
 
 
-def _run(*args: str, cwd: Path | None = None) -> tuple[int, str]:
-    old = os.getcwd()
-    if cwd:
-        os.chdir(cwd)
-    try:
-        result = runner.invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
+def _run(*args: object, cwd: Path | None = None) -> tuple[int, str]:
+    result = invoke(*args, cwd=cwd)
     return result.exit_code, result.output
-
-
-def _one_error(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    return errors[0]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tomllib
 import zipfile
@@ -12,29 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from harness.cli import app
+from clihelp import invoke
+from clihelp import one_error as _one_error
 
 ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 
 def _run(*args: object, cwd: Path | None = None) -> tuple[int, str, str]:
-    old = os.getcwd()
-    if cwd:
-        os.chdir(cwd)
-    try:
-        result = runner.invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
+    result = invoke(*args, cwd=cwd)
     return result.exit_code, result.stdout, result.output
-
-
-def _one_error(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +33,10 @@ def challenge(tmp_path_factory) -> Path:
     return root
 
 
-def test_the_whole_path(challenge):
+@pytest.fixture(scope="module")
+def walked(challenge) -> Path:
+    """Every step of the path, in order, each exiting 0: synth (above), evaluate val and test, report, compare, package, verify."""
     data, runs = challenge / "data", challenge / "runs"
-    assert not list((data / "test").glob("*-gt.tif")) and len(list((data / "test").glob("*-in-*.tif"))) == 18
     steps = [
         ("evaluate", "--model", "demosaic", "--data", data, "--split", "val", "--out", runs / "val-demosaic"),
         ("evaluate", "--model", "flowcnrdb_tiny", "--data", data, "--split", "val", "--out", runs / "val-tiny"),
@@ -63,6 +50,12 @@ def test_the_whole_path(challenge):
     for step in steps:
         code, _, out = _run(*step)
         assert code == 0, (step, out)
+    return runs
+
+
+def test_the_whole_path(challenge, walked):
+    data, runs = challenge / "data", walked
+    assert not list((data / "test").glob("*-gt.tif")) and len(list((data / "test").glob("*-in-*.tif"))) == 18
     test_summary = json.loads((runs / "test-tiny" / "summary.json").read_text())
     assert test_summary["psnr"] is None and test_summary["num_scored"] == 0 and test_summary["scenes"] == ["Scene-300", "Scene-301"]
     html = (runs / "test-tiny" / "report.html").read_text()
@@ -71,11 +64,8 @@ def test_the_whole_path(challenge):
     assert zipfile.ZipFile(runs / "submission.zip").namelist() == ["Scene-300-out.tif", "Scene-301-out.tif"]
 
 
-def test_compare_refuses_runs_without_ground_truth_or_with_other_data(challenge, tmp_path):
-    data, runs = challenge / "data", challenge / "runs"
-    for name in ("val-tiny", "test-tiny"):
-        if not (runs / name).exists():
-            pytest.skip("needs test_the_whole_path's runs")  # pragma: no cover
+def test_compare_refuses_runs_without_ground_truth_or_with_other_data(walked, tmp_path):
+    runs = walked
     code, _, out = _run("compare", runs / "val-tiny", runs / "test-tiny", "--out", tmp_path / "c.html")
     assert code == 2 and "no ground truth" in _one_error(out)
     other = tmp_path / "other"
