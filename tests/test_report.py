@@ -105,3 +105,25 @@ def test_compare_known_differences(browser, tmp_path, run_dir):
 
 def test_compare_needs_shared_scenes(tmp_path, run_dir):
     assert runner.invoke(app, ["compare", str(run_dir)]).exit_code == 2
+
+
+def test_compare_shows_where_runs_differ_losslessly_and_1_to_1(browser, tmp_path, run_dir, small_data):
+    demosaic = tmp_path / "demosaic"
+    assert runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(demosaic), "--no-report"]).exit_code == 0
+    out = tmp_path / "compare.html"
+    result = runner.invoke(app, ["compare", str(demosaic), str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    _no_external_urls(html)
+    browser.get(out.as_uri())
+    _images_decoded(browser)
+    crops = browser.find_elements(By.CSS_SELECTOR, "#visual img")
+    # 3 scenes x (reference, 2 outputs, ground truth, 2 error maps, 1 difference map)
+    assert len(crops) == 3 * 7
+    sizes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#visual img')).map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.src.slice(0, 22)]);")
+    assert all(s[0] == s[2] == 96 and s[1] == 64 and s[3] == "data:image/png;base64," for s in sizes), sizes  # 96 x 64 crops of 64 x 128 scenes, 1:1
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "#thumbnails tr")
+    assert len(thumbs) == 1 + 3 and len(thumbs[1].find_elements(By.TAG_NAME, "img")) == 2
+    captions = browser.find_element(By.ID, "visual").text
+    assert "difference: tiny vs demosaic" in captions and "error: demosaic" in captions

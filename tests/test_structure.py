@@ -101,7 +101,7 @@ LAYERS = [
     ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table", "harness.sources", "harness.submission"),
     ("harness.metrics", "harness.inference"),
     ("harness.scoring", "harness.run", "harness.tables"),
-    ("harness.evaluate", "harness.train", "harness.budget"),
+    ("harness.evaluate", "harness.train", "harness.budget", "harness.bench"),
     ("harness.report", "harness.package"),
     ("harness.cli",),
 ]

@@ -161,3 +161,19 @@ def test_the_readme_says_how_to_use_the_real_data():
     for needle in ("Codalab", "starter kit", "300", "280–299", "--split val", "--split test", "Ckpt_01_FlowCNRDB.pth",
                    "harness data check", "harness package results", "harness package verify"):
         assert needle in section, needle
+
+
+def test_the_reports_budget_is_computed_once_and_cached(challenge, tmp_path, monkeypatch):
+    import harness.budget.budget as budget_module
+
+    data = challenge / "data"
+    assert _run("evaluate", "--model", "demosaic", "--data", data, "--out", tmp_path / "a", "--no-report")[0] == 0
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    calls = []
+    original = budget_module.budget
+    monkeypatch.setattr(budget_module, "budget", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for _ in range(2):
+        code, _, out = _run("report", tmp_path / "a")
+        assert code == 0, out
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "budgets").glob("*.json"))) == 1
+    assert "fvcore" in (tmp_path / "a" / "report.html").read_text()

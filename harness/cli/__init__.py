@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli import budget, evaluate, models, report, train
+from harness.cli import bench, budget, evaluate, models, report, train
 from harness.cli.common import RootGroup
 from harness.cli.data import data_app
 from harness.cli.package import package_app
@@ -40,7 +40,7 @@ def _root(
     """The workbench for the NTIRE 2025 Efficient Burst HDR and Restoration challenge."""
 
 
-for module in (models, evaluate, train, budget, report):
+for module in (models, evaluate, train, budget, bench, report):
     module.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(package_app, name="package")

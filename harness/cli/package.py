@@ -87,15 +87,22 @@ def code_cmd(
 ) -> None:
     """Write the code submission of a manifest (models/, model_zoo/, test_demo.py, factsheet), or verify a submission."""
     from harness.package.code import package_code, read_manifest, verify_code, verify_submission
+    from harness.progress import progress_bar
 
     if manifest.suffix != ".toml":
-        result = verify_submission(manifest, bool(trust_code), data)
+        with progress_bar("verifying") as advance:
+            advance(0, 0, f"{manifest}: building the model and running it on the validation scenes")
+            result = verify_submission(manifest, bool(trust_code), data)
         console.print(f"verified: {result['source']['name']} from {manifest}, {result['parameters']:,} parameters, "
                       f"outputs checked on {result['scenes']} scene(s), PSNR {result['psnr']:.4f} dB")
         return
     target = out or Path(f"code_{read_manifest(manifest).stem}.zip")
-    package_code(manifest, target)
+    with progress_bar("packaging") as advance:
+        advance(0, 0, f"{target}")
+        package_code(manifest, target)
     console.print(f"wrote {target}")
     if verify:
-        result = verify_code(target, manifest, data)
+        with progress_bar("verifying") as advance:
+            advance(0, 0, "test_demo.py in a fresh interpreter, then harness evaluate")
+            result = verify_code(target, manifest, data)
         console.print(f"verified: test_demo.py outputs byte-identical to harness evaluate on {result['scenes']} scene(s)")

@@ -15,13 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from harness.challenge import IMAGE_SIZE, REFERENCE_PSNR  # noqa: E402
 from harness.data import discover_scenes  # noqa: E402
 from harness.data.scenes import Scene, reference_rgb  # noqa: E402
+from harness.report.images import CROP, box_argmax, compare_panels, crop, heatmap, png_uri, preview, thumbnails, webp_uri  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output  # noqa: E402
 from harness.metrics import quantize_gt  # noqa: E402
@@ -31,8 +30,7 @@ from harness.tables import fmt  # noqa: E402
 
 TEMPLATES = Path(__file__).parent / "templates"
 REFERENCES = list(REFERENCE_PSNR)
-PREVIEW_WIDTH = 768
-CROP = 96
+COMPARE_SCENES = 3  # scenes shown in detail on the compare page: those whose PSNR differs most between runs
 
 
 def _env() -> Environment:
@@ -45,16 +43,6 @@ def png(fig: plt.Figure) -> str:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def webp(img: np.ndarray, width: int | None = PREVIEW_WIDTH) -> str:
-    """uint8 H x W x 3 -> WebP data URI, downscaled to ``width`` when wider."""
-    pil = Image.fromarray(img)
-    if width and pil.width > width:
-        pil = pil.resize((width, round(pil.height * width / pil.width)), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    pil.save(buf, format="WEBP", quality=85, method=4)
-    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _plots(table: pd.DataFrame, summary: RunSummary, brightness: dict[str, float]) -> dict[str, str]:
@@ -106,49 +94,23 @@ def _training_plot(log: pd.DataFrame) -> str:
     return png(fig)
 
 
-def _preview(rgb: np.ndarray) -> np.ndarray:
-    """The demosaiced reference frame, normalised and gamma-encoded for display."""
-    scale = np.percentile(rgb, 99.5) or 1.0
-    return (np.clip(rgb / scale, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
-
-
-def _heatmap(err: np.ndarray) -> np.ndarray:
-    vmax = max(float(np.percentile(err, 99.5)), 1.0)
-    return (plt.get_cmap("inferno")(np.clip(err / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
-
-
 def _visual(label: str, scene_id: str, psnr: float | None, res: Path, scene: Scene | None) -> dict[str, Any]:
     out = read_output(res / f"{scene_id}-out.tif")
-    images: list[dict[str, str]] = []
     panels: list[tuple[str, np.ndarray]] = []
     reference = reference_rgb(scene) if scene is not None else None
     if reference is not None:
-        panels.append(("reference frame 0 (bilinearly demosaicked preview)", _preview(reference)))
+        panels.append(("reference frame 0 (bilinearly demosaicked preview)", preview(reference)))
     panels.append(("output", out))
     if scene is not None and scene.gt is not None:
         gt = quantize_gt(read_gt(scene.gt))
         err = np.abs(out.astype(np.float64) - gt).mean(axis=-1)
-        panels += [("ground truth (8-bit)", gt), ("absolute error (mean over RGB)", _heatmap(err))]
-        y, x = np.unravel_index(np.argmax(_box_mean(err, CROP)), err.shape)
+        panels += [("ground truth (8-bit)", gt), ("absolute error (mean over RGB)", heatmap(err))]
+        y0, x0 = box_argmax(err)
     else:
-        y, x = out.shape[0] // 2, out.shape[1] // 2
-    y0 = int(np.clip(y - CROP // 2, 0, out.shape[0] - CROP))
-    x0 = int(np.clip(x - CROP // 2, 0, out.shape[1] - CROP))
-    for caption, img in panels:
-        images.append({"caption": caption, "src": webp(img)})
-    crops = [{"caption": f"{caption}, crop at ({y0}, {x0})", "src": webp(img[y0 : y0 + CROP, x0 : x0 + CROP], None)}
-             for caption, img in panels]
+        y0, x0 = max(0, (out.shape[0] - CROP) // 2), max(0, (out.shape[1] - CROP) // 2)
+    images = [{"caption": caption, "src": webp_uri(img)} for caption, img in panels]
+    crops = [{"caption": f"{caption}, crop at ({y0}, {x0}), 1:1", "src": png_uri(crop(img, y0, x0))} for caption, img in panels]
     return {"label": label, "scene": scene_id, "psnr": psnr, "images": images, "crops": crops}
-
-
-def _box_mean(err: np.ndarray, k: int) -> np.ndarray:
-    t = torch.from_numpy(err)[None, None]
-    pooled = torch.nn.functional.avg_pool2d(t, min(k, err.shape[0], err.shape[1]), stride=1, padding=0)
-    full = torch.zeros_like(t)
-    ph, pw = pooled.shape[-2:]
-    oy, ox = (err.shape[0] - ph) // 2, (err.shape[1] - pw) // 2
-    full[..., oy : oy + ph, ox : ox + pw] = pooled
-    return full[0, 0].numpy()
 
 
 def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
@@ -276,9 +238,15 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
         ax.plot(range(len(labels)), [t.loc[scene, "psnr"] for t in tables], color="#999", lw=0.8, marker="o", ms=3)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("PSNR (dB)")
+    res_dirs = [Path(sm.res) if sm.res else f.res for sm, f in zip(summaries, folders)]
+    data = Path(summaries[0].data)
+    scenes = {sc.id: sc for sc in discover_scenes(data)} if data.is_dir() else {}
+    spread = {sc: max(abs(float(t.loc[sc, "psnr"]) - float(tables[0].loc[sc, "psnr"])) for t in tables[1:]) for sc in shared}
+    differ = [sc for sc in sorted(shared, key=lambda sc: -spread[sc])[:COMPARE_SCENES] if sc in scenes]
     html = _env().get_template("compare.html.j2").render(
         runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=fmt, date=_now(),
-        counts=[len(t) for t in tables],
+        counts=[len(t) for t in tables], visuals=[compare_panels(scenes[sc], sc, labels, res_dirs) for sc in differ],
+        thumbs=[thumbnails(sc, labels, res_dirs) for sc in shared],
     )
     return atomic_write_text(out, html)
 

@@ -1,0 +1,50 @@
+"""``harness bench``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
+from harness.cli.common import DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, TrustCodeOpt, console, emit_json, given, parse_size, print_error
+
+
+def bench_cmd(
+    model: ModelOpt,
+    model_args: ModelArgsOpt = None,
+    trust_code: TrustCodeOpt = None,
+    size: Annotated[str, typer.Option(help="H x W of the input burst.")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
+    device: DeviceOpt = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch.set_num_threads).", min=1, show_default="torch's")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed passes first.", min=0)] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed passes (median and IQR).", min=1)] = 3,
+    compare_faithful: Annotated[bool, typer.Option(help="Also time set_fast(False) and report the output difference.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Latency and peak memory of a model, each configuration in a fresh process, with the machine described."""
+    from harness.bench import BenchConfig, bench
+    from harness.progress import progress_bar
+
+    cfg = BenchConfig(model, parse_size(size), **given(device=device, threads=threads, model_args=model_args,
+                      trust_code=trust_code), warmup=warmup, repeats=repeats, compare_faithful=compare_faithful)
+    with progress_bar("timing") as advance:
+        advance(0, 0, f"{model} at {size}, {warmup} warm-up + {repeats} timed pass(es) per path")
+        doc = bench(cfg)
+    for warning in doc["warnings"]:
+        print_error(warning, "warning:", "yellow")
+    if as_json:
+        emit_json(doc)
+        return
+    m = doc["machine"]
+    console.print(f"{model} at {size} on {doc['device']} ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
+    for run in doc["runs"]:
+        console.print(f"  {run['path']:>8}: median {run['median_seconds']:.3f} s (IQR {run['iqr_seconds']:.3f} s) over "
+                      f"{len(run['seconds'])} pass(es), {run['threads']} thread(s), peak memory {run['peak_memory_mb']:.0f} MB")
+    if doc["faithful_max_abs_diff"] is not None:
+        fast, faithful = doc["runs"][0]["median_seconds"], doc["runs"][1]["median_seconds"]
+        console.print(f"  fast path {faithful / fast:.2f}x faster than the faithful one; max |difference| {doc['faithful_max_abs_diff']:.3g}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_cmd)
