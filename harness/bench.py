@@ -6,6 +6,7 @@ Each measured configuration runs in a fresh process (so one model's peak memory 
 the timed passes, and the peak memory (the process's RSS high-water mark on the CPU,
 ``max_memory_allocated`` on a GPU). The machine is described (CPU model, cores, threads used, torch version,
 load average at start) and a busy machine is named in a warning: its figures are not a quiet machine's.
+Weights are ``--weights`` (or a submission's own), else seeded random weights of realistic scale.
 ``compare_faithful`` also times a model's faithful path (``set_fast(False)``) and reports the largest
 difference between the two outputs.
 """
@@ -42,6 +43,7 @@ class BenchConfig:
     repeats: int = 3
     model_args: str | None = None
     trust_code: bool = False
+    weights: str | None = None  # None: seeded random weights of realistic scale (N(0, 0.02))
     compare_faithful: bool = False
     paths: list[str] = field(default_factory=list)  # filled in: which paths are timed
 
@@ -66,7 +68,15 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    model, _ = resolve_model(spec["model"], parse_model_args(spec["model_args"]), spec["trust_code"])
+    model, source = resolve_model(spec["model"], parse_model_args(spec["model_args"]), spec["trust_code"])
+    if spec["weights"] or source.weights:
+        from harness.checkpoint import load_checkpoint
+
+        load_checkpoint(model, spec["weights"] or source.weights)
+    else:  # seeded random weights of a realistic scale (zero-initialised layers would make every path agree trivially)
+        torch.manual_seed(0)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.02)
     model.eval().to(device)
     if spec["path"] == "faithful":
         model.set_fast(False)
@@ -110,6 +120,7 @@ def _peak_mb(device: torch.device) -> float:
 
 def _measure(cfg: BenchConfig, path: str, device: torch.device, output: Path) -> dict[str, Any]:
     spec = {"model": cfg.model, "model_args": cfg.model_args, "trust_code": cfg.trust_code, "threads": cfg.threads,
+            "weights": cfg.weights,
             "device": str(device), "size": list(cfg.size), "warmup": cfg.warmup, "repeats": cfg.repeats, "path": path,
             "output": str(output)}
     proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True)

@@ -7,13 +7,26 @@ from typing import Annotated, Optional
 import typer
 
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.cli.common import DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, TrustCodeOpt, console, emit_json, given, parse_size, print_error
+from harness.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    given,
+    parse_size,
+    print_error,
+)
 
 
 def bench_cmd(
     model: ModelOpt,
     model_args: ModelArgsOpt = None,
     trust_code: TrustCodeOpt = None,
+    weights: WeightsOpt = None,
     size: Annotated[str, typer.Option(help="H x W of the input burst.")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
     device: DeviceOpt = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch.set_num_threads).", min=1, show_default="torch's")] = None,
@@ -26,8 +39,8 @@ def bench_cmd(
     from harness.bench import BenchConfig, bench
     from harness.progress import progress_bar
 
-    cfg = BenchConfig(model, parse_size(size), **given(device=device, threads=threads, model_args=model_args,
-                      trust_code=trust_code), warmup=warmup, repeats=repeats, compare_faithful=compare_faithful)
+    cfg = BenchConfig(model, parse_size(size), **given(device=device, threads=threads, model_args=model_args, trust_code=trust_code,
+                      weights=str(weights) if weights else None), warmup=warmup, repeats=repeats, compare_faithful=compare_faithful)
     with progress_bar("timing") as advance:
         advance(0, 0, f"{model} at {size}, {warmup} warm-up + {repeats} timed pass(es) per path")
         doc = bench(cfg)
