@@ -502,3 +502,21 @@ def test_tiff_bombs_stay_under_1_gb(tmp_path, small_data):
     assert code == 2 and peak < 1024 and "30000x60000" in out, out
     code, peak, out = _peak("budget", "--model", "demosaic", "--size", "100000x100000")
     assert code == 2 and peak < 1024, out
+
+
+@pytest.mark.parametrize("command", ["synth", "evaluate", "score", "train", "package", "compare"])
+def test_writing_where_a_file_stands_is_one_line(tmp_path, small_data, command):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    run = _evaluated(tmp_path, small_data) if command in ("score", "package", "compare") else None
+    args = {
+        "synth": ["data", "synth", blocker / "sub", "--train-scenes", "1", "--val-scenes", "0", "--size", "64x128"],
+        "evaluate": ["evaluate", "--model", "demosaic", "--data", small_data, "--out", blocker / "run"],
+        "score": ["score", run / "res" if run else "", "--gt", small_data, "--out", blocker / "s"],
+        "train": ["train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", blocker, "--iters", "1", "--crop", "32",
+                  "--batch", "1", "--workers", "0"],
+        "package": ["package", "results", run or "", "--out", blocker / "s.zip"],
+        "compare": ["compare", run or "", run or "", "--out", blocker / "c.html"],
+    }[command]
+    code, out = _run(*args)
+    assert code == 2 and "afile" in _one_error(out)
