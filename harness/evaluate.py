@@ -28,7 +28,7 @@ from torch import nn
 import harness
 from harness.checkpoint import load_checkpoint
 from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
-from harness.data.scenes import fingerprint
+from harness.data.scenes import digests, fingerprint
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
 from harness.inference import Device, Tiling, resolve_device, run_model, to_hwc
@@ -197,7 +197,7 @@ def versions() -> dict[str, str]:
 
 def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device) -> dict[str, Any]:
     """Infer, write the output, score it: the scene's metrics row."""
-    inputs_sha256 = fingerprint(scene)
+    files = digests(scene)  # each file hashed once: the fingerprint and the GT's digest come from these
     frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
     tiling = Tiling(cfg.tile, cfg.overlap)
     t0 = time.perf_counter()
@@ -209,8 +209,8 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.devi
     row: dict[str, Any] = {"scene": scene.id}
     if scene.gt is not None:
         row.update(score_pair(read_gt(scene), out_u8, scene.id))
-        row["gt_sha256"] = sha256_file(scene.gt)
-    row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1], inputs_sha256=inputs_sha256)
+        row["gt_sha256"] = files[scene.gt]
+    row.update(seconds=seconds, height=out_u8.shape[0], width=out_u8.shape[1], inputs_sha256=fingerprint(scene, files))
     row["output_sha256"] = sha256_file(write_tiff(prep.folder.res / scene.output_name, out_u8, "rgb"))
     return row
 

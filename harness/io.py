@@ -85,8 +85,10 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 # --------------------------------------------------------------------------- JSON and CSV
 
 
-def _finite(obj: Any) -> Any:
-    """JSON-ready values: paths and enums as text, and (JSON has no inf) PSNR inf as the string 'inf'."""
+def jsonable(obj: Any) -> Any:
+    """JSON-ready values: paths and enums as text; JSON has no inf or NaN, so PSNR inf is the string 'inf' and NaN null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     if isinstance(obj, Enum):
@@ -94,14 +96,14 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
 def write_json(path: Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_finite(obj), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -188,8 +190,9 @@ def read_gt(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     return gt
 
 
-def read_output(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> np.ndarray:
-    """An output TIFF as uint8 H x W x 3 (of ``shape`` when given), checked from its header before decoding."""
+def output_header(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> tuple[int, ...]:
+    """The shape an output TIFF declares, refused unless uint8 H x W x 3 (of ``shape`` when given) and no larger
+    than ``max_pixels`` (or ``shape``): nothing is decoded."""
     declared, dtype = tiff_header(path)
     if dtype != np.uint8:
         raise HarnessError(f"{path}: outputs must be 8-bit, got {dtype}")
@@ -197,4 +200,13 @@ def read_output(path: Path, shape: tuple[int, int] | None = None, max_pixels: in
         raise HarnessError(f"{path}: outputs must be H x W x 3 RGB, got shape {declared}")
     if shape is not None and declared[:2] != tuple(shape):
         raise HarnessError(f"{path}: size {declared[0]}x{declared[1]}, expected {shape[0]}x{shape[1]}")
-    return read_tiff(path, max(max_pixels, prod(shape) if shape else 0))
+    limit = max(max_pixels, prod(shape) if shape else 0)
+    if prod(declared[:2]) > limit:
+        raise HarnessError(f"{path}: declares {'x'.join(map(str, declared))}, more than the {limit:,} pixels an output may have "
+                           "(refused before decoding)")
+    return declared
+
+
+def read_output(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> np.ndarray:
+    """An output TIFF as uint8 H x W x 3 (of ``shape`` when given), checked from its header before decoding."""
+    return read_tiff(path, max(max_pixels, prod(output_header(path, shape, max_pixels)[:2])))

@@ -105,6 +105,7 @@ def swapped_gain(gt: np.ndarray, out_u8: np.ndarray, psnr_as_written: float) -> 
 
 
 SWAP_WARNING_DB = 3.0
+BGR_HINT = "was it written in BGR order (cv2.imwrite of an RGB array)?"
 
 
 def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None = None) -> RunSummary:
@@ -122,8 +123,8 @@ def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None 
         warnings.warn(HarnessWarning(f"scored {len(table)} of the {present} ground-truth scenes in {gt_dir}: the mean is over those {len(table)}"), stacklevel=2)
     for row in table.to_dict("records"):
         if row["swapped_psnr_gain"] > SWAP_WARNING_DB:
-            warnings.warn(HarnessWarning(f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue swapped; "
-                                         "was it written in BGR order (cv2.imwrite of an RGB array)?"), stacklevel=2)
+            warnings.warn(HarnessWarning(f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue "
+                                         f"swapped; {BGR_HINT}"), stacklevel=2)
     summary = RunSummary(**mean_scores(table), num_scenes=int(len(table)), num_scored=int(len(table)),
                          scenes=list(table["scene"]), data=str(gt_dir), res=str(res_dir), command=" ".join(sys.argv))
     folder = RunFolder(out)

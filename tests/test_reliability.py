@@ -374,13 +374,18 @@ def test_broken_zips_are_one_line(tmp_path, small_data, case):
     assert code == 2 and "z.zip" in _one_error(out)
 
 
-def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_data):
-    run = _evaluated(tmp_path, small_data)
-    zip_path = tmp_path / "dup.zip"
+def _zip_outputs(run: Path, zip_path: Path, folder: str = "", again: str | None = None) -> Path:
+    """A zip of a run's outputs under ``folder``, with the output ``again`` stored a second time."""
     with zipfile.ZipFile(zip_path, "w") as zf:
         for p in sorted((run / "res").iterdir()):
-            zf.write(p, p.name)
-        zf.write(run / "res" / "Scene-280-out.tif", "Scene-280-out.tif")
+            zf.write(p, f"{folder}{p.name}")
+        if again:
+            zf.write(run / "res" / again, again)
+    return zip_path
+
+
+def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_data):
+    zip_path = _zip_outputs(_evaluated(tmp_path, small_data), tmp_path / "dup.zip", again="Scene-280-out.tif")
     code, out = _run("package", "verify", zip_path)
     assert code == 0 and "appears more than once" in out
     code, out = _run("package", "verify", zip_path, "--expect-scenes", "280-283")
@@ -390,11 +395,7 @@ def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_d
 
 
 def test_verify_descends_one_level_like_the_server(tmp_path, small_data):
-    run = _evaluated(tmp_path, small_data)
-    zip_path = tmp_path / "deep.zip"
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for p in sorted((run / "res").iterdir()):
-            zf.write(p, f"a/b/{p.name}")
+    zip_path = _zip_outputs(_evaluated(tmp_path, small_data), tmp_path / "deep.zip", folder="a/b/")
     code, out = _run("package", "verify", zip_path)
     assert code == 2 and "no *.tif outputs" in _one_error(out)
 

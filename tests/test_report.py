@@ -89,17 +89,21 @@ def test_compare_known_differences(browser, tmp_path, run_dir):
     table.loc[table["scene"] == "Scene-280", "psnr"] += 2.0
     table.loc[table["scene"] == "Scene-281", "psnr"] -= 1.0
     table.to_csv(other / "metrics.csv", index=False)
-    out = tmp_path / "compare.html"
-    result = runner.invoke(app, ["compare", str(run_dir), str(other), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    html = out.read_text()
-    _no_external_urls(html)
-    browser.get(out.as_uri())
+    _open_compare(browser, tmp_path, run_dir, other)
     summary = browser.find_element(By.ID, "summary").text
     assert "+0.3333" in summary  # (+2 - 1 + 0) / 3 scenes
     rows = browser.find_elements(By.CSS_SELECTOR, "#summary tr")
     cells = [c.text for c in rows[2].find_elements(By.TAG_NAME, "td")]
     assert cells[-3:] == ["1", "1", "1"]  # wins, losses, ties against the first run
+
+
+def _open_compare(browser, tmp_path, *runs) -> None:
+    """`harness compare RUNS`, opened in Chromium: self-contained, every image decoded."""
+    out = tmp_path / "compare.html"
+    result = runner.invoke(app, ["compare", *map(str, runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    _no_external_urls(out.read_text())
+    browser.get(out.as_uri())
     _images_decoded(browser)
 
 
@@ -110,13 +114,7 @@ def test_compare_needs_shared_scenes(tmp_path, run_dir):
 def test_compare_shows_where_runs_differ_losslessly_and_1_to_1(browser, tmp_path, run_dir, small_data):
     demosaic = tmp_path / "demosaic"
     assert runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(demosaic), "--no-report"]).exit_code == 0
-    out = tmp_path / "compare.html"
-    result = runner.invoke(app, ["compare", str(demosaic), str(run_dir), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    html = out.read_text()
-    _no_external_urls(html)
-    browser.get(out.as_uri())
-    _images_decoded(browser)
+    _open_compare(browser, tmp_path, demosaic, run_dir)
     crops = browser.find_elements(By.CSS_SELECTOR, "#visual img")
     # 3 scenes x (reference, 2 outputs, ground truth, 2 error maps, 1 difference map)
     assert len(crops) == 3 * 7

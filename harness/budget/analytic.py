@@ -64,8 +64,7 @@ class _CostMode(FlopCounterMode):
 
     def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
         name = str(func_packet).split(".", 1)[-1]
-        module = max(self.mod_tracker.parents, key=len, default="Global")
-        module = module.split(".", 1)[1] if "." in module else ("" if module != "Global" else module)
+        module = _module_path(max(self.mod_tracker.parents, key=len, default="Global"))
         costs = cost(name, args, kwargs, out, module in self.same_padding)
         book = self.count.uncounted if costs is None else self.count.by_op
         record = book.setdefault(name, OpRecord())
@@ -79,6 +78,11 @@ class _CostMode(FlopCounterMode):
             if category == "conv_same" and module not in self.count.same_padding_convs:
                 self.count.same_padding_convs.append(module)
         return out
+
+
+def _module_path(tracked: str) -> str:
+    """ModuleTracker's ``Root.a.b`` as the model's own ``a.b`` (``""`` for the root; ``Global`` outside any module)."""
+    return tracked if tracked == "Global" else tracked.partition(".")[2]
 
 
 def _same_padding(model: nn.Module) -> set[str]:

@@ -46,8 +46,8 @@ from typing import Any, Callable
 import torch
 
 Costs = dict[str, int]
-Formula = Callable[[tuple[Any, ...], dict[str, Any], Any, bool], Costs]
-"""``formula(args, kwargs, output, same_padding_module) -> {category: MACs}``."""
+Formula = Callable[[str, tuple[Any, ...], dict[str, Any], Any, bool], Costs]
+"""``formula(operator name, args, kwargs, output, same_padding_module) -> {category: MACs}``."""
 
 CATEGORIES = (
     "conv", "conv_same", "conv_transpose", "linear", "bias", "attention", "layer_norm", "group_norm", "batch_norm",
@@ -76,7 +76,7 @@ def _formula(*names: str) -> Callable[[Formula], Formula]:
 def _per_element(category: str, per: int, *names: str, source: str = "out") -> None:
     """Register ``per`` MACs per element of the output (or of the first input) for ``names``, in-place forms too."""
 
-    def cost(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+    def cost(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
         return {category: per * numel(args[0] if source == "input" else out)}
 
     for name in names:
@@ -84,10 +84,9 @@ def _per_element(category: str, per: int, *names: str, source: str = "out") -> N
 
 
 @_formula("convolution", "_convolution", "convolution_overrideable", "_slow_conv2d_forward", "mkldnn_convolution")
-def _convolution(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _convolution(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     x, weight, bias = args[0], args[1], args[2] if len(args) > 2 else kwargs.get("bias")
     transposed = bool(args[6]) if len(args) > 6 else bool(kwargs.get("transposed", False))
-    groups = int(args[8]) if len(args) > 8 else int(kwargs.get("groups", 1))
     kernel = prod(weight.shape[2:])
     if transposed:  # weight (C_in, C_out / groups, k...)
         costs = {"conv_transpose": numel(x) * weight.shape[1] * kernel}
@@ -95,45 +94,44 @@ def _convolution(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: 
         costs = {"conv_same" if same else "conv": numel(out) * weight.shape[1] * kernel}
     if bias is not None:
         costs["bias"] = numel(out)
-    del groups  # already in the weight's shape
     return costs
 
 
 @_formula("mm", "bmm")
-def _matmul(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _matmul(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"linear": numel(out) * args[0].shape[-1]}
 
 
 @_formula("addmm", "baddbmm", "addbmm")
-def _matmul_bias(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _matmul_bias(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"linear": numel(out) * args[1].shape[-1], "bias": numel(out)}
 
 
 @_formula("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
           "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable")
-def _attention(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _attention(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     q, k = args[0], args[1]
     scores = prod(q.shape[:-1]) * k.shape[-2]
     return {"attention": 2 * scores * q.shape[-1] + 5 * scores}
 
 
 @_formula("native_layer_norm")
-def _layer_norm(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _layer_norm(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"layer_norm": 5 * numel(out)}
 
 
 @_formula("native_group_norm")
-def _group_norm(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _group_norm(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"group_norm": 5 * numel(out)}
 
 
 @_formula("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional")
-def _batch_norm_stats(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _batch_norm_stats(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"batch_norm": 5 * numel(out)}
 
 
 @_formula("_native_batch_norm_legit_no_training")
-def _batch_norm_running(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _batch_norm_running(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     return {"batch_norm": 2 * numel(out)}
 
 
@@ -159,15 +157,12 @@ _per_element("gather_scatter", 0, "gather", "index_select", "index", "take", "em
 
 
 @_formula("max_pool2d_with_indices", "max_pool2d", "max_pool3d_with_indices", "max_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d")
-def _pool(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _pool(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     k = args[1] if len(args) > 1 else kwargs["kernel_size"]
     k = list(k) if isinstance(k, (tuple, list)) else [int(k)]
     kernel = prod(k) if len(k) > 1 else k[0] ** (args[0].dim() - 2)
-    return {"pool": numel(out) * (kernel - 1 if "max" in _CALL["name"] else kernel)}
+    return {"pool": numel(out) * (kernel - 1 if "max" in name else kernel)}
 
-
-_CALL = {"name": ""}
-"""The operator being costed, for formulas shared by several (set by :func:`cost`)."""
 
 _INTERP_TAPS = {"upsample_nearest1d": 0, "upsample_nearest2d": 0, "upsample_nearest3d": 0, "_upsample_nearest_exact2d": 0,
                 "upsample_linear1d": 2, "upsample_bilinear2d": 4, "_upsample_bilinear2d_aa": 4, "upsample_trilinear3d": 8,
@@ -175,24 +170,24 @@ _INTERP_TAPS = {"upsample_nearest1d": 0, "upsample_nearest2d": 0, "upsample_near
 
 
 @_formula(*_INTERP_TAPS)
-def _interpolate(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
-    return {"interpolate": _INTERP_TAPS[_CALL["name"]] * numel(out)}
+def _interpolate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+    return {"interpolate": _INTERP_TAPS[name] * numel(out)}
 
 
 @_formula("grid_sampler_2d", "grid_sampler_3d", "_grid_sampler_2d_cpu_fallback")
-def _grid_sample(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _grid_sample(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     mode = int(args[2]) if len(args) > 2 else 0  # 0 bilinear, 1 nearest, 2 bicubic
-    taps = {0: 4 if "2d" in _CALL["name"] else 8, 1: 0, 2: 16}[mode]
+    taps = {0: 4 if "2d" in name else 8, 1: 0, 2: 16}[mode]
     return {"grid_sample": taps * numel(out)}
 
 
 @_formula("_fft_r2c", "_fft_c2r", "_fft_c2c")
-def _fft(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
+def _fft(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     x, dims = args[0], [d % args[0].dim() for d in args[1]]
-    real = out if _CALL["name"] == "_fft_c2r" else x  # the real-valued side gives the signal length
-    n = prod(real.shape[d] for d in dims) if _CALL["name"] != "_fft_c2c" else prod(x.shape[d] for d in dims)
+    real = out if name == "_fft_c2r" else x  # the real-valued side gives the signal length
+    n = prod(real.shape[d] for d in dims)
     transforms = numel(real) // max(n, 1)
-    factor = 1.0 if _CALL["name"] == "_fft_c2c" else 0.5
+    factor = 1.0 if name == "_fft_c2c" else 0.5
     return {"fft": int(round(factor * transforms * n * math.log2(n))) if n > 1 else 0}
 
 
@@ -209,7 +204,7 @@ DATA_MOVEMENT = (
     "randn", "rand", "randint", "normal", "bernoulli", "uniform", "item", "_assert_tensor_metadata", "copy_",
 )
 for _name in DATA_MOVEMENT:
-    FORMULAS.setdefault(_name, lambda args, kwargs, out, same: {"data_movement": 0})
+    FORMULAS.setdefault(_name, lambda name, args, kwargs, out, same: {"data_movement": 0})
 
 
 def cost(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same_padding: bool) -> Costs | None:
@@ -217,5 +212,4 @@ def cost(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, sam
     formula = FORMULAS.get(name)
     if formula is None:
         return None
-    _CALL["name"] = name
-    return {k: int(v) for k, v in formula(args, kwargs, out, same_padding).items()}
+    return {k: int(v) for k, v in formula(name, args, kwargs, out, same_padding).items()}

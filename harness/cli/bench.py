@@ -6,20 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.cli.common import (
-    DeviceOpt,
-    JsonOpt,
-    ModelArgsOpt,
-    ModelOpt,
-    TrustCodeOpt,
-    WeightsOpt,
-    console,
-    emit_json,
-    given,
-    parse_size,
-    print_error,
-)
+from harness.cli.common import OFFICIAL_SIZE, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, SizeOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size, print_error
 
 
 def bench_cmd(
@@ -27,7 +14,7 @@ def bench_cmd(
     model_args: ModelArgsOpt = None,
     trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
-    size: Annotated[str, typer.Option(help="H x W of the input burst.")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
+    size: SizeOpt = OFFICIAL_SIZE,
     device: DeviceOpt = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch.set_num_threads).", min=1, show_default="torch's")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed passes first.", min=0)] = 1,

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from harness.budget.counters import COUNTERS
-from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.cli.common import JsonOpt, ModelArgsOpt, ModelOpt, TrustCodeOpt, WeightsOpt, console, emit_json, err_console, parse_size
+from harness.cli.common import OFFICIAL_SIZE, JsonOpt, ModelArgsOpt, ModelOpt, SizeOpt, TrustCodeOpt, WeightsOpt, console, emit_json, err_console, parse_size
 
 
 def budget_cmd(
@@ -16,7 +15,7 @@ def budget_cmd(
     model_args: ModelArgsOpt = None,
     trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
-    size: Annotated[str, typer.Option(help="H x W of one output (the challenge's size).")] = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}",
+    size: SizeOpt = OFFICIAL_SIZE,
     as_json: JsonOpt = False,
     counters: Annotated[Optional[str], typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
 ) -> None:

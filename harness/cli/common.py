@@ -32,7 +32,7 @@ from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_SIDE_FACTOR
 from harness.data import Split
 from harness.errors import HarnessError, HarnessWarning
 from harness.inference import Device
-from harness.io import first_line
+from harness.io import first_line, jsonable
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -105,27 +105,7 @@ def default_of(config: type, name: str) -> str:
 
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout."""
-    typer.echo(json.dumps(doc, default=str, allow_nan=False) if _finite_ok(doc) else json.dumps(_jsonable(doc), default=str))
-
-
-def _finite_ok(doc: Any) -> bool:
-    try:
-        json.dumps(doc, default=str, allow_nan=False)
-        return True
-    except ValueError:
-        return False
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+    typer.echo(json.dumps(jsonable(doc), default=str))
 
 
 def given(**options: Any) -> dict[str, Any]:
@@ -155,4 +135,6 @@ WeightsOpt = Annotated[Optional[Path], typer.Option(help="Checkpoint (.pth state
 DataOpt = Annotated[Optional[Path], typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
 ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout (and nothing else there).")]
+SizeOpt = Annotated[str, typer.Option(help="H x W of the burst (the challenge's: 768x1536, where the limits hold).")]
+OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]

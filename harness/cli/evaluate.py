@@ -8,22 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import (
-    SPLIT_HELP,
-    DataOpt,
-    DeviceOpt,
-    ModelArgsOpt,
-    ModelOpt,
-    ScenesOpt,
-    TrustCodeOpt,
-    WeightsOpt,
-    JsonOpt,
-    console,
-    default_of,
-    emit_json,
-    err_console,
-    given,
-)
+from harness.cli.common import SPLIT_HELP, DataOpt, DeviceOpt, ModelArgsOpt, ModelOpt, ScenesOpt, TrustCodeOpt, WeightsOpt, JsonOpt, console, default_of, emit_json, err_console, given
 from harness.data import Split
 from harness.evaluate import EvalConfig
 from harness.metrics import Quantize

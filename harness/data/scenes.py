@@ -175,11 +175,16 @@ def read_frames(scene: Scene) -> np.ndarray:
     return np.stack(arrays).astype(np.float32, copy=False)
 
 
-def fingerprint(scene: Scene) -> str:
-    """sha256 over the sha256 of each of the scene's files (nine frames, then the GT when there is one)."""
+def digests(scene: Scene) -> dict[Path, str]:
+    """The sha256 of each of the scene's files: nine frames, then the GT when there is one."""
+    return {path: sha256_file(path) for path in [*scene.frame_paths(), *([scene.gt] if scene.gt else [])]}
+
+
+def fingerprint(scene: Scene, file_digests: dict[Path, str] | None = None) -> str:
+    """sha256 over the sha256 of each of the scene's files (from ``file_digests`` when already computed)."""
     h = hashlib.sha256()
-    for path in [*scene.frame_paths(), *([scene.gt] if scene.gt else [])]:
-        h.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    for path, digest in (file_digests or digests(scene)).items():
+        h.update(f"{path.name}:{digest}\n".encode())
     return h.hexdigest()
 
 

@@ -14,10 +14,10 @@ from harness.challenge import IMAGE_SIZE, scene_id
 from harness.data import discover_scenes, parse_scene_list
 from harness.data.scenes import Scene, frame_shape, reference_rgb
 from harness.errors import HarnessError
-from harness.io import read_gt, read_output, tiff_header
+from harness.io import output_header, read_gt, read_output, tiff_header
 from harness.package.zips import safe_extract, write_zip
 from harness.run import RunFolder, mean_scores
-from harness.scoring import OUT_RE, score_folder, server_folder, server_outputs
+from harness.scoring import BGR_HINT, OUT_RE, score_folder, server_folder, server_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
 SWAP_MIN_FIT = 0.6  # and it must fit well: outputs barely related to the reference (an untrained model) prove nothing
@@ -41,7 +41,7 @@ def check_channel_order(name: str, out: np.ndarray, ref: np.ndarray) -> None:
     if swapped > as_written + SWAP_MARGIN and swapped > SWAP_MIN_FIT:
         raise HarnessError(
             f"{name}: red and blue look swapped (R/B correlation with the reference {as_written:.3f} as written, "
-            f"{swapped:.3f} swapped); was it written in BGR order (cv2.imwrite of an RGB array)?"
+            f"{swapped:.3f} swapped); {BGR_HINT}"
         )
 
 
@@ -56,18 +56,15 @@ def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
     folder = RunFolder(run_dir)
     if not folder.res.is_dir():
         raise HarnessError(f"{run_dir}: no res/ folder (is it a `harness evaluate` run folder?)")
+    summary = folder.read_summary() if folder.summary_json.is_file() else None
     if expect_scenes:
-        return RunInfo(folder.res, [scene_id(n) for n in parse_scene_list(expect_scenes, '--expect-scenes')], _data_of(folder))
-    if not folder.summary_json.is_file():
+        scenes = [scene_id(n) for n in parse_scene_list(expect_scenes, "--expect-scenes")]
+    elif summary is None:
         raise HarnessError(f"{run_dir}: incomplete run (no summary.json): finish it with `harness evaluate`, or pass --expect-scenes")
-    return RunInfo(folder.res, list(folder.read_summary().scenes), _data_of(folder))
-
-
-def _data_of(folder: RunFolder) -> Path | None:
-    if not folder.summary_json.is_file():
-        return None
-    data = Path(folder.read_summary().data)
-    return data if data.is_dir() else None
+    else:
+        scenes = list(summary.scenes)
+    data = Path(summary.data) if summary is not None else None
+    return RunInfo(folder.res, scenes, data if data is not None and data.is_dir() else None)
 
 
 def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[str, Path]:
@@ -112,11 +109,15 @@ def package_results(run_dir: Path, out: Path, expect_scenes: str | None = None) 
 
 
 def _check_sizes(outputs: dict[int, Path], gt: Path | None) -> list[list[int]]:
-    """Every output's header: one size for all, no larger than the challenge's (or, with ground truth, equal to it)."""
+    """Every output: one size for all, no larger than the challenge's (or, with ground truth, equal to it). Without
+    ground truth each is decoded here; with it, the headers suffice, since scoring decodes them (once)."""
     shapes: dict[Path, tuple[int, ...]] = {}
     for number, path in outputs.items():
-        expected = tiff_header(gt / f"{scene_id(number)}-gt.tif")[0][:2] if gt is not None and (gt / f"{scene_id(number)}-gt.tif").is_file() else None
-        shapes[path] = read_output(path, expected).shape  # header-first: refused before decoding when too large
+        if gt is None:
+            shapes[path] = read_output(path).shape
+            continue
+        gt_file = gt / f"{scene_id(number)}-gt.tif"
+        shapes[path] = output_header(path, tiff_header(gt_file)[0][:2] if gt_file.is_file() else None)
     distinct = sorted({tuple(v) for v in shapes.values()})
     if len(distinct) > 1:
         raise HarnessError(f"outputs of different sizes: {', '.join('x'.join(map(str, d)) for d in distinct)}")

@@ -159,7 +159,7 @@ def source_text(source: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _picks(folder: RunFolder, table: pd.DataFrame, scenes: dict[str, Scene], res: Path) -> list[dict[str, Any]]:
+def _picks(table: pd.DataFrame, scenes: dict[str, Scene], res: Path) -> list[dict[str, Any]]:
     """Best, median and worst scene with their images; without scores, the first, middle and last output."""
     if "psnr" in table and table["psnr"].notna().any():
         order = table.dropna(subset=["psnr"]).sort_values("psnr", kind="stable").reset_index(drop=True)
@@ -198,7 +198,7 @@ def render_run_report(
         s=summary, source=source_text(summary.source), config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
         date=_now(), references=REFERENCES, plots=plots, budget=budget_doc, budget_note=budget_note,
         rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
-        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(folder, table, scenes, res), fmt=fmt, cell=fmt,
+        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(table, scenes, res), fmt=fmt, cell=fmt,
     )
     return atomic_write_text(out or folder.report_html, html)
 

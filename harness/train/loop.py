@@ -278,11 +278,10 @@ def _step(s: Session, net: nn.Module, x: torch.Tensor, y: torch.Tensor, it: int)
             raise HarnessError(f"iteration {it}: the loss is not finite")
         s.scaler.scale(loss).backward()
         total += float(loss.detach())
-    loss = torch.tensor(total)
     s.scaler.step(s.opt)
     s.scaler.update()
     s.sched.step()
-    return float(loss.detach())
+    return total
 
 
 def _log_row(s: Session, it: int, losses: list[float], validate_now: bool, seconds: float) -> dict[str, Any]:
