@@ -7,8 +7,9 @@ the timed passes, and the peak memory (the process's RSS high-water mark on the 
 ``max_memory_allocated`` on a GPU). The machine is described (CPU model, cores, threads used, torch version,
 load average at start) and a busy machine is named in a warning: its figures are not a quiet machine's.
 Weights are ``--weights`` (or a submission's own), else seeded random weights of realistic scale.
-``compare_faithful`` also times a model's faithful path (``set_fast(False)``) and reports the largest
-difference between the two outputs.
+``precision`` bf16 runs the model in bfloat16 (``harness.inference.precision_mode``). ``compare_faithful``
+also times a model's faithful path (``set_fast(False)``, in float32) and reports the largest difference
+between the two outputs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from harness.challenge import IMAGE_SIZE, NUM_FRAMES
 from harness.errors import HarnessError
-from harness.inference import Device, resolve_device
+from harness.inference import Device, Precision, check_precision, precision_mode, resolve_device
 
 BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
 
@@ -44,6 +45,7 @@ class BenchConfig:
     model_args: str | None = None
     trust_code: bool = False
     weights: str | None = None  # None: seeded random weights of realistic scale (N(0, 0.02))
+    precision: Precision = Precision.fp32
     compare_faithful: bool = False
     paths: list[str] = field(default_factory=list)  # filled in: which paths are timed
 
@@ -63,8 +65,10 @@ def machine() -> dict[str, Any]:
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One configuration, in this (fresh) process: build, warm up, time, measure, save the output."""
+    from harness.allocator import keep_freed_memory
     from harness.sources import parse_model_args, resolve_model
 
+    keep_freed_memory()
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -78,15 +82,18 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.02)
     model.eval().to(device)
+    precision = Precision(spec["precision"])
     if spec["path"] == "faithful":
         model.set_fast(False)
+        precision = Precision.fp32
     torch.manual_seed(0)
     x = torch.rand(1, NUM_FRAMES, *spec["size"]).to(device)
-    seconds = _timed(model, x, device, spec["warmup"], spec["repeats"])
-    with torch.inference_mode():
-        out = model(x).float().cpu()
+    with precision_mode(model, precision, device):
+        seconds = _timed(model, x, device, spec["warmup"], spec["repeats"])
+        with torch.inference_mode():
+            out = model(x).float().cpu()
     torch.save(out, spec["output"])
-    return {"path": spec["path"], "seconds": seconds, "peak_memory_mb": _peak_mb(device), "threads": torch.get_num_threads()}
+    return {"path": spec["path"], "precision": precision.value, "seconds": seconds, "peak_memory_mb": _peak_mb(device), "threads": torch.get_num_threads()}
 
 
 def _timed(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -120,7 +127,7 @@ def _peak_mb(device: torch.device) -> float:
 
 def _measure(cfg: BenchConfig, path: str, device: torch.device, output: Path) -> dict[str, Any]:
     spec = {"model": cfg.model, "model_args": cfg.model_args, "trust_code": cfg.trust_code, "threads": cfg.threads,
-            "weights": cfg.weights,
+            "weights": cfg.weights, "precision": Precision(cfg.precision).value,
             "device": str(device), "size": list(cfg.size), "warmup": cfg.warmup, "repeats": cfg.repeats, "path": path,
             "output": str(output)}
     proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True)
@@ -137,6 +144,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.warmup < 0 or cfg.repeats < 1:
         raise HarnessError("--warmup must be at least 0 and --repeats at least 1")
     device = resolve_device(cfg.device)
+    check_precision(Precision(cfg.precision), device)
     from harness.sources import parse_model_args, resolve_model
 
     model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
@@ -155,6 +163,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         warnings.append(f"the machine is busy (load average {start['load_average'][0]} on {start['cores']} cores): "
                         "these figures are not a quiet machine's")
     return {"model": cfg.model, "source": source.as_dict(), "size": list(cfg.size), "device": str(device),
+            "precision": Precision(cfg.precision).value,
             "warmup": cfg.warmup, "repeats": cfg.repeats, "machine": start, "runs": runs,
             "faithful_max_abs_diff": diff, "warnings": warnings, "config": {k: v for k, v in asdict(cfg).items() if k != "paths"}}
 

@@ -31,7 +31,7 @@ from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames
 from harness.data.scenes import digests, fingerprint
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
-from harness.inference import Device, Tiling, resolve_device, run_model, to_hwc
+from harness.inference import Device, Precision, Tiling, check_precision, resolve_device, run_model, to_hwc
 from harness.io import sha256_file, write_tiff
 from harness.metrics import Quantize, quantize_output
 from harness.progress import Progress, notify
@@ -52,7 +52,7 @@ class EvalConfig:
     scenes: str | None = None
     out: Path | None = None  # None: runs/MODEL-SPLIT
     device: Device = Device.auto
-    amp: bool = False
+    precision: Precision = Precision.fp32
     tile: int = 0
     overlap: int = 0
     quantize: Quantize = Quantize.floor
@@ -68,6 +68,7 @@ class EvalConfig:
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         self.split, self.device, self.quantize = Split(self.split), Device(self.device), Quantize(self.quantize)
+        self.precision = Precision(self.precision)
 
     @property
     def run_dir(self) -> Path:
@@ -144,7 +145,7 @@ def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
 def _settings(cfg: EvalConfig, prep: Prepared) -> RunSettings:
     return RunSettings(
         model=cfg.model, source=prep.source.as_dict(), model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
-        data=str(prep.data.resolve()), quantize=cfg.quantize.value, amp=cfg.amp, tile=cfg.tile, overlap=cfg.overlap,
+        data=str(prep.data.resolve()), quantize=cfg.quantize.value, precision=cfg.precision.value, tile=cfg.tile, overlap=cfg.overlap,
     )
 
 
@@ -201,7 +202,7 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.devi
     frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
     tiling = Tiling(cfg.tile, cfg.overlap)
     t0 = time.perf_counter()
-    output = run_model(prep.model, frames, device, cfg.amp, tiling)
+    output = run_model(prep.model, frames, device, cfg.precision, tiling)
     seconds = time.perf_counter() - t0
     if not torch.isfinite(output).all():
         raise HarnessError(f"{scene.id}: the model produced non-finite values")
@@ -232,8 +233,9 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
     A run folder holds one model, one set of settings and one data folder: rows already there are reused only when
     their inputs are unchanged and their outputs intact; scenes not asked for this time are kept (the run extends).
     """
-    prep = prepare(cfg, progress)
     device = resolve_device(cfg.device)
+    check_precision(cfg.precision, device)
+    prep = prepare(cfg, progress)
     prep.model.to(device)
     rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep), cfg.force))
     t_start = time.perf_counter()
@@ -269,7 +271,7 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         split=cfg.split.value,
         quantize=cfg.quantize.value,
         device=str(device),
-        amp=cfg.amp,
+        precision=cfg.precision.value,
         tiling={"tile": cfg.tile, "overlap": cfg.overlap},
         versions=versions(),
         timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},

@@ -1,10 +1,11 @@
-"""Running a model over one burst: device, AMP, full image or tiles."""
+"""Running a model over one burst: device, precision, full image or tiles."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
 from enum import Enum
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -32,6 +33,49 @@ def resolve_device(name: Device | str) -> torch.device:
     if choice is Device.cuda and not torch.cuda.is_available():
         raise HarnessError("--device cuda: no CUDA device is available")
     return torch.device(choice.value)
+
+
+class Precision(str, Enum):
+    """The arithmetic of inference: ``bf16`` runs convolutions and matrix products in bfloat16."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bfloat16 is slower than float32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """Refuse reduced precision where the hardware lacks it, in one line."""
+    if precision is Precision.bf16 and device.type == "cpu" and not cpu_has_bf16():
+        raise HarnessError("--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX); use fp32")
+    if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise HarnessError("--precision bf16: this GPU has no bfloat16 arithmetic; use fp32")
+
+
+@contextlib.contextmanager
+def precision_mode(model: nn.Module, precision: Precision, device: torch.device) -> Iterator[None]:
+    """Run ``model`` in ``precision`` inside the block.
+
+    bf16 takes the model's own reduced-precision path where it has one
+    (``set_precision``: FlowCNRDB's fast CPU path keeps norms, GRN statistics
+    and the warp in float32) and bfloat16 autocast otherwise (any model, and
+    every model on a GPU).
+    """
+    own = getattr(model, "set_precision", None)
+    if precision is Precision.fp32:
+        yield
+    elif callable(own) and device.type == "cpu":
+        own(torch.bfloat16)
+        try:
+            yield
+        finally:
+            own(None)
+    else:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
 
 
 @dataclass(frozen=True)
@@ -70,10 +114,9 @@ class Tiling:
         return [(s, lo, hi) for s, lo, hi in zip(starts, cuts[:-1], cuts[1:])]
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, precision: Precision) -> torch.Tensor:
     x = x.to(device)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    with torch.inference_mode(), ctx:
+    with torch.inference_mode(), precision_mode(model, precision, device):
         out = model(x)
     return out.float().cpu() if isinstance(out, torch.Tensor) else out
 
@@ -88,11 +131,15 @@ def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
 
 
 def run_model(
-    model: nn.Module, frames: torch.Tensor, device: torch.device, amp: bool = False, tiling: Tiling = Tiling()
+    model: nn.Module,
+    frames: torch.Tensor,
+    device: torch.device,
+    precision: Precision = Precision.fp32,
+    tiling: Tiling = Tiling(),
 ) -> torch.Tensor:
     """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU; tiles go through the model ``tiling.batch`` at a time."""
     if not tiling.tile:
-        return _checked(_forward(model, frames, device, amp), frames)[0]
+        return _checked(_forward(model, frames, device, precision), frames)[0]
     mult = model_multiple(model)
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
@@ -101,7 +148,7 @@ def run_model(
     for i in range(0, len(places), max(tiling.batch, 1)):
         group = places[i : i + max(tiling.batch, 1)]
         tiles = torch.cat([frames[:, :, y : y + th, x : x + tw] for y, _, _, x, _, _ in group])
-        parts = _checked(_forward(model, tiles, device, amp), tiles)
+        parts = _checked(_forward(model, tiles, device, precision), tiles)
         for part, (y, y0, y1, x, x0, x1) in zip(parts, group):
             out[:, y0:y1, x0:x1] = part[:, y0 - y : y1 - y, x0 - x : x1 - x]
     return out

@@ -48,7 +48,7 @@ class RunSettings:
     weights_sha256: str | None
     data: str
     quantize: str
-    amp: bool
+    precision: str
     tile: int
     overlap: int
     schema: int = SCHEMA
@@ -78,7 +78,7 @@ class RunSummary:
     split: str | None = None
     quantize: str | None = None
     device: str | None = None
-    amp: bool = False
+    precision: str = "fp32"
     tiling: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -97,6 +97,8 @@ def _from_dict(cls: type, doc: Any, path: Path) -> Any:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise HarnessError(f"{path}: not a harness {cls.__name__} of schema {SCHEMA} (found {found!r})")
     names = {f.name for f in dataclasses.fields(cls)}
+    if "amp" in doc and "precision" not in doc:  # written before --precision: amp was bfloat16 autocast
+        doc = {**doc, "precision": "bf16" if doc["amp"] else "fp32"}
     try:
         return cls(**{k: v for k, v in doc.items() if k in names})
     except TypeError as exc:

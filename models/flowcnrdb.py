@@ -437,7 +437,8 @@ class FlowCNRDB(nn.Module):
     path by default, decided once per forward by :func:`fast_path_applies`
     (the file's closing section; on a GPU the faithful path is already
     efficient). ``set_fast(False)`` selects the faithful, straightforward
-    computation everywhere (training always uses it).
+    computation everywhere (training always uses it). ``set_precision(torch.bfloat16)``
+    runs the fast path's convolutions and matrix products in bfloat16.
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None, **overrides: object) -> None:
@@ -448,6 +449,7 @@ class FlowCNRDB(nn.Module):
         self.config = cfg
         self.frame_chunk: int | None = None
         self.fast = True
+        self.compute_dtype: torch.dtype | None = None
         self.stem = Stem(
             cfg.stem_width, cfg.stem_depth, cfg.stem_kernel_size, cfg.stem_expand_ratio, cfg.train_size // 2, cfg.stem_drop
         )
@@ -463,6 +465,16 @@ class FlowCNRDB(nn.Module):
     def set_fast(self, fast: bool = True) -> FlowCNRDB:
         """Allow the fast CPU inference path (default) or force the faithful computation everywhere."""
         self.fast = fast
+        return self
+
+    def set_precision(self, dtype: torch.dtype | None = None) -> FlowCNRDB:
+        """Run the fast path's convolutions and matrix products in ``dtype`` (``torch.bfloat16``), or as the input (None).
+
+        Norms, GRN statistics, residual streams, the flow and the warp stay in
+        the input's dtype (see :class:`Compute`). The faithful path ignores it
+        (use ``torch.autocast`` there).
+        """
+        self.compute_dtype = dtype
         return self
 
     def forward(self, x: Tensor, return_intermediates: bool = False) -> Tensor | dict[str, Tensor]:
@@ -485,6 +497,13 @@ class FlowCNRDB(nn.Module):
 
     def fuse(self, x: Tensor, stages: Stages, chunk: int, return_intermediates: bool = False) -> Tensor | dict[str, Tensor]:
         """The three stages over a burst, frames ``chunk`` at a time through stages 1 and 2."""
+        per_frame, intermediates = self.align_frames(x, stages, chunk, return_intermediates)
+        # Stage 3: fusion and restoration (only its input and the intermediates asked for are alive).
+        out = stages.merge(per_frame.flatten(1, 2))
+        return {"output": out, **intermediates} if return_intermediates else out
+
+    def align_frames(self, x: Tensor, stages: Stages, chunk: int, keep: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """Stages 1 and 2: the input of stage 3, (B, T, C [+ 1], h, w), and with ``keep`` the intermediates."""
         b, t, h, w = x.shape
         # Stage 1, shared by all frames: (B, T, C, h, w).
         z = torch.cat([stages.stem(x[:, i : i + chunk].reshape(-1, 1, h, w)).unflatten(0, (b, -1)) for i in range(0, t, chunk)], dim=1)
@@ -498,14 +517,11 @@ class FlowCNRDB(nn.Module):
             flows.append(flow.unflatten(0, (b, n)))
             warps.append(warped.unflatten(0, (b, n)))
             masks.append(mask.unflatten(0, (b, n)))
-        warped = torch.cat(warps, dim=1)
-        mask = torch.cat(masks, dim=1)
+        warped, mask = torch.cat(warps, dim=1), torch.cat(masks, dim=1)
         per_frame = torch.cat([warped, mask], dim=2) if self.config.append_mask else warped
-        # Stage 3: fusion and restoration.
-        out = stages.merge(per_frame.flatten(1, 2))
-        if not return_intermediates:
-            return out
-        return {"output": out, "stem_features": z.flatten(0, 1), "flow": torch.cat(flows, dim=1), "mask": mask, "warped_features": warped}
+        if not keep:
+            return per_frame, {}
+        return per_frame, {"stem_features": z.flatten(0, 1), "flow": torch.cat(flows, dim=1), "mask": mask, "warped_features": warped}
 
 
 @dataclass(frozen=True)
@@ -534,7 +550,8 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 # in channels-last layout, the windowed GRN's box sums as sliding windows with
 # the replicate padding applied by broadcasting instead of materialised, the
 # CNRDB's dense features grown in one buffer, frames one at a time through
-# stages 1 and 2. It is taken when, and only when, ``fast_path_applies``;
+# stages 1 and 2, as many threads as the machine's load leaves CPUs idle, and
+# optionally bfloat16 convolutions and matrix products. It is taken when, and only when, ``fast_path_applies``;
 # tests hold it to the faithful path within 1e-4.
 
 
@@ -545,81 +562,177 @@ def fast_path_applies(model: FlowCNRDB, x: Tensor) -> bool:
 
 def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Tensor | dict[str, Tensor]:
     reg = model.reg_model
+    cast = Compute(model.compute_dtype or x.dtype, x.dtype)
     stages = Stages(
-        stem=lambda frames: _stem_fast(model.stem, frames),
-        register=None if reg is None else (lambda z_ref, z: _register_fast(reg, z_ref, z)),
-        merge=lambda merge_in: _merge_fast(model.merge_model, merge_in),
+        stem=lambda frames: _stem_fast(model.stem, frames, cast),
+        register=None if reg is None else (lambda z_ref, z: _register_fast(reg, z_ref, z, cast)),
+        merge=lambda merge_in: _merge_fast(model.merge_model, merge_in, cast),
     )
-    return model.fuse(x, stages, model.frame_chunk or 1, return_intermediates)
+    threads = torch.get_num_threads()
+    if x[0, 0].numel() >= SAMPLE_LOAD_PIXELS:
+        torch.set_num_threads(threads_for_load(threads))
+    try:
+        return model.fuse(x, stages, model.frame_chunk or 1, return_intermediates)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def _stem_fast(stem: Stem, x: Tensor) -> Tensor:
-    return _blocks_fast(stem.blocks, stem.patch(x))
+class Compute:
+    """The dtypes of the fast path: ``dtype`` for convolutions and matrix products, ``wide`` for the rest.
+
+    With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the convolutions and
+    matrix products run in bfloat16 while the residual streams, LayerNorm and
+    GRN statistics, the flow and the warp, and the last convolution of each
+    output (the flow's and the image's) stay in ``wide`` (the input's dtype).
+    Weights are converted once per forward. With ``dtype == wide`` every
+    conversion is a no-op.
+    """
+
+    def __init__(self, dtype: torch.dtype, wide: torch.dtype) -> None:
+        self.dtype, self.wide = dtype, wide
+        self._weights: dict[int, Tensor] = {}
+
+    def weight(self, p: Tensor | None) -> Tensor | None:
+        if p is None or p.dtype == self.dtype:
+            return p
+        if id(p) not in self._weights:
+            self._weights[id(p)] = p.to(self.dtype)
+        return self._weights[id(p)]
+
+    def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
+
+    def linear(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        """A 1x1 convolution on a channels-last (..., C) map."""
+        return F.linear(x.to(self.dtype), self.weight(conv.weight).flatten(1), self.weight(conv.bias))
 
 
-def _blocks_fast(blocks: nn.Sequential, x: Tensor) -> Tensor:
+SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
+
+
+def threads_for_load(threads: int, window: float = 0.05) -> int:
+    """The threads one forward uses: at most ``threads``, and no more than the CPUs other processes leave idle.
+
+    Every operator of a forward is an OpenMP parallel region that ends in a
+    barrier; on a CPU shared with busy processes each barrier waits for a thread
+    the OS has descheduled, thousands of times per image (measured: with two
+    busy processes on two cores, two threads take 1.6-2.3x the single-thread
+    time). So the idle share of this process's CPUs is sampled for ``window``
+    seconds before each forward of frames of ``SAMPLE_LOAD_PIXELS`` or more
+    (``/proc/stat``; on systems without it the count is kept) and the forward
+    runs with that many threads, at least one, restoring the count after it.
+    The thread count never changes a result.
+    """
+    if threads <= 1:
+        return threads
+    idle = idle_cpus(window)
+    return threads if idle is None else max(1, min(threads, round(idle)))
+
+
+def idle_cpus(window: float) -> float | None:
+    """How many of this process's CPUs were idle over the next ``window`` seconds (None where unknown)."""
+    import os
+    import time
+
+    try:
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        before = _cpu_times(cpus)
+        time.sleep(window)
+        after = _cpu_times(cpus)
+    except (OSError, AttributeError, ValueError):
+        return None
+    return idle_share(before, after) * len(cpus)
+
+
+def _cpu_times(cpus: set[str]) -> dict[str, list[int]]:
+    """``/proc/stat`` jiffies (user, nice, system, idle, iowait, ...) of the named CPUs."""
+    with open("/proc/stat") as f:
+        rows = (line.split() for line in f if line.startswith("cpu"))
+        return {r[0]: [int(v) for v in r[1:]] for r in rows if r[0] in cpus}
+
+
+def idle_share(before: dict[str, list[int]], after: dict[str, list[int]]) -> float:
+    """The fraction of CPU time spent idle (idle + iowait) between two ``/proc/stat`` samples; 1.0 when none passed."""
+    total = idle = 0
+    for cpu, t0 in before.items():
+        t1 = after.get(cpu, t0)
+        total += sum(t1[:8]) - sum(t0[:8])
+        idle += (t1[3] - t0[3]) + (t1[4] - t0[4])
+    return 1.0 if total <= 0 else idle / total
+
+
+def _stem_fast(stem: Stem, x: Tensor, cast: Compute) -> Tensor:
+    return _blocks_fast(stem.blocks, cast.conv(stem.patch, x), cast)
+
+
+def _blocks_fast(blocks: nn.Sequential, x: Tensor, cast: Compute) -> Tensor:
     for block in blocks:
-        x = convnext_fast(block, x)
+        x = convnext_fast(block, x, cast)
     return x
 
 
-def _unet_encode_fast(unet: RegUNet, x: Tensor) -> list[Tensor]:
+def _unet_encode_fast(unet: RegUNet, x: Tensor, cast: Compute) -> list[Tensor]:
     feats = []
-    x = unet.conv_in(x)
+    x = cast.conv(unet.conv_in, x)
     for level in unet.down:
         if level.proj_in is not None:
-            x = level.proj_in(x)
-        x = _blocks_fast(level.blocks, x)
+            x = cast.conv(level.proj_in, x)
+        x = _blocks_fast(level.blocks, x, cast)
         feats.append(x)
     return feats
 
 
-def _unet_fast(unet: RegUNet, x: Tensor) -> Tensor:
-    feats = _unet_encode_fast(unet, x)
+def _unet_fast(unet: RegUNet, x: Tensor, cast: Compute) -> Tensor:
+    feats = _unet_encode_fast(unet, x, cast)
     x = feats[-1]
     for u, level in enumerate(unet.up):
-        x = _blocks_fast(level.blocks, level.skip_conv(torch.cat([level.upsample(x), feats[-2 - u]], dim=1)))
-    return unet.conv_out(F.silu(unet.norm_out(x)))
+        up = F.pixel_shuffle(cast.conv(level.upsample.proj, x), 2)
+        x = _blocks_fast(level.blocks, cast.conv(level.skip_conv, torch.cat([up, feats[-2 - u].to(cast.dtype)], dim=1)), cast)
+    return unet.conv_out(F.silu(unet.norm_out(x.to(cast.wide))))
 
 
-def _register_fast(reg: nn.Module, z_ref: Tensor, z: Tensor) -> Tensor:
+def _register_fast(reg: nn.Module, z_ref: Tensor, z: Tensor, cast: Compute) -> Tensor:
     pair = torch.cat([z_ref, z], dim=1)
     if isinstance(reg, HomographyRegistration):
-        return homography_flow(reg.homography_from(_unet_encode_fast(reg.unet, pair)), z)
-    return _unet_fast(reg.unet, pair)
+        return homography_flow(reg.homography_from([f.to(cast.wide) for f in _unet_encode_fast(reg.unet, pair, cast)]), z)
+    return _unet_fast(reg.unet, pair, cast)
 
 
-def _merge_fast(merge: MergeModel, x: Tensor) -> Tensor:
-    x = merge.conv_in(x.contiguous(memory_format=torch.channels_last))
+def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute) -> Tensor:
+    x = cast.conv(merge.conv_in, x).to(cast.wide).contiguous(memory_format=torch.channels_last)  # the wide input stays as it is
     for block in merge.blocks:
-        x = cnrdb_fast(block, x)
-    return merge.conv_out(merge.unpatch(x))
+        x = cnrdb_fast(block, x, cast)
+    conv1, silu, conv2, shuffle = merge.unpatch
+    y = shuffle(cast.conv(conv2, silu(cast.conv(conv1, x))))
+    return merge.conv_out(y.to(cast.wide))
 
 
-def convnext_fast(block: ConvNeXtBlock, x: Tensor) -> Tensor:
+def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute | None = None) -> Tensor:
     """``block(x)``: point-wise layers as matrix products in channels-last layout."""
+    cast = cast or Compute(x.dtype, x.dtype)
     dw, ln, pw1, _, _, grn, pw2, _ = block.block
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C)
+    x = x.to(cast.wide).contiguous(memory_format=torch.channels_last)
+    y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C); depth-wise and LayerNorm in the wide dtype
     y = F.layer_norm(y, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
-    y = F.linear(y, pw1.weight.flatten(1), pw1.bias)
+    y = cast.linear(pw1, y).to(cast.wide)  # GRN in the wide dtype: its statistics, and no mixed-dtype operations
     y = grn_channels_last_(grn, F.silu(y, inplace=True))
-    y = F.linear(y, pw2.weight.flatten(1), pw2.bias)
-    return x + y.permute(0, 3, 1, 2)
+    # The residual sum in the wide dtype, written into the projection's own (fresh) output.
+    return cast.linear(pw2, y).to(cast.wide).add_(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def cnrdb_fast(cnrdb: CNRDB, x: Tensor) -> Tensor:
+def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute | None = None) -> Tensor:
     """``cnrdb(x)``: the dense features grow in one channels-last buffer, no concatenations."""
+    cast = cast or Compute(x.dtype, x.dtype)
     b, c, h, w = x.shape
     grow = cnrdb.blocks[0][2].out_channels
-    buf = x.new_empty(b, h, w, c + grow * len(cnrdb.blocks))
+    buf = x.new_empty(b, h, w, c + grow * len(cnrdb.blocks), dtype=cast.dtype)
     buf[..., :c] = x.permute(0, 2, 3, 1)
     for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
         start = c + grow * j
-        y = F.linear(buf[..., :start], proj.weight.flatten(1), proj.bias)
-        y = convnext_fast(block, y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        buf[..., start : start + grow] = F.silu(F.linear(y, out.weight.flatten(1), out.bias), inplace=True)
-    return torch.add(x, cnrdb.conv_out(buf.permute(0, 3, 1, 2)), alpha=0.2)
+        y = cast.linear(proj, buf[..., :start])
+        y = convnext_fast(block, y.permute(0, 3, 1, 2), cast).permute(0, 2, 3, 1)
+        buf[..., start : start + grow] = F.silu(cast.linear(out, y), inplace=True)
+    return cast.conv(cnrdb.conv_out, buf.permute(0, 3, 1, 2)).to(cast.wide).mul_(0.2).add_(x)
 
 
 def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
@@ -632,7 +745,7 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     _, h, w, _ = x.shape
     s = grn.window
     if h <= s and w <= s:
-        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True, dtype=_stats_dtype(x))
     else:
         g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
         g = g.clamp_min_(0).sqrt_()
@@ -659,7 +772,7 @@ def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
     n = src.shape[dim]
     shape = list(src.shape)
     shape[dim] = n - k + 1
-    out = src.new_empty(shape)
+    out = src.new_empty(shape, dtype=_stats_dtype(src))
     acc = out.select(dim, 0)
     acc.zero_()
     for i in range(k):
@@ -675,6 +788,11 @@ def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
         else:
             torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
     return out
+
+
+def _stats_dtype(x: Tensor) -> torch.dtype:
+    """Statistics accumulate in float32 at least (bfloat16 sums of squares over a window would overflow its precision)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:

@@ -12,7 +12,8 @@ def test_bench_json_document_and_faithful_comparison():
                     "--compare-faithful", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) >= {"model", "source", "size", "device", "warmup", "repeats", "machine", "runs", "faithful_max_abs_diff", "warnings"}
+    assert set(doc) >= {"model", "source", "size", "device", "precision", "warmup", "repeats", "machine", "runs", "faithful_max_abs_diff", "warnings"}
+    assert doc["precision"] == "fp32" and {r["precision"] for r in doc["runs"]} == {"fp32"}
     assert set(doc["machine"]) >= {"cpu", "cores", "torch", "load_average"}
     assert [r["path"] for r in doc["runs"]] == ["default", "faithful"]
     for run in doc["runs"]:

@@ -51,7 +51,7 @@ def test_evaluate_matches_an_independent_scorer(tmp_path, small_data):
     psnr, ssim = _server_score(tmp_path / "run" / "res", small_data)
     assert abs(summary["psnr"] - psnr) < 1e-9 and abs(summary["ssim"] - ssim) < 1e-9
     assert summary["psnr"] == pytest.approx(table["psnr"].mean(), abs=1e-12)
-    for key in ("model", "weights_sha256", "data", "split", "quantize", "device", "amp", "tiling", "versions", "timings", "peak_memory_mb"):
+    for key in ("model", "weights_sha256", "data", "split", "quantize", "device", "precision", "tiling", "versions", "timings", "peak_memory_mb"):
         assert key in summary
     out = tifffile.imread(tmp_path / "run" / "res" / "Scene-280-out.tif")
     assert out.dtype == np.uint8 and out.shape == (64, 128, 3)

@@ -71,3 +71,96 @@ def test_training_path_is_the_faithful_one_with_autograd_and_dropout():
     torch.manual_seed(2)
     b = model(x)
     assert not torch.equal(a, b)  # dropout acts in training
+
+
+def _flowcnrdb_variants() -> list[str]:
+    from harness.registry import list_models
+
+    return [name for name in list_models() if isinstance(create_model(name), FlowCNRDB)]
+
+
+def test_every_flowcnrdb_variant_is_covered():
+    names = _flowcnrdb_variants()
+    assert len(names) >= 6 and {create_model(n).config.align for n in names} == {"flow", "none", "homography"}
+    assert {create_model(n).config.append_mask for n in names} == {True, False}
+
+
+@pytest.mark.parametrize("name", _flowcnrdb_variants())
+def test_fast_equals_faithful_for_every_variant(name):
+    model = _randomise(create_model(name), std=0.05).eval()
+    x = torch.rand(1, 9, 64, model.config.train_size + 64)  # wider than the training crop: windowed GRNs
+    with torch.inference_mode():
+        fast = model(x, return_intermediates=True)
+        slow = model.set_fast(False)(x, return_intermediates=True)
+    for key in fast:
+        scale = slow[key].abs().max().clamp_min(1.0)
+        assert (fast[key] - slow[key]).abs().max() / scale < 1e-4, (name, key)
+
+
+def _input_dtypes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, set[torch.dtype]]:
+    """The dtypes of the first tensor argument of every aten operator one forward dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: dict[str, set[torch.dtype]] = {}
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 1), None)
+            if first is not None:
+                seen.setdefault(func.__name__.split(".")[0], set()).add(first.dtype)
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), Record():
+        model(x)
+    return seen
+
+
+def test_bf16_runs_matrix_products_in_bf16_and_keeps_norms_grn_statistics_and_warp_in_float32():
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
+    x = torch.rand(1, 9, 64, 320)
+    with torch.inference_mode():
+        want = model(x)
+        got = model.set_precision(torch.bfloat16)(x)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    assert 0 < (got - want).abs().max() < 0.02 * want.abs().max()
+    seen = _input_dtypes(model, x)
+    assert torch.bfloat16 in seen["linear"] and torch.bfloat16 in seen["conv2d"]
+    for op in ("layer_norm", "grid_sampler", "addcmul", "addcmul_", "sqrt_", "mean", "div_"):  # norms, GRN statistics, warp
+        assert seen[op] == {torch.float32}, op
+    model.set_precision(None)
+    with torch.inference_mode():
+        assert torch.equal(model(x), want)
+    assert torch.bfloat16 not in set().union(*_input_dtypes(model, x).values())
+
+
+def test_threads_follow_the_idle_cpus(monkeypatch):
+    from harness.models import flowcnrdb
+
+    assert flowcnrdb.idle_share({"cpu0": [10, 0, 10, 80, 0, 0, 0, 0]}, {"cpu0": [30, 0, 10, 140, 20, 0, 0, 0]}) == 0.8
+    assert flowcnrdb.idle_share({"cpu0": [1] * 8}, {"cpu0": [1] * 8}) == 1.0
+    monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: 0.7)
+    assert flowcnrdb.threads_for_load(4) == 1 and flowcnrdb.threads_for_load(1) == 1
+    monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: 2.6)
+    assert flowcnrdb.threads_for_load(2) == 2 and flowcnrdb.threads_for_load(8) == 3
+    monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: None)
+    assert flowcnrdb.threads_for_load(2) == 2
+    real = flowcnrdb.idle_cpus(0.05)
+    assert real is None or 0 <= real <= len(__import__("os").sched_getaffinity(0))
+
+
+def test_a_busy_machine_runs_the_forward_on_fewer_threads_and_restores_the_count(monkeypatch):
+    from harness.models import flowcnrdb
+
+    model = create_model("flowcnrdb_tiny").eval()
+    inside: list[int] = []
+    model.merge_model.conv_out.register_forward_pre_hook(lambda m, a: inside.append(torch.get_num_threads()))
+    monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: 0.0)
+    monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            model(torch.rand(1, 9, 32, 32))
+        assert inside == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -38,6 +38,9 @@ def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """The workbench for the NTIRE 2025 Efficient Burst HDR and Restoration challenge."""
+    from harness.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
 
 for module in (models, evaluate, train, budget, bench, report):

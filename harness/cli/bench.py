@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import OFFICIAL_SIZE, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, SizeOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size, print_error
+from harness.cli.common import OFFICIAL_SIZE, DeviceOpt, JsonOpt, PrecisionOpt, ModelArgsOpt, ModelOpt, SizeOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size, print_error
 
 
 def bench_cmd(
@@ -19,7 +19,8 @@ def bench_cmd(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch.set_num_threads).", min=1, show_default="torch's")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed passes first.", min=0)] = 1,
     repeats: Annotated[int, typer.Option(help="Timed passes (median and IQR).", min=1)] = 3,
-    compare_faithful: Annotated[bool, typer.Option(help="Also time set_fast(False) and report the output difference.")] = False,
+    precision: PrecisionOpt = None,
+    compare_faithful: Annotated[bool, typer.Option(help="Also time set_fast(False) in float32 and report the output difference.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Latency and peak memory of a model, each configuration in a fresh process, with the machine described."""
@@ -27,7 +28,7 @@ def bench_cmd(
     from harness.progress import progress_bar
 
     cfg = BenchConfig(model, parse_size(size), **given(device=device, threads=threads, model_args=model_args, trust_code=trust_code,
-                      weights=str(weights) if weights else None), warmup=warmup, repeats=repeats, compare_faithful=compare_faithful)
+                      weights=str(weights) if weights else None, precision=precision), warmup=warmup, repeats=repeats, compare_faithful=compare_faithful)
     with progress_bar("timing") as advance:
         advance(0, 0, f"{model} at {size}, {warmup} warm-up + {repeats} timed pass(es) per path")
         doc = bench(cfg)
@@ -39,7 +40,7 @@ def bench_cmd(
     m = doc["machine"]
     console.print(f"{model} at {size} on {doc['device']} ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
     for run in doc["runs"]:
-        console.print(f"  {run['path']:>8}: median {run['median_seconds']:.3f} s (IQR {run['iqr_seconds']:.3f} s) over "
+        console.print(f"  {run['path']:>8} {run['precision']}: median {run['median_seconds']:.3f} s (IQR {run['iqr_seconds']:.3f} s) over "
                       f"{len(run['seconds'])} pass(es), {run['threads']} thread(s), peak memory {run['peak_memory_mb']:.0f} MB")
     if doc["faithful_max_abs_diff"] is not None:
         fast, faithful = doc["runs"][0]["median_seconds"], doc["runs"][1]["median_seconds"]

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_SIDE_FACTOR
 from harness.data import Split
 from harness.errors import HarnessError, HarnessWarning
-from harness.inference import Device
+from harness.inference import Device, Precision
 from harness.io import first_line, jsonable
 
 console = Console(soft_wrap=True)
@@ -138,3 +138,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 SizeOpt = Annotated[str, typer.Option(help="H x W of the burst (the challenge's: 768x1536, where the limits hold).")]
 OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
+PrecisionOpt = Annotated[Optional[Precision], typer.Option(
+    help="bf16: convolutions and matrix products in bfloat16 (FlowCNRDB keeps norms, GRN statistics and the warp in "
+         "float32; other models and GPUs use autocast). Refused where the hardware lacks bfloat16.",
+    show_default=Precision.fp32.value)]

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import SPLIT_HELP, DataOpt, DeviceOpt, ModelArgsOpt, ModelOpt, ScenesOpt, TrustCodeOpt, WeightsOpt, JsonOpt, console, default_of, emit_json, err_console, given
+from harness.cli.common import (SPLIT_HELP, DataOpt, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, PrecisionOpt, ScenesOpt, TrustCodeOpt, WeightsOpt,
+                                console, default_of, emit_json, err_console, given, print_error)
 from harness.data import Split
 from harness.evaluate import EvalConfig
+from harness.inference import Precision
 from harness.metrics import Quantize
 from harness.progress import progress_bar
 from harness.run import RunFolder
@@ -26,7 +28,8 @@ def evaluate_cmd(
     scenes: ScenesOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
     device: DeviceOpt = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp", help="bfloat16 autocast.")] = None,
+    precision: PrecisionOpt = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp", hidden=True, help="Deprecated: --precision bf16.")] = None,
     tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
     quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
@@ -40,7 +43,10 @@ def evaluate_cmd(
     from harness.evaluate import evaluate
     from harness.tables import render_scores
 
-    cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, amp=amp,
+    if amp:
+        print_error("`--amp` is deprecated; use `--precision bf16`", "deprecated:", "yellow")
+        precision = precision or Precision.bf16
+    cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, precision=precision,
                                     tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init,
                                     model_args=model_args, trust_code=trust_code))
     with progress_bar("evaluating") as advance:

@@ -1,0 +1,41 @@
+"""`--precision bf16`: FlowCNRDB's bfloat16 path within the PSNR bound, and a one-line refusal without bfloat16."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tifffile
+
+from clihelp import invoke, one_error
+
+
+def test_bf16_evaluation_stays_within_the_psnr_and_lsb_bounds(tmp_path, small_data):
+    docs = {}
+    for p in ("fp32", "bf16"):
+        result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / p,
+                        "--device", "cpu", "--precision", p, "--no-report", "--json")
+        assert result.exit_code == 0, result.output
+        docs[p] = json.loads(result.stdout)
+    assert docs["fp32"]["precision"] == "fp32" and docs["bf16"]["precision"] == "bf16"
+    assert abs(docs["bf16"]["psnr"] - docs["fp32"]["psnr"]) <= 0.05
+    diffs = [np.abs(tifffile.imread(tmp_path / "bf16" / "res" / f.name).astype(int) - tifffile.imread(f).astype(int))
+             for f in sorted((tmp_path / "fp32" / "res").glob("*-out.tif"))]
+    assert len(diffs) == docs["fp32"]["num_scenes"] == 3
+    d = np.concatenate([x.ravel() for x in diffs])
+    assert np.mean(d <= 1) >= 0.99
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
+
+
+def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(monkeypatch, tmp_path, small_data):
+    import harness.inference
+
+    monkeypatch.setattr(harness.inference, "cpu_has_bf16", lambda: False)
+    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run",
+                    "--device", "cpu", "--precision", "bf16")
+    assert result.exit_code == 2 and "bfloat16" in one_error(result.output)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    legacy = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run", "--device", "cpu", "--amp")
+    assert legacy.exit_code == 2 and "deprecated" in legacy.output and "bfloat16" in one_error(legacy.output)
+    bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "bf16")
+    assert bench.exit_code == 2 and "bfloat16" in one_error(bench.output)
