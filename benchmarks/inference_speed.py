@@ -17,8 +17,10 @@ import sys
 from harness.cli.common import parse_size
 
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from harness import create_model
+from harness.allocator import keep_freed_memory
+keep_freed_memory()  # as the harness's CLI does
 name, h, w, fast, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
 if threads:
     torch.set_num_threads(threads)
@@ -33,7 +35,8 @@ with torch.inference_mode():
     out = model(x)
     seconds = time.perf_counter() - t0
 torch.save(out, sys.argv[6])
-print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # ru_maxrss would carry the parent's peak
+print(json.dumps({"seconds": seconds, "peak_gb": int(hwm.split()[1]) / 1024**2}))
 """
 
 

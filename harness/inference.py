@@ -36,10 +36,12 @@ def resolve_device(name: Device | str) -> torch.device:
 
 
 class Precision(str, Enum):
-    """The arithmetic of inference: ``bf16`` runs convolutions and matrix products in bfloat16."""
+    """The arithmetic of inference: ``bf16`` runs convolutions and matrix products in bfloat16, ``fp16`` is
+    float16 autocast (GPUs only)."""
 
     fp32 = "fp32"
     bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def cpu_has_bf16() -> bool:
@@ -53,6 +55,8 @@ def check_precision(precision: Precision, device: torch.device) -> None:
         raise HarnessError("--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX); use fp32")
     if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise HarnessError("--precision bf16: this GPU has no bfloat16 arithmetic; use fp32")
+    if precision is Precision.fp16 and device.type != "cuda":
+        raise HarnessError("--precision fp16: float16 autocast is for GPUs; on a CPU use bf16 or fp32")
 
 
 @contextlib.contextmanager
@@ -62,11 +66,14 @@ def precision_mode(model: nn.Module, precision: Precision, device: torch.device)
     bf16 takes the model's own reduced-precision path where it has one
     (``set_precision``: FlowCNRDB's fast CPU path keeps norms, GRN statistics
     and the warp in float32) and bfloat16 autocast otherwise (any model, and
-    every model on a GPU).
+    every model on a GPU); fp16 is float16 autocast.
     """
     own = getattr(model, "set_precision", None)
     if precision is Precision.fp32:
         yield
+    elif precision is Precision.fp16:
+        with torch.autocast(device.type, dtype=torch.float16):
+            yield
     elif callable(own) and device.type == "cpu":
         own(torch.bfloat16)
         try:

@@ -39,3 +39,5 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(monkeypatch, tmp_pat
     assert legacy.exit_code == 2 and "deprecated" in legacy.output and "bfloat16" in one_error(legacy.output)
     bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "bf16")
     assert bench.exit_code == 2 and "bfloat16" in one_error(bench.output)
+    fp16 = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "fp16")
+    assert fp16.exit_code == 2 and "GPUs" in one_error(fp16.output)

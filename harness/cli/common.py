@@ -140,5 +140,6 @@ OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="bf16: convolutions and matrix products in bfloat16 (FlowCNRDB keeps norms, GRN statistics and the warp in "
-         "float32; other models and GPUs use autocast). Refused where the hardware lacks bfloat16.",
+         "float32; other models and GPUs use autocast), refused where the hardware lacks bfloat16; fp16: float16 "
+         "autocast, GPUs only.",
     show_default=Precision.fp32.value)]
