@@ -580,12 +580,13 @@ def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Te
 class Compute:
     """The dtypes of the fast path: ``dtype`` for convolutions and matrix products, ``wide`` for the rest.
 
-    With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the convolutions and
-    matrix products run in bfloat16 while the residual streams, LayerNorm and
-    GRN statistics, the flow and the warp, and the last convolution of each
-    output (the flow's and the image's) stay in ``wide`` (the input's dtype).
-    Weights are converted once per forward. With ``dtype == wide`` every
-    conversion is a no-op.
+    With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the point-wise layers
+    (matrix products) and the CNRDB's 3x3 fusion convolutions run in bfloat16;
+    everything else stays in ``wide`` (the input's dtype): residual streams,
+    depth-wise convolutions, LayerNorm and GRN statistics, the flow and the
+    warp, the other convolutions (measured: in bfloat16 oneDNN's buffers for
+    them more than doubled the peak memory for no speed). Weights are
+    converted once per forward. With ``dtype == wide`` every conversion is a no-op.
     """
 
     def __init__(self, dtype: torch.dtype, wide: torch.dtype) -> None:
@@ -602,9 +603,27 @@ class Compute:
     def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
 
+    ROWS = 32768  # reduced-precision matrix products take this many pixels at a time
+
     def linear(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        """A 1x1 convolution on a channels-last (..., C) map."""
-        return F.linear(x.to(self.dtype), self.weight(conv.weight).flatten(1), self.weight(conv.bias))
+        """A 1x1 convolution on a channels-last (..., C) map.
+
+        In reduced precision the pixels go ``ROWS`` at a time: oneDNN keeps a
+        float32 buffer as large as each product it has seen (measured: full-size
+        bfloat16 products in one piece raised the peak memory from 2.4 to 5.8 GB).
+        """
+        w, b = self.weight(conv.weight).flatten(1), self.weight(conv.bias)
+        if self.dtype == self.wide or x[..., 0].numel() <= self.ROWS:
+            return F.linear(x.to(self.dtype), w, b)
+        rows = x.flatten(0, -2)
+        out = rows.new_empty(rows.shape[0], w.shape[0], dtype=self.dtype)
+        for i in range(0, rows.shape[0], self.ROWS):
+            part, dest = rows[i : i + self.ROWS].to(self.dtype), out[i : i + self.ROWS]
+            if b is None:
+                torch.mm(part, w.t(), out=dest)
+            else:
+                torch.addmm(b, part, w.t(), out=dest)
+        return out.view(*x.shape[:-1], w.shape[0])
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -662,7 +681,7 @@ def idle_share(before: dict[str, list[int]], after: dict[str, list[int]]) -> flo
 
 
 def _stem_fast(stem: Stem, x: Tensor, cast: Compute) -> Tensor:
-    return _blocks_fast(stem.blocks, cast.conv(stem.patch, x), cast)
+    return _blocks_fast(stem.blocks, stem.patch(x), cast)
 
 
 def _blocks_fast(blocks: nn.Sequential, x: Tensor, cast: Compute) -> Tensor:
@@ -673,10 +692,10 @@ def _blocks_fast(blocks: nn.Sequential, x: Tensor, cast: Compute) -> Tensor:
 
 def _unet_encode_fast(unet: RegUNet, x: Tensor, cast: Compute) -> list[Tensor]:
     feats = []
-    x = cast.conv(unet.conv_in, x)
+    x = unet.conv_in(x)
     for level in unet.down:
         if level.proj_in is not None:
-            x = cast.conv(level.proj_in, x)
+            x = level.proj_in(x)
         x = _blocks_fast(level.blocks, x, cast)
         feats.append(x)
     return feats
@@ -686,25 +705,22 @@ def _unet_fast(unet: RegUNet, x: Tensor, cast: Compute) -> Tensor:
     feats = _unet_encode_fast(unet, x, cast)
     x = feats[-1]
     for u, level in enumerate(unet.up):
-        up = F.pixel_shuffle(cast.conv(level.upsample.proj, x), 2)
-        x = _blocks_fast(level.blocks, cast.conv(level.skip_conv, torch.cat([up, feats[-2 - u].to(cast.dtype)], dim=1)), cast)
-    return unet.conv_out(F.silu(unet.norm_out(x.to(cast.wide))))
+        x = _blocks_fast(level.blocks, level.skip_conv(torch.cat([level.upsample(x), feats[-2 - u]], dim=1)), cast)
+    return unet.conv_out(F.silu(unet.norm_out(x)))
 
 
 def _register_fast(reg: nn.Module, z_ref: Tensor, z: Tensor, cast: Compute) -> Tensor:
     pair = torch.cat([z_ref, z], dim=1)
     if isinstance(reg, HomographyRegistration):
-        return homography_flow(reg.homography_from([f.to(cast.wide) for f in _unet_encode_fast(reg.unet, pair, cast)]), z)
+        return homography_flow(reg.homography_from(_unet_encode_fast(reg.unet, pair, cast)), z)
     return _unet_fast(reg.unet, pair, cast)
 
 
 def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute) -> Tensor:
-    x = cast.conv(merge.conv_in, x).to(cast.wide).contiguous(memory_format=torch.channels_last)  # the wide input stays as it is
+    x = merge.conv_in(x).contiguous(memory_format=torch.channels_last)  # the wide input stays as it is
     for block in merge.blocks:
         x = cnrdb_fast(block, x, cast)
-    conv1, silu, conv2, shuffle = merge.unpatch
-    y = shuffle(cast.conv(conv2, silu(cast.conv(conv1, x))))
-    return merge.conv_out(y.to(cast.wide))
+    return merge.conv_out(merge.unpatch(x))
 
 
 def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute | None = None) -> Tensor:

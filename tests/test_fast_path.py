@@ -133,6 +133,18 @@ def test_bf16_runs_matrix_products_in_bf16_and_keeps_norms_grn_statistics_and_wa
     assert torch.bfloat16 not in set().union(*_input_dtypes(model, x).values())
 
 
+def test_bf16_matrix_products_in_row_chunks_compute_the_same(monkeypatch):
+    from harness.models.flowcnrdb import Compute
+
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval().set_precision(torch.bfloat16)
+    x = torch.rand(1, 9, 64, 320)
+    with torch.inference_mode():
+        whole = model(x)
+        monkeypatch.setattr(Compute, "ROWS", 1000)  # 5120 pixels per latent map: six chunks, the last one short
+        chunked = model(x)
+    assert torch.allclose(chunked, whole, rtol=0, atol=1e-3 * whole.abs().max().item())
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
