@@ -779,13 +779,22 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
 def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
     """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
 
-    A sliding window, slice by slice: the first sum accumulates k slices, each
-    next one adds the slice entering and subtracts the one leaving. In
-    channels-last layout every step is one contiguous, vectorised operation on
-    data still in cache, much faster on a CPU than cumulative sums along a
-    non-innermost axis, and nothing of full size is written but the result.
+    Along rows (``dim`` 1 of a (B, h, w, C) map), a sliding window, slice by
+    slice: the first sum accumulates k slices, each next one adds the slice
+    entering and subtracts the one leaving; every step is one contiguous,
+    vectorised operation on whole rows, much faster on a CPU than a cumulative
+    sum along that axis. Along columns (the axis before the channels) the
+    slices are small and strided: one cumulative sum and one difference do the
+    same work in three operations instead of 2(n - k) (measured: as fast when
+    quiet, and far fewer barriers on a busy machine).
     """
     n = src.shape[dim]
+    if not square and dim == src.dim() - 2 and n > k:
+        c = torch.cumsum(src, dim=dim, dtype=_stats_dtype(src))
+        out = c.new_empty([*src.shape[:dim], n - k + 1, *src.shape[dim + 1 :]])
+        out.narrow(dim, 0, 1).copy_(c.narrow(dim, k - 1, 1))
+        torch.sub(c.narrow(dim, k, n - k), c.narrow(dim, 0, n - k), out=out.narrow(dim, 1, n - k))
+        return out
     shape = list(src.shape)
     shape[dim] = n - k + 1
     out = src.new_empty(shape, dtype=_stats_dtype(src))
