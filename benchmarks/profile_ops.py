@@ -27,7 +27,7 @@ GROUPS = {
     "copies and dtype or layout changes": ("aten::copy_", "aten::_to_copy", "aten::cat", "aten::clone", "aten::contiguous"),
     "GRN window sums and normalisation": ("aten::add", "aten::add_", "aten::sub_", "aten::addcmul", "aten::addcmul_",
                                           "aten::sqrt_", "aten::clamp_min_", "aten::div_", "aten::mul_", "aten::sum",
-                                          "aten::mean", "aten::linalg_vector_norm", "aten::zero_", "aten::fill_"),
+                                          "aten::mean", "aten::linalg_vector_norm", "aten::zero_", "aten::fill_", "aten::cumsum"),
     "LayerNorm": ("aten::native_layer_norm",),
     "SiLU": ("aten::silu_", "aten::silu"),
     "grid sampling (warp)": ("aten::grid_sampler_2d",),
