@@ -22,10 +22,9 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 <<
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu = libc.gnu_get_libc_version  # glibc only: mallopt's parameters mean the above
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu
-    return all(mallopt(param, value) == 1 for param, value in
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: mallopt's parameters mean the above
+        return False
+    return all(libc.mallopt(param, value) == 1 for param, value in
                ((M_MMAP_THRESHOLD, mmap_threshold), (M_TRIM_THRESHOLD, trim_threshold), (M_TOP_PAD, top_pad)))

@@ -49,6 +49,9 @@ class BenchConfig:
     compare_faithful: bool = False
     paths: list[str] = field(default_factory=list)  # filled in: which paths are timed
 
+    def __post_init__(self) -> None:
+        self.precision = Precision(self.precision)
+
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
@@ -127,7 +130,7 @@ def _peak_mb(device: torch.device) -> float:
 
 def _measure(cfg: BenchConfig, path: str, device: torch.device, output: Path) -> dict[str, Any]:
     spec = {"model": cfg.model, "model_args": cfg.model_args, "trust_code": cfg.trust_code, "threads": cfg.threads,
-            "weights": cfg.weights, "precision": Precision(cfg.precision).value,
+            "weights": cfg.weights, "precision": cfg.precision.value,
             "device": str(device), "size": list(cfg.size), "warmup": cfg.warmup, "repeats": cfg.repeats, "path": path,
             "output": str(output)}
     proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True)
@@ -144,7 +147,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.warmup < 0 or cfg.repeats < 1:
         raise HarnessError("--warmup must be at least 0 and --repeats at least 1")
     device = resolve_device(cfg.device)
-    check_precision(Precision(cfg.precision), device)
+    check_precision(cfg.precision, device)
     from harness.sources import parse_model_args, resolve_model
 
     model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
@@ -163,7 +166,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         warnings.append(f"the machine is busy (load average {start['load_average'][0]} on {start['cores']} cores): "
                         "these figures are not a quiet machine's")
     return {"model": cfg.model, "source": source.as_dict(), "size": list(cfg.size), "device": str(device),
-            "precision": Precision(cfg.precision).value,
+            "precision": cfg.precision.value,
             "warmup": cfg.warmup, "repeats": cfg.repeats, "machine": start, "runs": runs,
             "faithful_max_abs_diff": diff, "warnings": warnings, "config": {k: v for k, v in asdict(cfg).items() if k != "paths"}}
 

@@ -28,6 +28,8 @@ submission. State-dict names follow the published checkpoint.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -438,7 +440,7 @@ class FlowCNRDB(nn.Module):
     (the file's closing section; on a GPU the faithful path is already
     efficient). ``set_fast(False)`` selects the faithful, straightforward
     computation everywhere (training always uses it). ``set_precision(torch.bfloat16)``
-    runs the fast path's convolutions and matrix products in bfloat16.
+    runs the fast path's point-wise layers and CNRDB fusion convolutions in bfloat16.
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None, **overrides: object) -> None:
@@ -468,10 +470,10 @@ class FlowCNRDB(nn.Module):
         return self
 
     def set_precision(self, dtype: torch.dtype | None = None) -> FlowCNRDB:
-        """Run the fast path's convolutions and matrix products in ``dtype`` (``torch.bfloat16``), or as the input (None).
+        """Run the fast path's point-wise layers and CNRDB fusion convolutions in ``dtype`` (``torch.bfloat16``), or as the input (None).
 
-        Norms, GRN statistics, residual streams, the flow and the warp stay in
-        the input's dtype (see :class:`Compute`). The faithful path ignores it
+        Everything else (norms, GRN statistics, residual streams, the flow and
+        the warp) stays in the input's dtype (see :class:`Compute`). The faithful path ignores it
         (use ``torch.autocast`` there).
         """
         self.compute_dtype = dtype
@@ -547,11 +549,13 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 #
 # Everything below computes exactly what the modules above compute, with the
 # same parameters, reorganised for a CPU: point-wise layers as matrix products
-# in channels-last layout, the windowed GRN's box sums as sliding windows with
-# the replicate padding applied by broadcasting instead of materialised, the
+# in channels-last layout, the windowed GRN's box sums as a sliding window down
+# the rows and a cumulative sum along the columns, with the replicate padding
+# applied by broadcasting instead of materialised, the
 # CNRDB's dense features grown in one buffer, frames one at a time through
 # stages 1 and 2, as many threads as the machine's load leaves CPUs idle, and
-# optionally bfloat16 convolutions and matrix products. It is taken when, and only when, ``fast_path_applies``;
+# optionally bfloat16 matrix products (:class:`Compute`). It is taken when,
+# and only when, ``fast_path_applies``;
 # tests hold it to the faithful path within 1e-4.
 
 
@@ -578,7 +582,7 @@ def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Te
 
 
 class Compute:
-    """The dtypes of the fast path: ``dtype`` for convolutions and matrix products, ``wide`` for the rest.
+    """The dtypes of the fast path: ``dtype`` for matrix products and the CNRDB's fusion convolutions, ``wide`` for the rest.
 
     With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the point-wise layers
     (matrix products) and the CNRDB's 3x3 fusion convolutions run in bfloat16;
@@ -588,6 +592,8 @@ class Compute:
     them more than doubled the peak memory for no speed). Weights are
     converted once per forward. With ``dtype == wide`` every conversion is a no-op.
     """
+
+    ROWS = 32768  # reduced-precision matrix products take this many pixels at a time
 
     def __init__(self, dtype: torch.dtype, wide: torch.dtype) -> None:
         self.dtype, self.wide = dtype, wide
@@ -602,8 +608,6 @@ class Compute:
 
     def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
-
-    ROWS = 32768  # reduced-precision matrix products take this many pixels at a time
 
     def linear(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         """A 1x1 convolution on a channels-last (..., C) map.
@@ -650,9 +654,6 @@ def threads_for_load(threads: int, window: float = 0.05) -> int:
 
 def idle_cpus(window: float) -> float | None:
     """How many of this process's CPUs were idle over the next ``window`` seconds (None where unknown)."""
-    import os
-    import time
-
     try:
         cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
         before = _cpu_times(cpus)
@@ -723,9 +724,8 @@ def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute) -> Tensor:
     return merge.conv_out(merge.unpatch(x))
 
 
-def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute | None = None) -> Tensor:
+def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute) -> Tensor:
     """``block(x)``: point-wise layers as matrix products in channels-last layout."""
-    cast = cast or Compute(x.dtype, x.dtype)
     dw, ln, pw1, _, _, grn, pw2, _ = block.block
     x = x.to(cast.wide).contiguous(memory_format=torch.channels_last)
     y = dw(x).permute(0, 2, 3, 1)  # (B, h, w, C); depth-wise and LayerNorm in the wide dtype
@@ -736,9 +736,8 @@ def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute | None = None) 
     return cast.linear(pw2, y).to(cast.wide).add_(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute | None = None) -> Tensor:
+def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute) -> Tensor:
     """``cnrdb(x)``: the dense features grow in one channels-last buffer, no concatenations."""
-    cast = cast or Compute(x.dtype, x.dtype)
     b, c, h, w = x.shape
     grow = cnrdb.blocks[0][2].out_channels
     buf = x.new_empty(b, h, w, c + grow * len(cnrdb.blocks), dtype=cast.dtype)
@@ -761,7 +760,7 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     _, h, w, _ = x.shape
     s = grn.window
     if h <= s and w <= s:
-        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True, dtype=_stats_dtype(x))
+        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
     else:
         g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
         g = g.clamp_min_(0).sqrt_()
@@ -790,14 +789,14 @@ def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
     """
     n = src.shape[dim]
     if not square and dim == src.dim() - 2 and n > k:
-        c = torch.cumsum(src, dim=dim, dtype=_stats_dtype(src))
+        c = src.cumsum(dim)
         out = c.new_empty([*src.shape[:dim], n - k + 1, *src.shape[dim + 1 :]])
         out.narrow(dim, 0, 1).copy_(c.narrow(dim, k - 1, 1))
         torch.sub(c.narrow(dim, k, n - k), c.narrow(dim, 0, n - k), out=out.narrow(dim, 1, n - k))
         return out
     shape = list(src.shape)
     shape[dim] = n - k + 1
-    out = src.new_empty(shape, dtype=_stats_dtype(src))
+    out = src.new_empty(shape)
     acc = out.select(dim, 0)
     acc.zero_()
     for i in range(k):
@@ -813,11 +812,6 @@ def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
         else:
             torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
     return out
-
-
-def _stats_dtype(x: Tensor) -> torch.dtype:
-    """Statistics accumulate in float32 at least (bfloat16 sums of squares over a window would overflow its precision)."""
-    return torch.promote_types(x.dtype, torch.float32)
 
 
 def _segments(size: int, valid: int) -> list[tuple[int, int, int, int]]:
