@@ -85,6 +85,18 @@ def test_faithful_path_runs_all_frames_together_and_fast_path_one_at_a_time():
     assert not flowcnrdb_module.fast_path_applies(meta, torch.empty(1, 9, 64, 64, device="meta"))
 
 
+def test_tracing_sees_the_faithful_graph():
+    """fvcore counts FLOPs on a ``torch.jit.trace`` graph: it must be the published computation, not the fast path's."""
+    model = create_model("flowcnrdb_tiny").eval()
+    x = torch.rand(1, 9, 64, model.config.train_size + 64)  # wider than the training crop: windowed GRNs
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+        assert torch.allclose(traced(x), model.set_fast(False)(x), atol=1e-5)
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert "aten::_convolution" in kinds and "aten::cumsum" in kinds  # 1x1 convolutions and GRN.box_sum, as published
+    assert not any("mkldnn" in kind for kind in kinds) and "aten::addmm" not in kinds
+
+
 def test_fast_path_is_the_files_closing_section():
     text = Path(flowcnrdb_module.__file__).read_text()
     marker = text.index("Fast CPU inference — same results as above")
