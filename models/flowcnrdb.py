@@ -550,7 +550,7 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 # Everything below computes exactly what the modules above compute, with the
 # same parameters, reorganised for a CPU: point-wise layers as matrix products
 # in channels-last layout, the windowed GRN's box sums as a sliding window down
-# the rows and a cumulative sum along the columns, with the replicate padding
+# the rows and block sums along the columns, with the replicate padding
 # applied by broadcasting instead of materialised, the
 # CNRDB's dense features grown in one buffer, frames one at a time through
 # stages 1 and 2, as many threads as the machine's load leaves CPUs idle, and
@@ -616,32 +616,28 @@ class Compute:
         return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
 
     def linear(self, conv: nn.Conv2d, x: Tensor, silu: bool = False, add: Tensor | None = None) -> Tensor:
-        """A 1x1 convolution on a channels-last (..., C) map, in the wide dtype, then SiLU or ``+ add``.
+        """A 1x1 convolution on a channels-last (..., C) map, returned in the wide dtype, then SiLU or ``+ add`` in place.
 
-        In float32, where oneDNN's fused point-wise layers work (:func:`fused_linear_works`),
-        one call computes the product, the bias and the SiLU or the residual sum:
-        no pass to copy the bias in, none for the SiLU or the sum (measured: a
-        third off the expanding products). In reduced precision the pixels go
-        ``ROWS`` at a time: oneDNN keeps a float32 buffer as large as each
-        product it has seen (measured: full-size bfloat16 products in one piece
-        raised the peak memory from 2.4 to 5.8 GB).
+        (oneDNN's fused product-and-SiLU or product-and-sum, ``torch.ops.mkldnn._linear_pointwise``,
+        was measured here: no faster over a full-size forward, and the peak memory rose from 2.3 to 2.9 GB.)
         """
-        if self.dtype == self.wide == torch.float32 and x.is_contiguous() and fused_linear_works():
-            w, b = conv.weight.flatten(1), conv.bias
-            if add is not None:
-                return torch.ops.mkldnn._linear_pointwise.binary(x, add, w, b, "add")
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, "swish" if silu else "none", [], "")
         y = self._product(conv, x).to(self.wide)
         if silu:
             return F.silu(y, inplace=True)
         return y if add is None else y.add_(add)
 
     def _product(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        """The product in ``dtype``, reading a column slice of the CNRDB's buffer in place (oneDNN would copy it)."""
+        """The product in ``dtype``, reading a column slice of the CNRDB's buffer in place.
+
+        In reduced precision the pixels go ``ROWS`` at a time: oneDNN keeps a
+        float32 buffer as large as each product it has seen (measured:
+        full-size bfloat16 products in one piece raised the peak memory from
+        2.4 to 5.8 GB).
+        """
         w, b = self.weight(conv.weight).flatten(1), self.weight(conv.bias)
         rows = x.flatten(0, -2)
         out = rows.new_empty(rows.shape[0], w.shape[0], dtype=self.dtype)
-        step = rows.shape[0] if self.dtype == self.wide else self.ROWS
+        step = max(1, rows.shape[0]) if self.dtype == self.wide else self.ROWS
         for i in range(0, rows.shape[0], step):
             part, dest = rows[i : i + step].to(self.dtype), out[i : i + step]
             if b is None:
@@ -649,35 +645,6 @@ class Compute:
             else:
                 torch.addmm(b, part, w.t(), out=dest)
         return out.view(*x.shape[:-1], w.shape[0])
-
-
-_FUSED: list[bool] = []
-
-
-def fused_linear_works() -> bool:
-    """Whether oneDNN's fused point-wise layers (``torch.ops.mkldnn._linear_pointwise``) exist here and agree with ``F.linear``.
-
-    Checked once per process on a small product; builds without oneDNN, or a
-    torch whose private operator changed, take the plain path.
-    """
-    if not _FUSED:
-        _FUSED.append(_probe_fused_linear())
-    return _FUSED[0]
-
-
-def _probe_fused_linear() -> bool:
-    if not torch.backends.mkldnn.is_available():
-        return False
-    gen = torch.Generator().manual_seed(0)
-    x, w, b, r = (torch.randn(*shape, generator=gen) for shape in ((2, 3, 5, 8), (6, 8), (6,), (2, 3, 5, 6)))
-    y = F.linear(x, w, b)
-    try:
-        with torch.no_grad():
-            swish = torch.ops.mkldnn._linear_pointwise(x, w, b, "swish", [], "")
-            summed = torch.ops.mkldnn._linear_pointwise.binary(x, r, w, b, "add")
-    except (AttributeError, RuntimeError, TypeError):
-        return False
-    return bool(torch.allclose(swish, F.silu(y), atol=1e-5) and torch.allclose(summed, y + r, atol=1e-5))
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -813,7 +780,7 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     if h <= s and w <= s:
         g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
     else:
-        g = _window_sums(_window_sums(x, 1, min(h, s), square=True), 2, min(w, s))
+        g = _column_window_sums_(_window_sums(x, 1, min(h, s), square=True), min(w, s))
         g = g.clamp_min_(0).sqrt_()
     # gamma * N + 1 with N = G / (mean_c G + eps): two passes over G.
     n = torch.addcmul(_ONE, g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6)), grn.gamma.view(-1), out=g)
@@ -829,17 +796,14 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
 def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
     """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
 
-    Along rows (``dim`` 1 of a (B, h, w, C) map), a sliding window, slice by
-    slice: the first sum accumulates k slices, each next one adds the slice
-    entering and subtracts the one leaving; every step is one contiguous,
-    vectorised operation on whole rows, much faster on a CPU than a cumulative
-    sum along that axis. Along columns (the axis before the channels) the
-    slices are small and strided: :func:`_column_window_sums` needs about 40
-    operations whatever the width.
+    A sliding window, slice by slice: the first sum accumulates k slices, each
+    next one adds the slice entering and subtracts the one leaving. Along rows
+    (``dim`` 1 of a (B, h, w, C) map) every step is one contiguous, vectorised
+    operation on whole rows, much faster on a CPU than a cumulative sum along
+    that axis. Along columns the slices are small and strided:
+    :func:`_column_window_sums_` needs about 40 operations whatever the width.
     """
     n = src.shape[dim]
-    if not square and dim == src.dim() - 2:
-        return _column_window_sums(src, k)
     shape = list(src.shape)
     shape[dim] = n - k + 1
     out = src.new_empty(shape)
@@ -860,15 +824,18 @@ def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
     return out
 
 
-def _column_window_sums(src: Tensor, k: int) -> Tensor:
-    """``_window_sums`` along the axis before the last of a contiguous (..., n, C) map.
+def _column_window_sums_(src: Tensor, k: int) -> Tensor:
+    """``_window_sums`` along the axis before the last of a contiguous (..., n, C) map, written over ``src``.
 
     The window sums at every ``b``-th start come from block sums (one
     reduction, then a cumulative sum over n / b blocks); the b - 1 starts after
     each follow by adding the differences src[i + k] - src[i], b - 1 whole-map
     operations vectorised over the channels. torch's cumulative sum along this
     axis is a scalar loop per channel with a dependency at every step
-    (measured at 257 x 768 x 128: 38 ms, this 22 ms).
+    (measured at 257 x 768 x 128: 38 ms, this 22 ms). Once the block sums and
+    the differences are taken, ``src`` is not read again: the sums overwrite
+    its first n - k + 1 columns (the result is a view of it), so no map-sized
+    output is allocated.
     """
     *lead, n, c = src.shape
     if n == k:
@@ -886,9 +853,9 @@ def _column_window_sums(src: Tensor, k: int) -> Tensor:
     starts = blocks - m + 1  # window sums at the starts 0, b, 2b, ..., n - k
     aligned = cum[:, m - 1 :].clone()
     aligned[:, 1:] -= cum[:, : starts - 1]
-    out = rows.new_empty(rows.shape[0], n - k + 1, c)
     full = (starts - 1) * b
     steps = torch.sub(rows[:, k:], rows[:, : n - k]).view(-1, starts - 1, b, c)
+    out = rows[:, : n - k + 1]  # src from here on
     grid = out[:, :full].view(-1, starts - 1, b, c)
     grid[:, :, 0] = aligned[:, :-1]
     for t in range(1, b):
