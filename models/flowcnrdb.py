@@ -780,7 +780,7 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     if h <= s and w <= s:
         g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
     else:
-        g = _column_window_sums_(_window_sums(x, 1, min(h, s), square=True), min(w, s))
+        g = _column_window_sums_(_row_square_sums(x, min(h, s)), min(w, s))
         g = g.clamp_min_(0).sqrt_()
     # gamma * N + 1 with N = G / (mean_c G + eps): two passes over G.
     n = torch.addcmul(_ONE, g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6)), grn.gamma.view(-1), out=g)
@@ -793,39 +793,29 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     return x
 
 
-def _window_sums(src: Tensor, dim: int, k: int, square: bool = False) -> Tensor:
-    """The n - k + 1 'valid' sums of ``k`` consecutive slices of ``src`` (or of its square) along ``dim``.
+def _row_square_sums(x: Tensor, k: int) -> Tensor:
+    """The h - k + 1 'valid' sums of the squares of ``k`` consecutive rows of a (B, h, w, C) map.
 
-    A sliding window, slice by slice: the first sum accumulates k slices, each
-    next one adds the slice entering and subtracts the one leaving. Along rows
-    (``dim`` 1 of a (B, h, w, C) map) every step is one contiguous, vectorised
-    operation on whole rows, much faster on a CPU than a cumulative sum along
-    that axis. Along columns the slices are small and strided:
+    A sliding window, row by row: the first sum accumulates k squared rows,
+    each next one adds the row entering and subtracts the one leaving. Every
+    step is one contiguous, vectorised operation on whole rows, much faster on
+    a CPU than a cumulative sum down that axis (measured: also 4x faster than
+    block sums). Along the columns the slices are small and strided:
     :func:`_column_window_sums_` needs about 40 operations whatever the width.
     """
-    n = src.shape[dim]
-    shape = list(src.shape)
-    shape[dim] = n - k + 1
-    out = src.new_empty(shape)
-    acc = out.select(dim, 0)
+    out = x.new_empty(x.shape[0], x.shape[1] - k + 1, *x.shape[2:])
+    acc = out[:, 0]
     acc.zero_()
     for i in range(k):
-        s = src.select(dim, i)
-        if square:
-            acc.addcmul_(s, s)
-        else:
-            acc.add_(s)
-    for j in range(1, n - k + 1):
-        enter, leave, o = src.select(dim, j + k - 1), src.select(dim, j - 1), out.select(dim, j)
-        if square:
-            torch.addcmul(out.select(dim, j - 1), enter, enter, out=o).addcmul_(leave, leave, value=-1)
-        else:
-            torch.add(out.select(dim, j - 1), enter, out=o).sub_(leave)
+        acc.addcmul_(x[:, i], x[:, i])
+    for j in range(1, out.shape[1]):
+        enter, leave = x[:, j + k - 1], x[:, j - 1]
+        torch.addcmul(out[:, j - 1], enter, enter, out=out[:, j]).addcmul_(leave, leave, value=-1)
     return out
 
 
 def _column_window_sums_(src: Tensor, k: int) -> Tensor:
-    """``_window_sums`` along the axis before the last of a contiguous (..., n, C) map, written over ``src``.
+    """The n - k + 1 'valid' sums of ``k`` consecutive columns of a contiguous (..., n, C) map, written over ``src``.
 
     The window sums at every ``b``-th start come from block sums (one
     reduction, then a cumulative sum over n / b blocks); the b - 1 starts after

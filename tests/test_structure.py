@@ -101,7 +101,7 @@ def test_fast_path_is_the_files_closing_section():
     text = Path(flowcnrdb_module.__file__).read_text()
     marker = text.index("Fast CPU inference — same results as above")
     assert text.index("class FlowCNRDB(nn.Module)") < marker
-    for name in ("def convnext_fast", "def cnrdb_fast", "def grn_channels_last_", "def _window_sums", "def fast_path_applies"):
+    for name in ("def convnext_fast", "def cnrdb_fast", "def grn_channels_last_", "def _row_square_sums", "def _column_window_sums_", "def fast_path_applies"):
         assert text.index(name) > marker, name
 
 
