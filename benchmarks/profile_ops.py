@@ -5,7 +5,9 @@
 One warm-up forward, then one profiled forward (seeded weights of realistic scale, ``inference_mode``,
 the harness's allocator settings). Prints a Markdown table of the operator groups (share of the
 profiled time, milliseconds, calls) and the top operators. Profiling itself adds per-operator
-overhead, so the total is above an unprofiled forward's.
+overhead, so the total is above an unprofiled forward's. The profiler sees only the calling
+thread, so FlowCNRDB's frames go through stages 1 and 2 one after another here
+(``frame_threads = 1``), not side by side as in a plain forward.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from harness import create_model
 from harness.allocator import keep_freed_memory
 from harness.cli.common import parse_size
+from harness.models.flowcnrdb import FlowCNRDB
 
 GROUPS = {
     "matrix products (1x1 convolutions)": ("aten::addmm", "aten::mm", "aten::bmm"),
@@ -49,6 +52,8 @@ def main() -> None:
     model = create_model(args.model).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.02)
+    if isinstance(model, FlowCNRDB):
+        model.frame_threads = 1  # the profiler records the calling thread's operators only: frames one after another
     if args.precision == "bf16":
         model.set_precision(torch.bfloat16)
     x = torch.rand(1, 9, h, w)

@@ -187,3 +187,82 @@ def test_a_busy_machine_runs_the_forward_on_fewer_threads_and_restores_the_count
         assert inside == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_large_frames_go_through_stages_1_and_2_side_by_side_on_single_threads(monkeypatch):
+    import threading
+
+    from harness.models import flowcnrdb
+
+    model = _randomise(create_model("flowcnrdb"), std=0.05).eval()
+    stems: list[tuple[str, int]] = []
+    merges: list[int] = []
+    model.stem.patch.register_forward_pre_hook(lambda m, a: stems.append((threading.current_thread().name, torch.get_num_threads())))
+    model.merge_model.conv_out.register_forward_pre_hook(lambda m, a: merges.append(torch.get_num_threads()))
+    monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
+    monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: 2.0)
+    model.frame_threads = 2
+    x = torch.rand(1, 9, 64, 320)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():  # grad mode, not inference mode: each worker takes the caller's
+            fast = model(x, return_intermediates=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    side = [name for name, _ in stems if name.startswith("burst-frames")]
+    # Frame 0's stem first and the ninth frame last on the calling thread; frames 1-8 two at a time, one thread each.
+    assert len(stems) == 9 and len(side) == 7 and stems[0][0] == stems[-1][0] == threading.main_thread().name
+    assert {n for name, n in stems if name.startswith("burst-frames")} == {1} and merges == [2]
+    with torch.no_grad():
+        slow = model.set_fast(False)(x, return_intermediates=True)
+    for key in slow:
+        scale = slow[key].abs().max().clamp_min(1.0)
+        assert (fast[key] - slow[key]).abs().max() / scale < 1e-4, key
+
+
+def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_the_thread_count():
+    from harness.models.flowcnrdb import run_side_by_side
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            seen = run_side_by_side(lambda i: (i, torch.is_inference_mode_enabled(), torch.get_num_threads()), range(0, 9, 2), 2)
+        assert [s[0] for s in seen] == [0, 2, 4, 6, 8] and all(s[1] for s in seen)
+        assert [s[2] for s in seen] == [1, 1, 1, 1, 2]  # the fifth step does not fill a round: the caller's threads
+
+        def fails(i: int) -> int:
+            if i == 3:
+                raise ValueError("frame 3")
+            return i
+
+        with pytest.raises(ValueError, match="frame 3"):
+            run_side_by_side(fails, range(6), 2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("name", "size"), [("flowcnrdb", (128, 256)), ("flowcnrdb_tiny", (256, 512))])
+def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, size):
+    """The thread count follows the load; the output must not (a server's scores to the last digit)."""
+    from harness.models import flowcnrdb
+
+    model = _randomise(create_model(name), std=0.05).eval()
+    monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
+    torch.manual_seed(1)
+    x = torch.rand(1, 9, *size) * 2
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for idle in (2.0, 0.5):  # quiet: two threads; busy: one
+            monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window, idle=idle: idle)
+            torch.set_num_threads(2)
+            with torch.inference_mode():
+                runs.append(model(x, return_intermediates=True))
+    finally:
+        torch.set_num_threads(before)
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
