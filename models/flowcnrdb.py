@@ -579,8 +579,9 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 # in channels-last layout, the windowed GRN's box sums as a sliding window down
 # the rows and block sums along the columns, with the replicate padding
 # applied by broadcasting instead of materialised, the
-# CNRDB's dense features grown in one buffer, frames one at a time through
-# stages 1 and 2, as many threads as the machine's load leaves CPUs idle, and
+# CNRDB's dense features grown in one buffer, frames side by side through
+# stages 1 and 2 on single-thread workers, as many threads as the machine's
+# load leaves CPUs idle (never changing a bit of the result), and
 # optionally bfloat16 matrix products (:class:`Compute`). It is taken when,
 # and only when, ``fast_path_applies``;
 # tests hold it to the faithful path within 1e-4.
