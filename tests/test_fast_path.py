@@ -212,7 +212,7 @@ def test_large_frames_go_through_stages_1_and_2_side_by_side_on_single_threads(m
     finally:
         torch.set_num_threads(before)
     side = [name for name, _ in stems if name.startswith("burst-frames")]
-    # Frame 0's stem first and the ninth frame last on the calling thread; frames 1-8 two at a time, one thread each.
+    # Frame 0's stem first and the ninth frame last on the calling thread; frames 0-7 two at a time, one thread each.
     assert len(stems) == 9 and len(side) == 7 and stems[0][0] == stems[-1][0] == threading.main_thread().name
     assert {n for name, n in stems if name.startswith("burst-frames")} == {1} and merges == [2]
     with torch.no_grad():
@@ -245,12 +245,13 @@ def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_t
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize(("name", "size"), [("flowcnrdb", (128, 256)), ("flowcnrdb_tiny", (256, 512))])
-def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, size):
+def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, size, dtype):
     """The thread count follows the load; the output must not (a server's scores to the last digit)."""
     from harness.models import flowcnrdb
 
-    model = _randomise(create_model(name), std=0.05).eval()
+    model = _randomise(create_model(name), std=0.05).eval().set_precision(dtype)
     monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
     torch.manual_seed(1)
     x = torch.rand(1, 9, *size) * 2
