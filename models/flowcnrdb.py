@@ -649,11 +649,13 @@ def run_side_by_side(step: Callable[[int], T], starts: Sequence[int], workers: i
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return step(i)
 
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="burst-frames") as pool:
-            results = list(pool.map(one, starts[:side]))
-    finally:
-        torch.set_num_threads(threads)  # the math libraries' counts are process-wide: the caller's again
+    results: list[T] = []
+    if side:
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="burst-frames") as pool:
+                results = list(pool.map(one, starts[:side]))
+        finally:
+            torch.set_num_threads(threads)  # the math libraries' counts are process-wide: the caller's again
     return results + [step(i) for i in starts[side:]]
 
 

@@ -223,6 +223,8 @@ def test_large_frames_go_through_stages_1_and_2_side_by_side_on_single_threads(m
 
 
 def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_the_thread_count():
+    import threading
+
     from harness.models.flowcnrdb import run_side_by_side
 
     before = torch.get_num_threads()
@@ -232,6 +234,7 @@ def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_t
             seen = run_side_by_side(lambda i: (i, torch.is_inference_mode_enabled(), torch.get_num_threads()), range(0, 9, 2), 2)
         assert [s[0] for s in seen] == [0, 2, 4, 6, 8] and all(s[1] for s in seen)
         assert [s[2] for s in seen] == [1, 1, 1, 1, 2]  # the fifth step does not fill a round: the caller's threads
+        assert run_side_by_side(lambda i: threading.current_thread().name, [0], 2) == [threading.main_thread().name]
 
         def fails(i: int) -> int:
             if i == 3:
