@@ -31,7 +31,8 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -609,11 +610,17 @@ def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Te
     threads = torch.get_num_threads()
     large = x[0, 0].numel() >= SAMPLE_LOAD_PIXELS
     workers = (model.frame_threads or frame_workers(threads)) if large else 1
-    if large:
-        torch.set_num_threads(threads_for_load(threads))
+    policy = threads_for_load(threads) if large else threads
+    torch.set_num_threads(policy)
     run = None if workers == 1 else lambda step, starts: run_side_by_side(step, starts, workers)
+    # A busy machine: stage 3 over row bands side by side (float32, one image at a time).
+    banded = workers > 1 and policy < workers and x.shape[0] == 1 and cast.dtype == cast.wide == torch.float32
     try:
-        return model.fuse(x, stages, model.frame_chunk or 1, return_intermediates, run)
+        with ThreadPoolExecutor(workers, thread_name_prefix="row-bands") if banded else nullcontext() as pool:
+            if pool is not None:
+                bands = RowBands(pool)
+                stages = replace(stages, merge=lambda merge_in: _merge_fast(model.merge_model, merge_in, cast, bands))
+            return model.fuse(x, stages, model.frame_chunk or 1, return_intermediates, run)
     finally:
         torch.set_num_threads(threads)
 
@@ -810,7 +817,7 @@ def _register_fast(reg: nn.Module, z_ref: Tensor, z: Tensor, cast: Compute) -> T
     return _unet_fast(reg.unet, pair, cast)
 
 
-def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute) -> Tensor:
+def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute, bands: RowBands | None = None) -> Tensor:
     """``merge(x)``: the 1x1 input projection is a matrix product on the (B, C, h, w) input read as (h*w, C) in place.
 
     Like the U-Net's upsampling projection it stays a float32 product: oneDNN's
@@ -824,7 +831,7 @@ def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute) -> Tensor:
     x = Compute(cast.wide, cast.wide).linear(merge.conv_in, x.flatten(2).transpose(1, 2))  # (B, h*w, base)
     x = x.view(b, h, w, -1).permute(0, 3, 1, 2)
     for block in merge.blocks:
-        x = cnrdb_fast(block, x, cast)
+        x = cnrdb_fast(block, x, cast) if bands is None else cnrdb_banded(block, x, bands)
     return merge.conv_out(merge.unpatch(x))
 
 
@@ -852,6 +859,102 @@ def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute) -> Tensor:
     return cast.conv(cnrdb.conv_out, buf.permute(0, 3, 1, 2)).to(cast.wide).mul_(0.2).add_(x)
 
 
+class RowBands:
+    """Stage 3 on a busy machine: each step of a block over row bands, the bands side by side on single-thread workers.
+
+    Stage 3 is one chain of operators. On a quiet machine each runs on all
+    threads; beside busy processes every operator's barrier waits for a
+    descheduled thread, so the thread policy gives it one thread, about two
+    thirds of a core with two busy processes on two cores. Here the point-wise
+    steps of a block (depth-wise convolution, LayerNorm, expansion and SiLU;
+    GRN normalisation, projection and residual; the CNRDB's projections and
+    fusion convolution) run band by band, ``COUNT`` bands per map, taken by
+    whichever worker is free: a descheduled worker holds up one band, not
+    every operator. The GRN's window statistics, which need the whole map,
+    stay on the calling thread. Every band computes what the whole map would
+    (same operators, same order per pixel): the bits are the same.
+    """
+
+    COUNT = 8
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.grad, self.inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def run(self, step: Callable[[int, int], None], h: int) -> None:
+        """``step(r0, r1)`` for the bands of ``h`` rows."""
+
+        def one(band: tuple[int, int]) -> None:
+            torch.set_num_threads(1)
+            with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
+                step(*band)
+
+        n = min(self.COUNT, h)
+        list(self.pool.map(one, [(h * i // n, h * (i + 1) // n) for i in range(n)]))
+
+
+def _product_into(conv: nn.Conv2d, x: Tensor, out: Tensor) -> Tensor:
+    """``conv`` (1x1) of the (pixels, C) matrix ``x`` into ``out``, float32."""
+    w = conv.weight.flatten(1).t()
+    return torch.mm(x, w, out=out) if conv.bias is None else torch.addmm(conv.bias, x, w, out=out)
+
+
+def convnext_banded(block: ConvNeXtBlock, x: Tensor, bands: RowBands) -> Tensor:
+    """``convnext_fast`` of a (1, C, h, w) float32 map, band by band (:class:`RowBands`)."""
+    dw, ln, pw1, _, _, grn, pw2, _ = block.block
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, _, h, _ = x.shape
+    rows = x.permute(0, 2, 3, 1)
+    y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)
+    out = torch.empty_like(rows)
+    p = dw.kernel_size[0] // 2  # "same" padding of an odd kernel
+
+    def expand(r0: int, r1: int) -> None:
+        lo, hi = max(0, r0 - p), min(h, r1 + p)  # the band and the rows its windows reach
+        d = dw(x[:, :, lo:hi])[:, :, r0 - lo : r1 - lo].permute(0, 2, 3, 1)
+        d = F.layer_norm(d, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
+        F.silu(_product_into(pw1, d.flatten(0, 2), y[:, r0:r1].flatten(0, 2)), inplace=True)
+
+    def project(r0: int, r1: int) -> None:
+        grn_apply_(grn, y, n, (r0, r1))
+        _product_into(pw2, y[:, r0:r1].flatten(0, 2), out[:, r0:r1].flatten(0, 2)).add_(rows[:, r0:r1].flatten(0, 2))
+
+    bands.run(expand, h)
+    n = grn_scale(grn, y)
+    bands.run(project, h)
+    return out.permute(0, 3, 1, 2)
+
+
+def cnrdb_banded(cnrdb: CNRDB, x: Tensor, bands: RowBands) -> Tensor:
+    """``cnrdb_fast`` of a (1, C, h, w) float32 map, band by band (:class:`RowBands`)."""
+    if any(layer[1].block[0].kernel_size[0] % 2 == 0 for layer in cnrdb.blocks):
+        return cnrdb_fast(cnrdb, x, Compute(x.dtype, x.dtype))
+    _, c, h, w = x.shape
+    grow = cnrdb.blocks[0][2].out_channels
+    buf = x.new_empty(1, h, w, c + grow * len(cnrdb.blocks))
+    buf[..., :c] = x.permute(0, 2, 3, 1)
+    for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
+        start = c + grow * j
+        y = x.new_empty(1, h, w, proj.out_channels)
+        bands.run(lambda r0, r1: _product_into(proj, buf[:, r0:r1, :, :start].flatten(0, 2), y[:, r0:r1].flatten(0, 2)), h)
+        z = convnext_banded(block, y.permute(0, 3, 1, 2), bands).permute(0, 2, 3, 1)
+
+        def grow_(r0: int, r1: int) -> None:
+            f = F.silu(_product_into(out, z[:, r0:r1].flatten(0, 2), z.new_empty((r1 - r0) * w, grow)), inplace=True)
+            buf[:, r0:r1, :, start : start + grow] = f.view(1, r1 - r0, w, grow)
+
+        bands.run(grow_, h)
+    fused = torch.empty_like(x)
+
+    def fuse(r0: int, r1: int) -> None:
+        lo, hi = max(0, r0 - 1), min(h, r1 + 1)
+        conv = cnrdb.conv_out(buf[:, lo:hi].permute(0, 3, 1, 2))[:, :, r0 - lo : r1 - lo]
+        torch.add(conv.mul_(0.2), x[:, :, r0:r1], out=fused[:, :, r0:r1])
+
+    bands.run(fuse, h)
+    return fused
+
+
 _ONE = torch.ones(())
 
 
@@ -862,6 +965,11 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
     mean a reduction over the innermost axis; the normalisation is folded into
     one multiply-add, x * (gamma * N + 1) + beta.
     """
+    return grn_apply_(grn, x, grn_scale(grn, x))
+
+
+def grn_scale(grn: GRN, x: Tensor) -> Tensor:
+    """gamma * N + 1 of ``grn`` for a (B, h, w, C) map, over its valid windows (not yet padded)."""
     _, h, w, _ = x.shape
     s = grn.window
     if h <= s and w <= s:
@@ -870,13 +978,26 @@ def grn_channels_last_(grn: GRN, x: Tensor) -> Tensor:
         g = _column_window_sums_(_row_square_sums(x, min(h, s)), min(w, s))
         g = g.clamp_min_(0).sqrt_()
     # gamma * N + 1 with N = G / (mean_c G + eps): two passes over G.
-    n = torch.addcmul(_ONE, g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6)), grn.gamma.view(-1), out=g)
-    # Replicate padding without materialising it: each band of x takes its edge of n by broadcasting.
+    return torch.addcmul(_ONE, g.div_(g.mean(dim=-1, keepdim=True).add_(1e-6)), grn.gamma.view(-1), out=g)
+
+
+def grn_apply_(grn: GRN, x: Tensor, n: Tensor, rows: tuple[int, int] | None = None) -> Tensor:
+    """x * n + beta over ``x``'s rows ``rows`` (default: all), in place.
+
+    Replicate padding without materialising it: each band of x takes its edge
+    of n by broadcasting.
+    """
+    _, h, w, _ = x.shape
+    r0, r1 = rows or (0, h)
     beta = grn.beta.view(-1)
     for ys, yn, ns, nn_ in _segments(h, n.shape[1]):
+        s0, s1 = max(ys, r0), min(ys + yn, r1)
+        if s0 >= s1:
+            continue
+        src = n[:, ns + s0 - ys : ns + s1 - ys] if nn_ == yn else n[:, ns : ns + 1]
         for xs, xn, ms, mn in _segments(w, n.shape[2]):
-            band = x[:, ys : ys + yn, xs : xs + xn]
-            torch.addcmul(beta, band, n[:, ns : ns + nn_, ms : ms + mn], out=band)
+            band = x[:, s0:s1, xs : xs + xn]
+            torch.addcmul(beta, band, src[:, :, ms : ms + mn], out=band)
     return x
 
 

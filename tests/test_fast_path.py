@@ -254,19 +254,28 @@ def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, 
     """The thread count follows the load; the output must not (a server's scores to the last digit)."""
     from harness.models import flowcnrdb
 
+    import threading
+
     model = _randomise(create_model(name), std=0.05).eval().set_precision(dtype)
+    model.frame_threads = 2
     monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
+    dw = model.merge_model.blocks[0].blocks[0][1].block[0]
+    threads: list[str] = []
+    dw.register_forward_pre_hook(lambda m, a: threads.append(threading.current_thread().name))
     torch.manual_seed(1)
     x = torch.rand(1, 9, *size) * 2
     before = torch.get_num_threads()
-    runs = []
+    runs, banded = [], []
     try:
-        for idle in (2.0, 0.5):  # quiet: two threads; busy: one
+        for idle in (2.0, 0.5):  # quiet: two threads; busy: one, and in float32 stage 3 over row bands side by side
             monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window, idle=idle: idle)
             torch.set_num_threads(2)
+            threads.clear()
             with torch.inference_mode():
                 runs.append(model(x, return_intermediates=True))
+            banded.append(sum(name.startswith("row-bands") for name in threads))
     finally:
         torch.set_num_threads(before)
+    assert banded == [0, 8 if dtype is None else 0]
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key
