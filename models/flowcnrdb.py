@@ -614,8 +614,9 @@ def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Te
     policy = threads_for_load(threads) if large else threads
     torch.set_num_threads(policy)
     run = None if workers == 1 else lambda step, starts: run_side_by_side(step, starts, workers)
-    # A busy machine: stage 3 over row bands side by side (float32, one image at a time).
+    # A busy machine: stage 3 over row bands side by side (float32, one image at a time, "same" padding of odd kernels).
     banded = workers > 1 and policy < workers and x.shape[0] == 1 and cast.dtype == cast.wide == torch.float32
+    banded = banded and model.config.merge_kernel_size % 2 == 1
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="row-bands") if banded else nullcontext() as pool:
             if pool is not None:
@@ -649,22 +650,27 @@ def run_side_by_side(step: Callable[[int], T], starts: Sequence[int], workers: i
     per thread: each step takes the caller's.
     """
     threads = torch.get_num_threads()
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
     side = len(starts) - len(starts) % workers
-
-    def one(i: int) -> T:
-        torch.set_num_threads(1)
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-            return step(i)
-
     results: list[T] = []
     if side:
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="burst-frames") as pool:
-                results = list(pool.map(one, starts[:side]))
+                results = list(pool.map(on_one_thread(step), starts[:side]))
         finally:
             torch.set_num_threads(threads)  # the math libraries' counts are process-wide: the caller's again
     return results + [step(i) for i in starts[side:]]
+
+
+def on_one_thread(step: Callable[..., T]) -> Callable[..., T]:
+    """``step`` for a worker thread: one intra-op thread, and the calling thread's grad and inference mode (both per thread)."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def one(*args: object) -> T:
+        torch.set_num_threads(1)
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return step(*args)
+
+    return one
 
 
 class Compute:
@@ -719,12 +725,18 @@ class Compute:
         out = rows.new_empty(rows.shape[0], w.shape[0], dtype=self.dtype)
         step = max(1, rows.shape[0]) if self.dtype == self.wide else self.ROWS
         for i in range(0, rows.shape[0], step):
-            part, dest = rows[i : i + step].to(self.dtype), out[i : i + step]
-            if b is None:
-                torch.mm(part, w.t(), out=dest)
-            else:
-                torch.addmm(b, part, w.t(), out=dest)
+            _product_into(rows[i : i + step].to(self.dtype), w, b, out[i : i + step])
         return out.view(*x.shape[:-1], w.shape[0])
+
+
+def _product_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
+    """x @ w.T (+ b) of a (pixels, C) matrix, written into ``out``."""
+    return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
+
+
+def _conv1x1_into(conv: nn.Conv2d, x: Tensor, out: Tensor) -> Tensor:
+    """``conv`` (1x1, float32) of a (pixels, C) matrix, written into ``out``."""
+    return _product_into(x, conv.weight.flatten(1), conv.bias, out)
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -880,24 +892,12 @@ class RowBands:
 
     def __init__(self, pool: ThreadPoolExecutor) -> None:
         self.pool = pool
-        self.grad, self.inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def run(self, step: Callable[[int, int], None], h: int) -> None:
         """``step(r0, r1)`` for the bands of ``h`` rows."""
-
-        def one(band: tuple[int, int]) -> None:
-            torch.set_num_threads(1)
-            with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
-                step(*band)
-
         n = min(self.COUNT, h)
-        list(self.pool.map(one, [(h * i // n, h * (i + 1) // n) for i in range(n)]))
-
-
-def _product_into(conv: nn.Conv2d, x: Tensor, out: Tensor) -> Tensor:
-    """``conv`` (1x1) of the (pixels, C) matrix ``x`` into ``out``, float32."""
-    w = conv.weight.flatten(1).t()
-    return torch.mm(x, w, out=out) if conv.bias is None else torch.addmm(conv.bias, x, w, out=out)
+        bands = [(h * i // n, h * (i + 1) // n) for i in range(n)]
+        list(self.pool.map(on_one_thread(step), *zip(*bands)))
 
 
 def convnext_banded(block: ConvNeXtBlock, x: Tensor, bands: RowBands) -> Tensor:
@@ -914,11 +914,11 @@ def convnext_banded(block: ConvNeXtBlock, x: Tensor, bands: RowBands) -> Tensor:
         lo, hi = max(0, r0 - p), min(h, r1 + p)  # the band and the rows its windows reach
         d = dw(x[:, :, lo:hi])[:, :, r0 - lo : r1 - lo].permute(0, 2, 3, 1)
         d = F.layer_norm(d, ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
-        F.silu(_product_into(pw1, d.flatten(0, 2), y[:, r0:r1].flatten(0, 2)), inplace=True)
+        F.silu(_conv1x1_into(pw1, d.flatten(0, 2), y[:, r0:r1].flatten(0, 2)), inplace=True)
 
     def project(r0: int, r1: int) -> None:
         grn_apply_(grn, y, n, (r0, r1))
-        _product_into(pw2, y[:, r0:r1].flatten(0, 2), out[:, r0:r1].flatten(0, 2)).add_(rows[:, r0:r1].flatten(0, 2))
+        _conv1x1_into(pw2, y[:, r0:r1].flatten(0, 2), out[:, r0:r1].flatten(0, 2)).add_(rows[:, r0:r1].flatten(0, 2))
 
     bands.run(expand, h)
     n = grn_scale(grn, y)
@@ -928,8 +928,6 @@ def convnext_banded(block: ConvNeXtBlock, x: Tensor, bands: RowBands) -> Tensor:
 
 def cnrdb_banded(cnrdb: CNRDB, x: Tensor, bands: RowBands) -> Tensor:
     """``cnrdb_fast`` of a (1, C, h, w) float32 map, band by band (:class:`RowBands`)."""
-    if any(layer[1].block[0].kernel_size[0] % 2 == 0 for layer in cnrdb.blocks):
-        return cnrdb_fast(cnrdb, x, Compute(x.dtype, x.dtype))
     _, c, h, w = x.shape
     grow = cnrdb.blocks[0][2].out_channels
     buf = x.new_empty(1, h, w, c + grow * len(cnrdb.blocks))
@@ -937,11 +935,11 @@ def cnrdb_banded(cnrdb: CNRDB, x: Tensor, bands: RowBands) -> Tensor:
     for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
         start = c + grow * j
         y = x.new_empty(1, h, w, proj.out_channels)
-        bands.run(lambda r0, r1: _product_into(proj, buf[:, r0:r1, :, :start].flatten(0, 2), y[:, r0:r1].flatten(0, 2)), h)
+        bands.run(lambda r0, r1: _conv1x1_into(proj, buf[:, r0:r1, :, :start].flatten(0, 2), y[:, r0:r1].flatten(0, 2)), h)
         z = convnext_banded(block, y.permute(0, 3, 1, 2), bands).permute(0, 2, 3, 1)
 
         def grow_(r0: int, r1: int) -> None:
-            f = F.silu(_product_into(out, z[:, r0:r1].flatten(0, 2), z.new_empty((r1 - r0) * w, grow)), inplace=True)
+            f = F.silu(_conv1x1_into(out, z[:, r0:r1].flatten(0, 2), z.new_empty((r1 - r0) * w, grow)), inplace=True)
             buf[:, r0:r1, :, start : start + grow] = f.view(1, r1 - r0, w, grow)
 
         bands.run(grow_, h)
