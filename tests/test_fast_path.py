@@ -32,6 +32,26 @@ def test_grn_channels_last_matches_faithful(shape, window):
     assert (got - want).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize(("shape", "window"), [((40, 48), 16), ((23, 64), 8), ((30, 20), 8)], ids=["even", "odd-rows", "k-spans-w"])
+def test_grn_statistics_in_chunks_of_rows_give_the_bits_of_one_piece(monkeypatch, shape, window):
+    """Large maps go through the window sums a few rows at a time (cache-sized chunks); the chunking moves no bit."""
+    from harness.models import flowcnrdb
+
+    grn = GRN(5, window)
+    torch.nn.init.normal_(grn.gamma)
+    torch.nn.init.normal_(grn.beta)
+    x = torch.randn(1, 5, *shape)
+    rows = x.permute(0, 2, 3, 1).contiguous()
+    with torch.no_grad():
+        whole = flowcnrdb.grn_scale(grn, rows)
+        row_bytes = rows[:, 0].nbytes
+        for per_chunk in (1, 2, 7):  # each chunk keeps the last row sum of the one before for the sliding window
+            monkeypatch.setattr(flowcnrdb, "GRN_CHUNK_BYTES", per_chunk * row_bytes)
+            assert torch.equal(flowcnrdb.grn_scale(grn, rows), whole), per_chunk
+        got = grn_channels_last_(grn, rows.clone()).permute(0, 3, 1, 2)
+        assert (got - grn(x)).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("size", [(64, 320), (96, 64), (32, 32)], ids=["windowed-odd-remainder", "windowed-deep-levels", "global"])
 def test_fast_equals_faithful_published_config(size):
     model = _randomise(create_model("flowcnrdb"), std=0.05).eval()
