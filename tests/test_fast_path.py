@@ -176,6 +176,24 @@ def test_bf16_matrix_products_in_row_chunks_compute_the_same(monkeypatch):
     assert torch.allclose(chunked, whole, rtol=0, atol=1e-3 * whole.abs().max().item())
 
 
+def test_products_and_projections_in_pieces_give_the_bits_of_one_piece(monkeypatch):
+    """Products go Compute.ROWS pixels at a time and each block's projection PROJECT_PIXELS at a time (for the cache); no bit moves."""
+    from harness.models import flowcnrdb
+    from harness.models.flowcnrdb import Compute
+
+    model = _randomise(create_model("flowcnrdb"), std=0.05).eval()
+    x = torch.rand(1, 9, 64, 320)
+    with torch.inference_mode():
+        monkeypatch.setattr(Compute, "ROWS", 1 << 30)
+        monkeypatch.setattr(flowcnrdb, "PROJECT_PIXELS", 1 << 30)
+        whole = model(x, return_intermediates=True)
+        monkeypatch.setattr(Compute, "ROWS", 700)  # 5120 pixels per latent map: eight pieces, the last one short
+        monkeypatch.setattr(flowcnrdb, "PROJECT_PIXELS", 480)  # three rows of 160 at a time
+        pieces = model(x, return_intermediates=True)
+    for key in whole:
+        assert torch.equal(pieces[key], whole[key]), key
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
