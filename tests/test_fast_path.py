@@ -64,6 +64,19 @@ def test_fast_equals_faithful_published_config(size):
         assert (fast[name] - slow[name]).abs().max() / scale < 1e-4, name
 
 
+def test_fast_equals_faithful_for_a_batch_of_two():
+    """Batches keep each map in one piece (a piece of rows of a batch is no single matrix) and still match."""
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
+    x = torch.rand(2, 9, 64, 320)
+    with torch.no_grad():
+        fast = model(x)
+        slow = model.set_fast(False)(x)
+        alone = model.set_fast(True)(x[1:])
+    scale = slow.abs().max().clamp_min(1.0)
+    assert (fast - slow).abs().max() / scale < 1e-4
+    assert (fast[1:] - alone).abs().max() / scale < 1e-5
+
+
 def test_fast_equals_faithful_with_reference_weights(shared_fixtures):
     ref = torch.load(shared_fixtures / "flowcnrdb_reference_tiny.pt", weights_only=True)
     model = FlowCNRDB(FlowCNRDBConfig(**ref["config"])).eval()
