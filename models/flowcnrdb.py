@@ -858,7 +858,7 @@ def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute, bands: RowBand
     window statistics are known, its normalisation, the projection and the
     residual sum go ``PROJECT_PIXELS`` at a time, each piece of the expanded
     map read back from cache instead of memory (measured, one block on a
-    384 x 768 x 64 map: 156 -> 141 ms; 384 x 768 x 32: 82 -> 73 ms).
+    384 x 768 x 64 map: 159 -> 153 ms; 384 x 768 x 32: 87 -> 76 ms).
     With ``bands`` (a busy machine, float32, one image) each of those steps
     goes band by band on the band workers instead, the depth-wise
     convolution with the rows its windows reach (:class:`RowBands`). Each
