@@ -184,7 +184,7 @@ def test_bf16_matrix_products_in_row_chunks_compute_the_same(monkeypatch):
     x = torch.rand(1, 9, 64, 320)
     with torch.inference_mode():
         whole = model(x)
-        monkeypatch.setattr(Compute, "ROWS", 1000)  # 5120 pixels per latent map: six chunks, the last one short
+        monkeypatch.setattr(Compute, "REDUCED_ROWS", 1000)  # 5120 pixels per latent map: six chunks, the last one short
         chunked = model(x)
     assert torch.allclose(chunked, whole, rtol=0, atol=1e-3 * whole.abs().max().item())
 
