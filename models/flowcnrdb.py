@@ -852,7 +852,7 @@ def _merge_fast(merge: MergeModel, x: Tensor, cast: Compute, bands: RowBands | N
     x = Compute(cast.wide, cast.wide).linear(merge.conv_in, x.flatten(2).transpose(1, 2))  # (B, h*w, base)
     x = x.view(b, h, w, -1).permute(0, 3, 1, 2)
     for block in merge.blocks:
-        x = cnrdb_fast(block, x, cast) if bands is None else cnrdb_banded(block, x, cast, bands)
+        x = cnrdb_fast(block, x, cast, bands)
     return merge.conv_out(merge.unpatch(x))
 
 
@@ -891,7 +891,7 @@ def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute, bands: RowBand
     else:
         bands.run(expand, h)
     n = grn_scale(grn, y)
-    (bands.run if bands is not None else in_row_pieces(b, w))(project, h)
+    (in_row_pieces(b, w) if bands is None else bands.run)(project, h)
     return out.permute(0, 3, 1, 2)
 
 
@@ -914,18 +914,38 @@ def _layer_norm(ln: LayerNorm2d, d: Tensor) -> Tensor:
     return F.layer_norm(d.permute(0, 2, 3, 1), ln.norm.normalized_shape, ln.norm.weight, ln.norm.bias, ln.norm.eps)
 
 
-def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute) -> Tensor:
-    """``cnrdb(x)``: the dense features grow in one channels-last buffer, no concatenations."""
+def cnrdb_fast(cnrdb: CNRDB, x: Tensor, cast: Compute, bands: RowBands | None = None) -> Tensor:
+    """``cnrdb(x)``: the dense features grow in one channels-last buffer, no concatenations.
+
+    With ``bands`` (a busy machine, float32, one image) every step goes band by
+    band on the band workers, the fusion convolution with the row its 3x3
+    window reaches on either side (:class:`RowBands`); the same bits.
+    """
     b, c, h, w = x.shape
     grow = cnrdb.blocks[0][2].out_channels
+    run = _whole if bands is None else bands.run
     buf = x.new_empty(b, h, w, c + grow * len(cnrdb.blocks), dtype=cast.dtype)
     buf[..., :c] = x.permute(0, 2, 3, 1)
     for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
         start = c + grow * j
-        y = cast.linear(proj, buf[..., :start])
-        y = convnext_fast(block, y.permute(0, 3, 1, 2), cast).permute(0, 2, 3, 1)
-        cast.linear_into(out, y, buf[..., start : start + grow], silu=True)
-    return cast.conv(cnrdb.conv_out, buf.permute(0, 3, 1, 2)).to(cast.wide).mul_(0.2).add_(x)
+        y = x.new_empty(b, h, w, proj.out_channels, dtype=cast.wide)
+        run(lambda r0, r1: cast.linear_into(proj, buf[:, r0:r1, :, :start], y[:, r0:r1]), h)
+        z = convnext_fast(block, y.permute(0, 3, 1, 2), cast, bands).permute(0, 2, 3, 1)
+        run(lambda r0, r1: cast.linear_into(out, z[:, r0:r1], buf[:, r0:r1, :, start : start + grow], silu=True), h)
+    fused = torch.empty_like(x)
+
+    def fuse(r0: int, r1: int) -> None:
+        lo, hi = max(0, r0 - 1), min(h, r1 + 1)
+        conv = cast.conv(cnrdb.conv_out, buf[:, lo:hi].permute(0, 3, 1, 2))[:, :, r0 - lo : r1 - lo].to(cast.wide)
+        torch.add(conv.mul_(0.2), x[:, :, r0:r1], out=fused[:, :, r0:r1])
+
+    run(fuse, h)
+    return fused
+
+
+def _whole(step: Callable[[int, int], None], h: int) -> None:
+    """``step`` over all ``h`` rows at once (the quiet machine's runner)."""
+    step(0, h)
 
 
 class RowBands:
@@ -954,29 +974,6 @@ class RowBands:
         n = min(self.COUNT, h)
         bands = [(h * i // n, h * (i + 1) // n) for i in range(n)]
         list(self.pool.map(on_one_thread(step), *zip(*bands)))
-
-
-def cnrdb_banded(cnrdb: CNRDB, x: Tensor, cast: Compute, bands: RowBands) -> Tensor:
-    """``cnrdb_fast`` of a (1, C, h, w) float32 map, band by band (:class:`RowBands`)."""
-    _, c, h, w = x.shape
-    grow = cnrdb.blocks[0][2].out_channels
-    buf = x.new_empty(1, h, w, c + grow * len(cnrdb.blocks))
-    buf[..., :c] = x.permute(0, 2, 3, 1)
-    for j, (proj, block, out, _) in enumerate(cnrdb.blocks):
-        start = c + grow * j
-        y = x.new_empty(1, h, w, proj.out_channels)
-        bands.run(lambda r0, r1: cast.linear_into(proj, buf[:, r0:r1, :, :start], y[:, r0:r1]), h)
-        z = convnext_fast(block, y.permute(0, 3, 1, 2), cast, bands).permute(0, 2, 3, 1)
-        bands.run(lambda r0, r1: cast.linear_into(out, z[:, r0:r1], buf[:, r0:r1, :, start : start + grow], silu=True), h)
-    fused = torch.empty_like(x)
-
-    def fuse(r0: int, r1: int) -> None:
-        lo, hi = max(0, r0 - 1), min(h, r1 + 1)
-        conv = cnrdb.conv_out(buf[:, lo:hi].permute(0, 3, 1, 2))[:, :, r0 - lo : r1 - lo]
-        torch.add(conv.mul_(0.2), x[:, :, r0:r1], out=fused[:, :, r0:r1])
-
-    bands.run(fuse, h)
-    return fused
 
 
 _ONE = torch.ones(())
