@@ -207,6 +207,32 @@ def test_products_and_projections_in_pieces_give_the_bits_of_one_piece(monkeypat
         assert torch.equal(pieces[key], whole[key]), key
 
 
+def test_a_cnrdb_layer_folds_projection_residual_and_output_conv_into_two_products():
+    """silu(out(block(y))) without forming block(y): float32 rounding away from the layer itself, folded weights alike on any thread count."""
+    from harness.models.flowcnrdb import Compute, DenseLayer, convnext_fast, fold_projection
+
+    layer = _randomise(DenseLayer(96, 64, 32, 7, 2.0, 16, 0.0), std=0.1).eval()
+    _, block, out, _ = layer
+    y = torch.randn(1, 64, 40, 48).contiguous(memory_format=torch.channels_last)
+    into = torch.full((1, 40, 48, 32), float("nan"))
+    with torch.inference_mode():
+        unfolded = torch.nn.functional.silu(out(block(y)))
+        folded = convnext_fast(block, y, Compute(torch.float32, torch.float32), then=(out, into))
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            one = fold_projection(block.block[6], out, torch.float32)
+            torch.set_num_threads(2)
+            two = fold_projection(block.block[6], out, torch.float32)
+        finally:
+            torch.set_num_threads(before)
+    assert folded.data_ptr() == into.data_ptr() and folded.shape == (1, 32, 40, 48)
+    assert (folded - unfolded).abs().max() <= 1e-5 * unfolded.abs().max()
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    w2, wc = block.block[6].weight.flatten(1).double(), out.weight.flatten(1).double()
+    assert torch.equal(one[0], (wc @ w2).float()) and one[0].shape == (32, 128)
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
