@@ -276,6 +276,10 @@ def test_large_frames_go_through_stages_1_and_2_side_by_side_on_single_threads(m
     merges: list[int] = []
     model.stem.patch.register_forward_pre_hook(lambda m, a: stems.append((threading.current_thread().name, torch.get_num_threads())))
     model.merge_model.conv_out.register_forward_pre_hook(lambda m, a: merges.append(torch.get_num_threads()))
+    aligns: list[tuple[str, int]] = []
+    model.reg_model.unet.conv_out.register_forward_pre_hook(
+        lambda m, a: aligns.append((threading.current_thread().name, torch.get_num_threads()))
+    )
     monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
     monkeypatch.setattr(flowcnrdb, "idle_cpus", lambda window: 2.0)
     model.frame_threads = 2
@@ -289,9 +293,11 @@ def test_large_frames_go_through_stages_1_and_2_side_by_side_on_single_threads(m
     finally:
         torch.set_num_threads(before)
     side = [name for name, _ in stems if name.startswith("burst-frames")]
-    # Frame 0's stem first and the ninth frame last on the calling thread; frames 0-7 two at a time, one thread each.
-    assert len(stems) == 9 and len(side) == 7 and stems[0][0] == stems[-1][0] == threading.main_thread().name
+    # Frame 0's stem first on the calling thread; frames 1-8 on the workers, one thread each (the ninth frame's
+    # stage 1 by the first worker free after the last round); stage 2 of frames 0-7 there, of the ninth here.
+    assert len(stems) == 9 and len(side) == 8 and stems[0][0] == threading.main_thread().name
     assert {n for name, n in stems if name.startswith("burst-frames")} == {1} and merges == [2]
+    assert [name.startswith("burst-frames") for name, _ in aligns] == [True] * 8 + [False] and aligns[-1][1] == 2
     with torch.no_grad():
         slow = model.set_fast(False)(x, return_intermediates=True)
     for key in slow:
@@ -304,22 +310,31 @@ def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_t
 
     from harness.models.flowcnrdb import run_side_by_side
 
+    def first(i: int) -> tuple[int, str, int]:
+        return i, threading.current_thread().name, torch.get_num_threads()
+
+    def then(i: int, f: tuple[int, str, int]) -> tuple[int, tuple[int, str, int], str, bool, int]:
+        return i, f, threading.current_thread().name, torch.is_inference_mode_enabled(), torch.get_num_threads()
+
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    main = threading.main_thread().name
     try:
         with torch.inference_mode():
-            seen = run_side_by_side(lambda i: (i, torch.is_inference_mode_enabled(), torch.get_num_threads()), range(0, 9, 2), 2)
-        assert [s[0] for s in seen] == [0, 2, 4, 6, 8] and all(s[1] for s in seen)
-        assert [s[2] for s in seen] == [1, 1, 1, 1, 2]  # the fifth step does not fill a round: the caller's threads
-        assert run_side_by_side(lambda i: threading.current_thread().name, [0], 2) == [threading.main_thread().name]
+            seen = run_side_by_side(first, then, range(0, 9, 2), 2)
+        assert [s[0] for s in seen] == [0, 2, 4, 6, 8] and [s[1][0] for s in seen] == [0, 2, 4, 6, 8] and all(s[3] for s in seen)
+        assert [s[4] for s in seen] == [1, 1, 1, 1, 2]  # the fifth step does not fill a round: its second part on the caller's threads
+        assert all(s[1][1].startswith("burst-frames") and s[1][2] == 1 for s in seen)  # every first part on a worker
+        assert [s[2] == main for s in seen] == [False] * 4 + [True]
+        assert run_side_by_side(first, then, [0], 2) == [(0, (0, main, 2), main, False, 2)]
 
-        def fails(i: int) -> int:
+        def fails(i: int, f: object) -> int:
             if i == 3:
                 raise ValueError("frame 3")
             return i
 
         with pytest.raises(ValueError, match="frame 3"):
-            run_side_by_side(fails, range(6), 2)
+            run_side_by_side(lambda i: i, fails, range(6), 2)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
