@@ -233,6 +233,30 @@ def test_a_cnrdb_layer_folds_projection_residual_and_output_conv_into_two_produc
     assert torch.equal(one[0], (wc @ w2).float()) and one[0].shape == (32, 128)
 
 
+@pytest.mark.parametrize("name", ["flowcnrdb_tiny", "flowcnrdb_homography"])
+def test_stage_2_convolves_the_reference_once_per_burst_and_each_frame_alone(name):
+    """concat(z_ref, z) -> conv_in is split: the reference's share once, then each frame's own channels."""
+    model = _randomise(create_model(name), std=0.05).eval()
+    conv = model.reg_model.unet.conv_in
+    seen: list[tuple[int, int]] = []
+    inner = conv._conv_forward
+
+    def record(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        seen.append((x.shape[0], x.shape[1]))
+        return inner(x, weight, bias)
+
+    conv._conv_forward = record
+    x = torch.rand(2, 9, 64, 64)
+    with torch.inference_mode():
+        fast = model(x)
+        c = model.config.stem_width
+        assert seen == [(2, c)] + [(2, c)] * 9  # the reference of each burst, then frame by frame
+        seen.clear()
+        slow = model.set_fast(False)(x)
+        assert seen == [(18, 2 * c)]  # the faithful path: the concatenation, all frames at once
+    assert (fast - slow).abs().max() < 1e-4
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
