@@ -933,7 +933,7 @@ def convnext_fast(
     y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)
     out = torch.empty_like(rows) if then is None else then[1]
     terms = None if then is None else fold_projection(pw2, then[0], cast.dtype)
-    p = dw.kernel_size[0] // 2  # "same" padding of an odd kernel (bands only)
+    p = dw.kernel_size[0] // 2  # "same" padding of an odd kernel (rows a band's windows reach)
 
     def expand(r0: int, r1: int) -> None:
         lo, hi = max(0, r0 - p), min(h, r1 + p)  # the band and the rows its windows reach
@@ -947,10 +947,7 @@ def convnext_fast(
             wg, wx, bias = terms
             cast.products_into([(y[:, r0:r1], wg), (rows[:, r0:r1], wx)], bias, out[:, r0:r1], silu=True)
 
-    if bands is None:
-        cast.linear_into(pw1, _layer_norm(ln, dw(x)), y, silu=True)
-    else:
-        bands.run(expand, h)
+    (_whole if bands is None else bands.run)(expand, h)
     n = grn_scale(grn, y)
     (in_row_pieces(b, w) if bands is None else bands.run)(project, h)
     return out.permute(0, 3, 1, 2)
