@@ -4,7 +4,8 @@ Each measured configuration runs in a fresh process (so one model's peak memory 
 ``warmup`` untimed forward passes, then ``repeats`` timed ones on one seeded random burst under
 ``torch.inference_mode`` (CUDA events and synchronisation on a GPU); the median and inter-quartile range of
 the timed passes, and the peak memory (the process's RSS high-water mark on the CPU,
-``max_memory_allocated`` on a GPU). The machine is described (CPU model, cores, threads used, torch version,
+``max_memory_allocated`` on a GPU), with the allocator settings it ran under (:mod:`harness.allocator`:
+each worker starts with glibc's thread cache off). The machine is described (CPU model, cores, threads used, torch version,
 load average at start) and a busy machine is named in a warning: its figures are not a quiet machine's.
 Weights are ``--weights`` (or a submission's own), else seeded random weights of realistic scale.
 ``precision`` bf16 runs the model in bfloat16 (``harness.inference.precision_mode``). ``compare_faithful``
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.allocator import without_tcache
 from harness.challenge import IMAGE_SIZE, NUM_FRAMES
 from harness.errors import HarnessError
 from harness.inference import Device, Precision, check_precision, precision_mode, resolve_device
@@ -68,10 +70,10 @@ def machine() -> dict[str, Any]:
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One configuration, in this (fresh) process: build, warm up, time, measure, save the output."""
-    from harness.allocator import keep_freed_memory
+    from harness.allocator import describe, keep_freed_memory
     from harness.sources import parse_model_args, resolve_model
 
-    keep_freed_memory()
+    allocator = describe(keep_freed_memory())
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -96,7 +98,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         with torch.inference_mode():
             out = model(x).float().cpu()
     torch.save(out, spec["output"])
-    return {"path": spec["path"], "precision": precision.value, "seconds": seconds, "peak_memory_mb": _peak_mb(device), "threads": torch.get_num_threads()}
+    return {"path": spec["path"], "precision": precision.value, "seconds": seconds, "peak_memory_mb": _peak_mb(device), "threads": torch.get_num_threads(),
+            "allocator": allocator}
 
 
 def _timed(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -133,7 +136,8 @@ def _measure(cfg: BenchConfig, path: str, device: torch.device, output: Path) ->
             "weights": cfg.weights, "precision": cfg.precision.value,
             "device": str(device), "size": list(cfg.size), "warmup": cfg.warmup, "repeats": cfg.repeats, "path": path,
             "output": str(output)}
-    proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True,
+                          env=without_tcache(os.environ))  # None (inherit) when already set
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"bench of {cfg.model} ({path} path) failed: {last}")

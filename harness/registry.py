@@ -93,14 +93,21 @@ def register_model(
     return wrap
 
 
+def _registered() -> dict[str, ModelEntry]:
+    """Every registered model; the built-in variants (:mod:`harness.variants`) register themselves on first use."""
+    import harness.variants  # noqa: F401
+
+    return _REGISTRY
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _registered() if fnmatch.fnmatch(n, pattern))
 
 
 def model_entry(name: str) -> ModelEntry:
     try:
-        return _REGISTRY[name]
+        return _registered()[name]
     except KeyError:
         raise HarnessError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
 

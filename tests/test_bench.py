@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 
 from clihelp import invoke
 
@@ -19,6 +20,8 @@ def test_bench_json_document_and_faithful_comparison():
     for run in doc["runs"]:
         assert len(run["seconds"]) == 3 and run["threads"] == 1 and run["peak_memory_mb"] > 0
         assert run["median_seconds"] == sorted(run["seconds"])[1] and run["iqr_seconds"] >= 0
+        if platform.libc_ver()[0] == "glibc":  # each worker starts with glibc's thread cache off (harness.allocator)
+            assert run["allocator"] == "glibc: freed memory kept, one arena, no fast bins, no thread cache"
     assert 0 < doc["faithful_max_abs_diff"] < 1e-4  # seeded weights of realistic scale: the paths really compute
 
 

@@ -39,6 +39,7 @@ def bench_cmd(
         return
     m = doc["machine"]
     console.print(f"{model} at {size} on {doc['device']} ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
+    console.print(f"  allocator: {doc['runs'][0]['allocator']}")
     for run in doc["runs"]:
         console.print(f"  {run['path']:>8} {run['precision']}: median {run['median_seconds']:.3f} s (IQR {run['iqr_seconds']:.3f} s) over "
                       f"{len(run['seconds'])} pass(es), {run['threads']} thread(s), peak memory {run['peak_memory_mb']:.0f} MB")
