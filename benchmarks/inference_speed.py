@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
+from harness.allocator import without_tcache
 from harness.cli.common import parse_size
 
 CHILD = r"""
 import json, sys, time, torch
 from harness import create_model
 from harness.allocator import keep_freed_memory
-keep_freed_memory()  # as the harness's CLI does
+keep_freed_memory()  # as the harness's CLI does (the parent gives it glibc's thread cache off, as well)
 name, h, w, fast, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
 if threads:
     torch.set_num_threads(threads)
@@ -42,7 +44,7 @@ print(json.dumps({"seconds": seconds, "peak_gb": int(hwm.split()[1]) / 1024**2})
 
 def run(model: str, h: int, w: int, fast: bool, threads: int, out: str) -> dict[str, float]:
     proc = subprocess.run([sys.executable, "-c", CHILD, model, str(h), str(w), "1" if fast else "0", str(threads), out],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=without_tcache(os.environ))  # as the harness's CLI runs
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
