@@ -11,15 +11,17 @@ arena: a thread's own arena keeps what it freed for that thread alone, so FlowCN
 every model it runs (the published code's as well) gets it.
 
 Kept freed memory must also be reusable. torch asks for 64-byte aligned blocks, and glibc's memalign
-(before 2.38) cuts each from a larger free chunk, handing the few bytes before and after back as tiny
-free chunks. Those land in the thread cache (tcache) or the fast bins, which never merge with their
-neighbours, so when the large block is freed its hole is exactly its own size, too small for the next
-aligned request of that size; that request extends the heap. In a bfloat16 forward, whose many
-temporaries come and go between threads, this made the peak vary from run to run (measured with an
-allocation trace at 384x768: 392 MB live at most, peak resident 1.1-2.4 GB in eight runs; full size
-3.1 and 4.6 GB). With neither (``mallopt`` turns the fast bins off; the thread cache has no ``mallopt`` setting,
-only the ``GLIBC_TUNABLES`` environment variable, read when the process starts) the tiny chunks merge
-back at once: 0.79-0.93 GB in four runs at 384x768, 2.09 and 2.22 GB at full size, no slower.
+(before 2.38) cuts each from a larger free chunk, handing the few bytes before and after back as
+tiny free chunks. Those land in the thread cache (tcache) or the fast bins, where they stay marked
+in use instead of merging with their free neighbours, so when the large block is freed its hole is
+exactly its own size (its neighbours look taken), too small for the next aligned request of that
+size; that request extends the heap. In a bfloat16 forward, whose many temporaries come and go
+between threads, this made the peak vary from run to run (measured with an allocation trace at
+384x768: 392 MB live at most, peak resident 1.1-2.4 GB in eight runs; full size 3.1 and 4.6 GB).
+With neither (``mallopt`` turns the fast bins off; the thread cache has no ``mallopt`` setting, only
+the ``GLIBC_TUNABLES`` environment variable, read when the process starts) the tiny chunks merge
+back at once: 0.82-0.86 GB against 1.41-2.26 GB in four runs each at 384x768
+(``benchmarks/allocator_peaks.py``), 2.09 and 2.22 GB at full size, no slower.
 :func:`relaunch_without_tcache` restarts the ``harness`` command once with that variable set (before
 anything heavy is imported); ``harness bench`` starts its workers with it.
 """
