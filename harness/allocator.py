@@ -54,7 +54,7 @@ def without_tcache(environ: Mapping[str, str]) -> dict[str, str] | None:
     """``environ`` with glibc's thread cache turned off (``GLIBC_TUNABLES``), or None when there is nothing
     to change: not glibc, or the variable already sets the cache (a user's own choice is kept)."""
     tunables = environ.get("GLIBC_TUNABLES", "")
-    if _glibc() is None or any(item.split("=")[0] == TCACHE_COUNT for item in tunables.split(":")):
+    if _glibc() is None or TCACHE_COUNT in _parsed(tunables):
         return None
     return {**environ, "GLIBC_TUNABLES": ":".join(filter(None, (tunables, f"{TCACHE_COUNT}=0")))}
 
@@ -74,7 +74,12 @@ def tcache_off() -> bool:
     except OSError:
         return False
     tunables = next((v[len(b"GLIBC_TUNABLES="):].decode() for v in start if v.startswith(b"GLIBC_TUNABLES=")), "")
-    return f"{TCACHE_COUNT}=0" in tunables.split(":")
+    return _parsed(tunables).get(TCACHE_COUNT) == "0"
+
+
+def _parsed(tunables: str) -> dict[str, str]:
+    """``GLIBC_TUNABLES``'s ``name=value:name=value`` as a mapping."""
+    return dict(item.partition("=")[::2] for item in tunables.split(":") if item)
 
 
 def describe(kept: bool) -> str:

@@ -48,6 +48,9 @@ libc.malloc.restype = ctypes.c_void_p; libc.malloc.argtypes = [ctypes.c_size_t];
 libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
 def aligned(n):  # as torch allocates a tensor
     p = ctypes.c_void_p(); assert libc.posix_memalign(ctypes.byref(p), 64, n) == 0; return p.value
+# Empty the thread cache's bins (7 chunks each) first: a full bin lets crumbs merge, so otherwise what the
+# process happened to cache before would decide how far the heap grows (6 to 17 blocks, by environment).
+held = [libc.malloc(n) for n in range(8, 1032, 16) for _ in range(7)]
 N, seen = 8 << 20, []
 prev = aligned(N)
 for _ in range(80):  # two 8 MiB blocks alive at a time, small blocks coming and going between them
