@@ -257,6 +257,59 @@ def test_stage_2_convolves_the_reference_once_per_burst_and_each_frame_alone(nam
     assert (fast - slow).abs().max() < 1e-4
 
 
+def test_stage_2_of_a_one_image_burst_stays_channels_last(monkeypatch):
+    """A batch of one may carry any batch stride; the fast path gives stage 2 the dense one, so oneDNN keeps channels last.
+
+    With the batch stride that splitting and merging the (B, frames) view
+    leaves (C), oneDNN took each frame's latent for planar: its first
+    convolution and the U-Net's first blocks ran planar, with copies to and fro.
+    """
+    from harness.models import flowcnrdb
+
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
+    conv = model.reg_model.unet.conv_in
+    outputs: list[torch.Tensor] = []
+    inner = conv._conv_forward
+
+    def record(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        outputs.append(inner(x, weight, bias))
+        return outputs[-1]
+
+    conv._conv_forward = record
+    planar: list[str] = []
+    block = flowcnrdb.convnext_fast
+
+    def spy(b: torch.nn.Module, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last) or x.stride(0) != x[0].numel():
+            planar.append(f"{tuple(x.shape)} {x.stride()}")
+        return block(b, x, *args, **kwargs)
+
+    monkeypatch.setattr(flowcnrdb, "convnext_fast", spy)
+    x = torch.rand(1, 9, 64, 128)
+    with torch.inference_mode():
+        fast = model(x)
+    assert len(outputs) == 10  # the reference's share, then each frame
+    assert all(y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous() for y in outputs)
+    assert len(planar) == 9, planar  # only each frame's first stem block, after the patch convolution (one input channel)
+    with torch.inference_mode():
+        assert (fast - model.set_fast(False)(x)).abs().max() < 1e-4
+
+
+def test_one_image_strides_is_the_same_memory_with_the_dense_batch_stride():
+    from harness.models.flowcnrdb import one_image_strides
+
+    dense = torch.rand(1, 6, 8, 4).contiguous(memory_format=torch.channels_last)
+    split_and_merged = dense.unflatten(0, (1, 1)).flatten(0, 1)  # a burst's (B, frames) view, as stage 2 gets it
+    assert split_and_merged.stride() == (6, 1, 24, 6)
+    fixed = one_image_strides(split_and_merged)
+    assert fixed.stride() == dense.stride() and fixed.data_ptr() == dense.data_ptr() and torch.equal(fixed, dense)
+    assert one_image_strides(dense) is dense
+    planar = torch.rand(1, 6, 8, 4)
+    assert one_image_strides(planar) is planar
+    two = torch.rand(2, 6, 8, 4).contiguous(memory_format=torch.channels_last)
+    assert one_image_strides(two) is two
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
