@@ -612,9 +612,10 @@ def fast_path_applies(model: FlowCNRDB, x: Tensor) -> bool:
 def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Tensor | dict[str, Tensor]:
     reg = model.reg_model
     cast = Compute(model.compute_dtype or x.dtype, x.dtype)
+    frames = Compute(cast.dtype, cast.wide, fused_expansion=cast.dtype == cast.wide == torch.float32 and fused_expansion_works())
     stages = Stages(
-        stem=lambda frames: _stem_fast(model.stem, frames, cast),
-        register=None if reg is None else (lambda ref: against_reference(reg, ref, cast)),
+        stem=lambda chunk: _stem_fast(model.stem, chunk, frames),
+        register=None if reg is None else (lambda ref: against_reference(reg, ref, frames)),
         merge=lambda merge_in: _merge_fast(model.merge_model, merge_in, cast),
     )
     threads = torch.get_num_threads()
@@ -705,8 +706,9 @@ class Compute:
     ROWS = 8192  # pixels per float32 product: its output is still in cache for what follows it
     REDUCED_ROWS = 32768  # pixels per reduced-precision product (smaller pieces were 5 % slower in bfloat16)
 
-    def __init__(self, dtype: torch.dtype, wide: torch.dtype) -> None:
+    def __init__(self, dtype: torch.dtype, wide: torch.dtype, fused_expansion: bool = False) -> None:
         self.dtype, self.wide = dtype, wide
+        self.fused_expansion = fused_expansion
         self._weights: dict[int, Tensor] = {}
 
     def weight(self, p: Tensor | None) -> Tensor | None:
@@ -718,6 +720,13 @@ class Compute:
 
     def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
+
+    def expanded(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        """silu(conv(x)) of a contiguous channels-last (..., C) map as one oneDNN product with the SiLU fused.
+
+        Only with ``fused_expansion`` (float32, stages 1 and 2; see :func:`fused_expansion_works`).
+        """
+        return _fused_product(x, conv.weight.flatten(1), conv.bias, "swish")
 
     def linear(self, conv: nn.Conv2d, x: Tensor, silu: bool = False, add: Tensor | None = None) -> Tensor:
         """A 1x1 convolution on a channels-last (..., C) map, returned in the wide dtype (see :meth:`linear_into`)."""
@@ -734,7 +743,8 @@ class Compute:
         precision the pieces also bound oneDNN's buffers (full-size bfloat16
         products in one piece raised the peak memory from 2.4 to 5.8 GB).
         (oneDNN's fused product-and-SiLU or product-and-sum, ``torch.ops.mkldnn._linear_pointwise``,
-        was measured here: no faster over a full-size forward, and the peak memory rose from 2.3 to 2.9 GB.)
+        is no faster on two threads, as in stage 3; on the single-thread workers of stages 1 and 2 the
+        fused product-and-SiLU is, :func:`fused_expansion_works`.)
         """
         w = self.weight(conv.weight).flatten(1)
         return self.products_into([(x, w)], self.weight(conv.bias), out, silu, add)
@@ -779,6 +789,45 @@ class Compute:
 def _product_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
     """x @ w.T (+ b) of a (pixels, C) matrix, written into ``out``."""
     return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
+
+
+def _fused_product(x: Tensor, w: Tensor, b: Tensor | None, post: str) -> Tensor:
+    """oneDNN's x @ w.T + b with the point-wise ``post`` op applied as each piece is computed (a new tensor)."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
+
+
+_FUSED_EXPANSION: list[bool] = []  # the probe's answer, once per process
+
+
+def fused_expansion_works() -> bool:
+    """Whether oneDNN's fused product-and-SiLU exists in this torch build and agrees with ``silu(linear(x))``.
+
+    Stages 1 and 2 run on single-thread workers, where it is faster than
+    MKL's product, a piece at a time, followed by torch's SiLU (measured on one
+    thread, 384 x 768 x 32 -> 80: 41 -> 29 ms; 192 x 384 x 64 -> 128: 25 -> 20 ms;
+    one full-size forward: stages 1 and 2 17.2 -> 16.4 s). On two threads, as
+    in stage 3, it is not (384 x 768 x 64 -> 128: 44 ms either way; a full-size
+    forward 0.7 s slower with it there too), so stage 3 keeps the products.
+    Its results do not depend on the thread count (tested with the whole
+    forward), so the load still never changes a bit.
+    """
+    if not _FUSED_EXPANSION:
+        _FUSED_EXPANSION.append(_probe_fused_expansion())
+    return _FUSED_EXPANSION[0]
+
+
+def _probe_fused_expansion() -> bool:
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*shape, generator=gen) for shape in ((3, 5, 16), (40, 16), (40,)))
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        with torch.inference_mode():
+            fused = _fused_product(x, w, b, "swish")
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    expected = F.silu(F.linear(x, w, b))
+    return fused.shape == expected.shape and bool(torch.allclose(fused, expected, rtol=1e-5, atol=1e-6))
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -928,7 +977,9 @@ def convnext_fast(
     """``block(x)``: point-wise layers as matrix products in channels-last layout, a few rows at a time.
 
     The depth-wise convolution and LayerNorm go over the whole map, the
-    expansion and its SiLU ``Compute.ROWS`` pixels at a time; once the GRN's
+    expansion and its SiLU ``Compute.ROWS`` pixels at a time (with
+    ``cast.fused_expansion``, stages 1 and 2: one oneDNN product with the
+    SiLU fused, :meth:`Compute.expanded`); once the GRN's
     window statistics are known, its normalisation, the projection and the
     residual sum go ``PROJECT_PIXELS`` at a time, each piece of the expanded
     map read back from cache instead of memory (measured, one block on a
@@ -946,7 +997,6 @@ def convnext_fast(
     x = x.to(cast.wide).contiguous(memory_format=torch.channels_last)
     b, _, h, w = x.shape
     rows = x.permute(0, 2, 3, 1)  # (B, h, w, C); depth-wise, LayerNorm, GRN and the residual in the wide dtype
-    y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)
     out = torch.empty_like(rows) if then is None else then[1]
     terms = None if then is None else fold_projection(pw2, then[0], cast.dtype)
     p = dw.kernel_size[0] // 2  # "same" padding of an odd kernel (rows a band's windows reach)
@@ -963,7 +1013,11 @@ def convnext_fast(
             wg, wx, bias = terms
             cast.products_into([(y[:, r0:r1], wg), (rows[:, r0:r1], wx)], bias, out[:, r0:r1], silu=True)
 
-    (_whole if bands is None else bands.run)(expand, h)
+    if bands is None and cast.fused_expansion:
+        y = cast.expanded(pw1, _layer_norm(ln, dw(x)))
+    else:
+        y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)
+        (_whole if bands is None else bands.run)(expand, h)
     n = grn_scale(grn, y)
     (in_row_pieces(b, w) if bands is None else bands.run)(project, h)
     return out.permute(0, 3, 1, 2)

@@ -310,6 +310,48 @@ def test_one_image_strides_is_the_same_memory_with_the_dense_batch_stride():
     assert one_image_strides(two) is two
 
 
+@pytest.mark.parametrize("available", [True, False], ids=["fused", "without-onednn"])
+def test_stages_1_and_2_expand_with_onednns_fused_silu_and_stage_3_with_products(monkeypatch, available):
+    """Where oneDNN's fused product-and-SiLU works, every ConvNeXt expansion of stages 1 and 2 uses it, stage 3's none."""
+    from harness.models import flowcnrdb
+    from harness.models.flowcnrdb import Compute, ConvNeXtBlock
+
+    if available:
+        assert flowcnrdb.fused_expansion_works()  # this torch build (x86, oneDNN) has it
+    monkeypatch.setattr(flowcnrdb, "fused_expansion_works", lambda: available)
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
+    fused: list[int] = []
+    expanded = Compute.expanded
+
+    def count(self: Compute, conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        fused.append(conv.out_channels)
+        return expanded(self, conv, x)
+
+    monkeypatch.setattr(Compute, "expanded", count)
+    x = torch.rand(1, 9, 64, 128)
+    with torch.inference_mode():
+        fast = model(x)
+        slow = model.set_fast(False)(x)
+    per_frame = sum(isinstance(m, ConvNeXtBlock) for part in (model.stem, model.reg_model) for m in part.modules())
+    assert per_frame > 0 and any(isinstance(m, ConvNeXtBlock) for m in model.merge_model.modules())
+    assert len(fused) == (9 * per_frame if available else 0)  # every frame's blocks; stage 3's none
+    assert (fast - slow).abs().max() < 1e-4
+
+
+def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
+    from harness.models import flowcnrdb
+
+    def broken(*args: object) -> torch.Tensor:
+        raise RuntimeError("mkldnn_linear_pointwise: not compiled with oneDNN")
+
+    monkeypatch.setattr(flowcnrdb, "_fused_product", broken)
+    assert flowcnrdb._probe_fused_expansion() is False
+    monkeypatch.setattr(flowcnrdb, "_fused_product", lambda x, w, b, post: torch.nn.functional.linear(x, w, b))  # no SiLU
+    assert flowcnrdb._probe_fused_expansion() is False
+    monkeypatch.undo()
+    assert flowcnrdb._probe_fused_expansion() is True
+
+
 def test_threads_follow_the_idle_cpus(monkeypatch):
     from harness.models import flowcnrdb
 
@@ -418,15 +460,23 @@ def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_t
 
 
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize(("name", "size"), [("flowcnrdb", (128, 256)), ("flowcnrdb_tiny", (256, 512))])
-def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, size, dtype):
-    """The thread count follows the load; the output must not (a server's scores to the last digit)."""
+@pytest.mark.parametrize(
+    ("name", "size", "frame_threads"),
+    [("flowcnrdb", (128, 256), 2), ("flowcnrdb_tiny", (256, 512), 2), ("flowcnrdb", (128, 256), 1)],
+    ids=["flowcnrdb-side-by-side", "tiny-side-by-side", "flowcnrdb-frames-on-the-load-threads"],
+)
+def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, size, frame_threads, dtype):
+    """The thread count follows the load; the output must not (a server's scores to the last digit).
+
+    With ``frame_threads = 1`` stages 1 and 2 run on the calling thread with
+    the load's thread count too (oneDNN's fused expansion on one and on two threads).
+    """
     from harness.models import flowcnrdb
 
     import threading
 
     model = _randomise(create_model(name), std=0.05).eval().set_precision(dtype)
-    model.frame_threads = 2
+    model.frame_threads = frame_threads
     monkeypatch.setattr(flowcnrdb, "SAMPLE_LOAD_PIXELS", 1)
     dw = model.merge_model.blocks[0].blocks[0][1].block[0]
     threads: list[str] = []
@@ -445,6 +495,6 @@ def test_the_machines_load_never_changes_a_bit_of_the_result(monkeypatch, name, 
             banded.append(sum(name.startswith("row-bands") for name in threads))
     finally:
         torch.set_num_threads(before)
-    assert banded == [0, 8 if dtype is None else 0]
+    assert banded == [0, 8 if dtype is None and frame_threads > 1 else 0]
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key
