@@ -805,7 +805,7 @@ def fused_expansion_works() -> bool:
     Stages 1 and 2 run on single-thread workers, where it is faster than
     MKL's product, a piece at a time, followed by torch's SiLU (measured on one
     thread, 384 x 768 x 32 -> 80: 41 -> 29 ms; 192 x 384 x 64 -> 128: 25 -> 20 ms;
-    one full-size forward: stages 1 and 2 17.2 -> 16.4 s). On two threads, as
+    full-size forwards: stages 1 and 2 16.7-17.5 -> 16.3-16.8 s). On two threads, as
     in stage 3, it is not (384 x 768 x 64 -> 128: 44 ms either way; a full-size
     forward 0.7 s slower with it there too), so stage 3 keeps the products.
     Its results do not depend on the thread count (tested with the whole
