@@ -592,7 +592,8 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 # them), the CNRDB's dense features grown in one buffer, frames side by side through
 # stages 1 and 2 on single-thread workers, as many threads as the machine's
 # load leaves CPUs idle (never changing a bit of the result; on a busy
-# machine stage 3 goes over row bands side by side, :class:`RowBands`), and
+# machine stage 3 goes over row bands side by side, :class:`RowBands`), in
+# stages 1 and 2 each expansion and its SiLU as one oneDNN product, and
 # optionally bfloat16 matrix products (:class:`Compute`). It is taken when,
 # and only when, ``fast_path_applies``;
 # tests hold it to the faithful path within 1e-4.
