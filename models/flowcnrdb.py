@@ -28,6 +28,7 @@ submission. State-dict names follow the published checkpoint.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -727,7 +728,7 @@ class Compute:
 
         Only with ``fused_expansion`` (float32, stages 1 and 2; see :func:`fused_expansion_works`).
         """
-        return _fused_product(x, conv.weight.flatten(1), conv.bias, "swish")
+        return _fused_silu_product(x, conv.weight.flatten(1), conv.bias)
 
     def linear(self, conv: nn.Conv2d, x: Tensor, silu: bool = False, add: Tensor | None = None) -> Tensor:
         """A 1x1 convolution on a channels-last (..., C) map, returned in the wide dtype (see :meth:`linear_into`)."""
@@ -792,14 +793,12 @@ def _product_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor
     return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
 
 
-def _fused_product(x: Tensor, w: Tensor, b: Tensor | None, post: str) -> Tensor:
-    """oneDNN's x @ w.T + b with the point-wise ``post`` op applied as each piece is computed (a new tensor)."""
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")
+def _fused_silu_product(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """oneDNN's silu(x @ w.T + b), the SiLU applied as each piece is computed (a new tensor)."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "swish", [], "")
 
 
-_FUSED_EXPANSION: list[bool] = []  # the probe's answer, once per process
-
-
+@functools.cache
 def fused_expansion_works() -> bool:
     """Whether oneDNN's fused product-and-SiLU exists in this torch build and agrees with ``silu(linear(x))``.
 
@@ -810,11 +809,9 @@ def fused_expansion_works() -> bool:
     in stage 3, it is not (384 x 768 x 64 -> 128: 44 ms either way; a full-size
     forward 0.7 s slower with it there too), so stage 3 keeps the products.
     Its results do not depend on the thread count (tested with the whole
-    forward), so the load still never changes a bit.
+    forward), so the load still never changes a bit. Probed once per process.
     """
-    if not _FUSED_EXPANSION:
-        _FUSED_EXPANSION.append(_probe_fused_expansion())
-    return _FUSED_EXPANSION[0]
+    return _probe_fused_expansion()
 
 
 def _probe_fused_expansion() -> bool:
@@ -824,7 +821,7 @@ def _probe_fused_expansion() -> bool:
         if not torch.backends.mkldnn.is_available():
             return False
         with torch.inference_mode():
-            fused = _fused_product(x, w, b, "swish")
+            fused = _fused_silu_product(x, w, b)
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     expected = F.silu(F.linear(x, w, b))

@@ -348,9 +348,9 @@ def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
     def broken(*args: object) -> torch.Tensor:
         raise RuntimeError("mkldnn_linear_pointwise: not compiled with oneDNN")
 
-    monkeypatch.setattr(flowcnrdb, "_fused_product", broken)
+    monkeypatch.setattr(flowcnrdb, "_fused_silu_product", broken)
     assert flowcnrdb._probe_fused_expansion() is False
-    monkeypatch.setattr(flowcnrdb, "_fused_product", lambda x, w, b, post: torch.nn.functional.linear(x, w, b))  # no SiLU
+    monkeypatch.setattr(flowcnrdb, "_fused_silu_product", torch.nn.functional.linear)  # no SiLU
     assert flowcnrdb._probe_fused_expansion() is False
     monkeypatch.undo()
     assert flowcnrdb._probe_fused_expansion() is True
