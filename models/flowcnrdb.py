@@ -613,8 +613,10 @@ def fast_path_applies(model: FlowCNRDB, x: Tensor) -> bool:
 
 def _fast_forward(model: FlowCNRDB, x: Tensor, return_intermediates: bool) -> Tensor | dict[str, Tensor]:
     reg = model.reg_model
-    cast = Compute(model.compute_dtype or x.dtype, x.dtype)
-    frames = Compute(cast.dtype, cast.wide, fused_expansion=cast.dtype == cast.wide == torch.float32 and fused_expansion_works())
+    dtype, wide = model.compute_dtype or x.dtype, x.dtype
+    fused = fused_expansion_works(dtype)  # stages 1 and 2; stage 3 too in reduced precision (see Compute)
+    frames = Compute(dtype, wide, fused_expansion=fused)
+    cast = Compute(dtype, wide, fused_expansion=fused and dtype != wide)
     stages = Stages(
         stem=lambda chunk: _stem_fast(model.stem, chunk, frames),
         register=None if reg is None else (lambda ref: against_reference(reg, ref, frames)),
@@ -697,12 +699,21 @@ class Compute:
     """The dtypes of the fast path: ``dtype`` for matrix products and the CNRDB's fusion convolutions, ``wide`` for the rest.
 
     With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the point-wise layers
-    (matrix products) and the CNRDB's 3x3 fusion convolutions run in bfloat16;
-    everything else stays in ``wide`` (the input's dtype): residual streams,
-    depth-wise convolutions, LayerNorm and GRN statistics, the flow and the
-    warp, the other convolutions (measured: in bfloat16 oneDNN's buffers for
-    them more than doubled the peak memory for no speed). Weights are
+    (matrix products), the CNRDB's 3x3 fusion convolutions and the U-Net's
+    dense 3x3 convolutions (its skip convolutions and each frame's share of
+    its first one: twice the float32 rate on one thread, conversions
+    included) run in bfloat16; everything else stays in ``wide`` (the
+    input's dtype): residual streams, the expanded maps, depth-wise
+    convolutions, LayerNorm and GRN statistics, the flow and the warp, the
+    remaining convolutions (measured: in bfloat16 oneDNN's buffers for all
+    of them more than doubled the peak memory for no speed). Weights are
     converted once per forward. With ``dtype == wide`` every conversion is a no-op.
+
+    ``fused_expansion``: ConvNeXt expansions (1x1 and SiLU) through oneDNN's
+    fused product-and-SiLU (:func:`fused_expansion_works`), in float32 over a
+    whole map at once (:meth:`expanded`, stages 1 and 2), in reduced
+    precision ``ROWS`` pixels at a time, each piece widened into the
+    expanded map while in cache (:meth:`products_into`, every stage).
     """
 
     ROWS = 8192  # pixels per float32 product: its output is still in cache for what follows it
@@ -762,13 +773,16 @@ class Compute:
         dst = out.view(-1, out.shape[-1])
         extra = None if add is None else add.flatten(0, -2)
         direct = dst.dtype == self.dtype == self.wide
-        step = self.ROWS if self.dtype == self.wide else self.REDUCED_ROWS
+        fused = silu and len(srcs) == 1 and not direct and self.fused_expansion
+        step = self.ROWS if direct or fused else self.REDUCED_ROWS
         for i in range(0, dst.shape[0], step):
             piece = dst[i : i + step]
             y = piece if direct else None
             for k, (src, w) in enumerate(srcs):
                 part = src[i : i + step].to(self.dtype)
-                if direct and k:
+                if fused:  # the SiLU comes with the product, in float32 before the rounding to ``dtype``
+                    y = piece.copy_(_fused_silu_product(part, w, b))
+                elif direct and k:
                     piece.addmm_(part, w.t())
                 elif direct:
                     _product_into(part, w, b, piece)
@@ -779,7 +793,7 @@ class Compute:
                     else:
                         y.add_(part)
             assert y is not None  # there is at least one term
-            if silu:
+            if silu and not fused:
                 F.silu(y, inplace=True)
             elif extra is not None:
                 y.add_(extra[i : i + step])
@@ -799,33 +813,39 @@ def _fused_silu_product(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
 
 
 @functools.cache
-def fused_expansion_works() -> bool:
-    """Whether oneDNN's fused product-and-SiLU exists in this torch build and agrees with ``silu(linear(x))``.
+def fused_expansion_works(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN's fused product-and-SiLU in ``dtype`` exists in this torch build and agrees with ``silu(linear(x))``.
 
-    Stages 1 and 2 run on single-thread workers, where it is faster than
+    In float32: stages 1 and 2 run on single-thread workers, where it is faster than
     MKL's product, a piece at a time, followed by torch's SiLU (measured on one
     thread, 384 x 768 x 32 -> 80: 41 -> 29 ms; 192 x 384 x 64 -> 128: 25 -> 20 ms;
     full-size forwards: stages 1 and 2 16.7-17.5 -> 16.3-16.8 s). On two threads, as
     in stage 3, it is not (384 x 768 x 64 -> 128: 44 ms either way; a full-size
     forward 0.7 s slower with it there too), so stage 3 keeps the products.
     Its results do not depend on the thread count (tested with the whole
-    forward), so the load still never changes a bit. Probed once per process.
+    forward), so the load still never changes a bit. In bfloat16 it is
+    faster on one and on two threads, in pieces of ``Compute.ROWS`` pixels
+    (bfloat16 product, float32 SiLU, float32 expanded map: 47 -> 41 ms on
+    one thread and 28 -> 22 ms on two at 384 x 768 x 32 -> 128; stage 3 of a
+    full-size forward 11.8 -> 10.7 s), so every stage uses it there.
+    Probed once per process and dtype.
     """
-    return _probe_fused_expansion()
+    return _probe_fused_expansion(dtype)
 
 
-def _probe_fused_expansion() -> bool:
+def _probe_fused_expansion(dtype: torch.dtype = torch.float32) -> bool:
     gen = torch.Generator().manual_seed(0)
-    x, w, b = (torch.randn(*shape, generator=gen) for shape in ((3, 5, 16), (40, 16), (40,)))
+    x, w, b = (torch.randn(*shape, generator=gen).to(dtype) for shape in ((3, 5, 16), (40, 16), (40,)))
     try:
         if not torch.backends.mkldnn.is_available():
             return False
         with torch.inference_mode():
             fused = _fused_silu_product(x, w, b)
-    except (AttributeError, RuntimeError, NotImplementedError):
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError):
         return False
-    expected = F.silu(F.linear(x, w, b))
-    return fused.shape == expected.shape and bool(torch.allclose(fused, expected, rtol=1e-5, atol=1e-6))
+    expected = F.silu(F.linear(x.double(), w.double(), b.double()))  # rounded once to ``dtype`` at most
+    tol = max(torch.finfo(dtype).eps, 1e-5)
+    return fused.shape == expected.shape and fused.dtype == dtype and bool(torch.allclose(fused.double(), expected, rtol=tol, atol=1e-6))
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -908,7 +928,8 @@ def _unet_fast(unet: RegUNet, x: Tensor, cast: Compute) -> Tensor:
     wide = Compute(cast.wide, cast.wide)
     for u, level in enumerate(unet.up):
         up = wide.linear(level.upsample.proj, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # see _merge_fast
-        x = _blocks_fast(level.blocks, level.skip_conv(torch.cat([F.pixel_shuffle(up, 2), feats[-2 - u]], dim=1)), cast)
+        skip = cast.conv(level.skip_conv, torch.cat([F.pixel_shuffle(up, 2), feats[-2 - u]], dim=1)).to(cast.wide)
+        x = _blocks_fast(level.blocks, skip, cast)
     return unet.conv_out(F.silu(unet.norm_out(x)))
 
 
@@ -922,11 +943,11 @@ def against_reference(reg: nn.Module, ref: Tensor, cast: Compute) -> Callable[[T
     (measured at full size, one thread: 164 -> 71 ms per frame).
     """
     conv, c = reg.unet.conv_in, ref.shape[1]
-    w_ref, w_frame = conv.weight[:, :c].contiguous(), conv.weight[:, c:].contiguous()
+    w_ref, w_frame = conv.weight[:, :c].contiguous(), conv.weight[:, c:].to(cast.dtype, memory_format=torch.contiguous_format)
     shared = conv._conv_forward(one_image_strides(ref), w_ref, conv.bias).unsqueeze(1)  # (B, 1, C0, h, w)
 
     def register(z_ref: Tensor, z: Tensor) -> Tensor:
-        x = conv._conv_forward(one_image_strides(z), w_frame, None)  # frames of the B bursts: (B * n, C0, h, w)
+        x = conv._conv_forward(one_image_strides(z).to(cast.dtype), w_frame, None).to(cast.wide)  # the B bursts' frames: (B * n, C0, h, w)
         x.unflatten(0, (shared.shape[0], -1)).add_(shared)  # in place through a view: x keeps its strides
         if isinstance(reg, HomographyRegistration):
             return homography_flow(reg.homography_from(_unet_encode_fast(reg.unet, x, cast)), z)
@@ -1011,7 +1032,7 @@ def convnext_fast(
             wg, wx, bias = terms
             cast.products_into([(y[:, r0:r1], wg), (rows[:, r0:r1], wx)], bias, out[:, r0:r1], silu=True)
 
-    if bands is None and cast.fused_expansion:
+    if bands is None and cast.fused_expansion and cast.dtype == cast.wide:  # reduced precision: piece by piece (Compute)
         y = cast.expanded(pw1, _layer_norm(ln, dw(x)))
     else:
         y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)

@@ -161,12 +161,19 @@ def _input_dtypes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, set[torc
     return seen
 
 
-def test_bf16_runs_matrix_products_in_bf16_and_keeps_norms_grn_statistics_and_warp_in_float32():
+def test_bf16_runs_matrix_products_in_bf16_and_keeps_norms_grn_statistics_and_warp_in_float32(monkeypatch):
+    from harness.models.flowcnrdb import Compute
+
     model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
     x = torch.rand(1, 9, 64, 320)
+    convs: list[tuple[torch.nn.Conv2d, torch.dtype]] = []
+    conv = Compute.conv
+    monkeypatch.setattr(Compute, "conv", lambda self, c, t: convs.append((c, self.dtype)) or conv(self, c, t))
     with torch.inference_mode():
         want = model(x)
         got = model.set_precision(torch.bfloat16)(x)
+    skips = [level.skip_conv for level in model.reg_model.unet.up]  # the U-Net's dense 3x3 convolutions
+    assert skips and all((c, torch.bfloat16) in convs and (c, torch.float32) in convs for c in skips)
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     assert 0 < (got - want).abs().max() < 0.02 * want.abs().max()
     seen = _input_dtypes(model, x)
@@ -312,34 +319,46 @@ def test_one_image_strides_is_the_same_memory_with_the_dense_batch_stride():
     assert one_image_strides(two) is two
 
 
+@pytest.mark.parametrize("precision", [None, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("available", [True, False], ids=["fused", "without-onednn"])
-def test_stages_1_and_2_expand_with_onednns_fused_silu_and_stage_3_with_products(monkeypatch, available):
-    """Where oneDNN's fused product-and-SiLU works, every ConvNeXt expansion of stages 1 and 2 uses it, stage 3's none."""
+def test_expansions_go_through_onednns_fused_silu_where_it_pays(monkeypatch, available, precision):
+    """Where oneDNN's fused product-and-SiLU works: in float32 every ConvNeXt expansion of stages 1 and 2
+    (a whole frame at once), stage 3's none; in bfloat16 every expansion of every stage, piece by piece."""
+    from harness.inference import cpu_has_bf16
     from harness.models import flowcnrdb
-    from harness.models.flowcnrdb import Compute, ConvNeXtBlock
+    from harness.models.flowcnrdb import ConvNeXtBlock
 
-    if available and not flowcnrdb.fused_expansion_works():
+    dtype = precision or torch.float32
+    if precision is not None and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bfloat16 (the harness refuses --precision bf16 there)")
+    if available and not flowcnrdb.fused_expansion_works(dtype):
         assert platform.machine() not in ("x86_64", "AMD64"), "x86 builds of torch have oneDNN's fused product-and-SiLU"
         pytest.skip("this torch build has no oneDNN fused product-and-SiLU")
-    monkeypatch.setattr(flowcnrdb, "fused_expansion_works", lambda: available)
-    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
-    fused: list[torch.Size] = []
-    expanded = Compute.expanded
+    monkeypatch.setattr(flowcnrdb, "fused_expansion_works", lambda dtype=torch.float32: available)
+    calls: list[tuple[torch.Size, torch.dtype]] = []
+    fused_product = flowcnrdb._fused_silu_product
 
-    def count(self: Compute, conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        fused.append(x.shape)
-        return expanded(self, conv, x)
+    def count(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        calls.append((x.shape, x.dtype))
+        return fused_product(x, w, b)
 
-    monkeypatch.setattr(Compute, "expanded", count)
-    x = torch.rand(1, 9, 64, 128)
+    monkeypatch.setattr(flowcnrdb, "_fused_silu_product", count)
+    model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval().set_precision(precision)
+    x = torch.rand(1, 9, 64, 128)  # 32 x 64 latent maps: one piece of Compute.ROWS pixels per expansion
     with torch.inference_mode():
         fast = model(x)
-        slow = model.set_fast(False)(x)
+        slow = model.set_fast(False).set_precision(None)(x)
     per_frame = sum(isinstance(m, ConvNeXtBlock) for part in (model.stem, model.reg_model) for m in part.modules())
-    assert per_frame > 0 and any(isinstance(m, ConvNeXtBlock) for m in model.merge_model.modules())
-    assert len(fused) == (9 * per_frame if available else 0)  # every frame's blocks; stage 3's none
-    assert all(shape[0] == 1 for shape in fused)  # a frame at a time
-    assert (fast - slow).abs().max() < 1e-4
+    merge = sum(isinstance(m, ConvNeXtBlock) for m in model.merge_model.modules())
+    assert per_frame > 0 and merge > 0
+    if not available:
+        assert calls == []
+    elif precision is None:
+        assert len(calls) == 9 * per_frame  # every frame's blocks; stage 3's none
+        assert all(shape[0] == 1 and len(shape) == 4 and d == torch.float32 for shape, d in calls)  # a frame at a time
+    else:
+        assert len(calls) == 9 * per_frame + merge and all(len(shape) == 2 and d == torch.bfloat16 for shape, d in calls)
+    assert (fast - slow).abs().max() < (1e-4 if precision is None else 0.02 * slow.abs().max())
 
 
 def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
