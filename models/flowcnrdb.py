@@ -445,7 +445,7 @@ class FlowCNRDB(nn.Module):
     (the file's closing section; on a GPU the faithful path is already
     efficient). ``set_fast(False)`` selects the faithful, straightforward
     computation everywhere (training always uses it). ``set_precision(torch.bfloat16)``
-    runs the fast path's point-wise layers and CNRDB fusion convolutions in bfloat16.
+    runs the fast path's point-wise layers and the CNRDBs' and U-Net's 3x3 convolutions in bfloat16.
     """
 
     def __init__(self, config: FlowCNRDBConfig | None = None, **overrides: object) -> None:
@@ -476,7 +476,7 @@ class FlowCNRDB(nn.Module):
         return self
 
     def set_precision(self, dtype: torch.dtype | None = None) -> FlowCNRDB:
-        """Run the fast path's point-wise layers and CNRDB fusion convolutions in ``dtype`` (``torch.bfloat16``), or as the input (None).
+        """Run the fast path's point-wise layers, CNRDB fusion and U-Net 3x3 convolutions in ``dtype`` (bfloat16), or as the input (None).
 
         Everything else (norms, GRN statistics, residual streams, the flow and
         the warp) stays in the input's dtype (see :class:`Compute`). The faithful path ignores it
@@ -696,7 +696,7 @@ def on_one_thread(step: Callable[..., T]) -> Callable[..., T]:
 
 
 class Compute:
-    """The dtypes of the fast path: ``dtype`` for matrix products and the CNRDB's fusion convolutions, ``wide`` for the rest.
+    """The dtypes of the fast path: ``dtype`` for matrix products and the dense 3x3 convolutions named below, ``wide`` for the rest.
 
     With ``dtype`` bfloat16 (``FlowCNRDB.set_precision``) the point-wise layers
     (matrix products), the CNRDB's 3x3 fusion convolutions and the U-Net's
@@ -845,7 +845,9 @@ def _probe_fused_expansion(dtype: torch.dtype = torch.float32) -> bool:
         return False
     expected = F.silu(F.linear(x.double(), w.double(), b.double()))  # rounded once to ``dtype`` at most
     tol = max(torch.finfo(dtype).eps, 1e-5)
-    return fused.shape == expected.shape and fused.dtype == dtype and bool(torch.allclose(fused.double(), expected, rtol=tol, atol=1e-6))
+    if fused.shape != expected.shape or fused.dtype != dtype:
+        return False
+    return bool(torch.allclose(fused.double(), expected, rtol=tol, atol=1e-6))
 
 
 SAMPLE_LOAD_PIXELS = 256 * 256  # frames this large take seconds: the 50 ms load sample is worth it
@@ -947,7 +949,8 @@ def against_reference(reg: nn.Module, ref: Tensor, cast: Compute) -> Callable[[T
     shared = conv._conv_forward(one_image_strides(ref), w_ref, conv.bias).unsqueeze(1)  # (B, 1, C0, h, w)
 
     def register(z_ref: Tensor, z: Tensor) -> Tensor:
-        x = conv._conv_forward(one_image_strides(z).to(cast.dtype), w_frame, None).to(cast.wide)  # the B bursts' frames: (B * n, C0, h, w)
+        # the B bursts' frames: (B * n, C0, h, w), in reduced precision too (see Compute)
+        x = conv._conv_forward(one_image_strides(z).to(cast.dtype), w_frame, None).to(cast.wide)
         x.unflatten(0, (shared.shape[0], -1)).add_(shared)  # in place through a view: x keeps its strides
         if isinstance(reg, HomographyRegistration):
             return homography_flow(reg.homography_from(_unet_encode_fast(reg.unet, x, cast)), z)

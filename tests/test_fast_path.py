@@ -371,6 +371,9 @@ def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
     assert flowcnrdb._probe_fused_expansion() is False
     monkeypatch.setattr(flowcnrdb, "_fused_silu_product", torch.nn.functional.linear)  # no SiLU
     assert flowcnrdb._probe_fused_expansion() is False
+    widened = lambda x, w, b: torch.nn.functional.silu(torch.nn.functional.linear(x.float(), w.float(), b.float()))  # noqa: E731
+    monkeypatch.setattr(flowcnrdb, "_fused_silu_product", widened)  # right values, wrong dtype: not the product it probed
+    assert flowcnrdb._probe_fused_expansion(torch.bfloat16) is False
     monkeypatch.undo()
     assert flowcnrdb._probe_fused_expansion() is True
 
