@@ -593,9 +593,9 @@ def _align(register: Callable[[Tensor, Tensor], Tensor] | None, z_ref: Tensor, z
 # them), the CNRDB's dense features grown in one buffer, frames side by side through
 # stages 1 and 2 on single-thread workers, as many threads as the machine's
 # load leaves CPUs idle (never changing a bit of the result; on a busy
-# machine stage 3 goes over row bands side by side, :class:`RowBands`), in
-# stages 1 and 2 each expansion and its SiLU as one oneDNN product, and
-# optionally bfloat16 matrix products (:class:`Compute`). It is taken when,
+# machine stage 3 goes over row bands side by side, :class:`RowBands`), each
+# expansion and its SiLU as one oneDNN product (float32: stages 1 and 2;
+# bfloat16: every stage), and optionally bfloat16 matrix products (:class:`Compute`). It is taken when,
 # and only when, ``fast_path_applies``;
 # tests hold it to the faithful path within 1e-4.
 
@@ -734,10 +734,15 @@ class Compute:
     def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
 
+    @property
+    def expands_whole(self) -> bool:
+        """Whether a ConvNeXt expansion is one fused product over the whole map (:meth:`expanded`); reduced precision: in pieces."""
+        return self.fused_expansion and self.dtype == self.wide
+
     def expanded(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         """silu(conv(x)) of a contiguous channels-last (..., C) map as one oneDNN product with the SiLU fused.
 
-        Only with ``fused_expansion`` (float32, stages 1 and 2; see :func:`fused_expansion_works`).
+        Only where :attr:`expands_whole` (float32, stages 1 and 2; see :func:`fused_expansion_works`).
         """
         return _fused_silu_product(x, conv.weight.flatten(1), conv.bias)
 
@@ -755,9 +760,9 @@ class Compute:
         buffer (read in place), ``out`` one too (written in place). In reduced
         precision the pieces also bound oneDNN's buffers (full-size bfloat16
         products in one piece raised the peak memory from 2.4 to 5.8 GB).
-        (oneDNN's fused product-and-SiLU or product-and-sum, ``torch.ops.mkldnn._linear_pointwise``,
+        (In float32, oneDNN's fused product-and-SiLU or product-and-sum, ``torch.ops.mkldnn._linear_pointwise``,
         is no faster on two threads, as in stage 3; on the single-thread workers of stages 1 and 2 the
-        fused product-and-SiLU is, :func:`fused_expansion_works`.)
+        fused product-and-SiLU is, and in reduced precision on any thread count: :func:`fused_expansion_works`.)
         """
         w = self.weight(conv.weight).flatten(1)
         return self.products_into([(x, w)], self.weight(conv.bias), out, silu, add)
@@ -1000,8 +1005,8 @@ def convnext_fast(
 
     The depth-wise convolution and LayerNorm go over the whole map, the
     expansion and its SiLU ``Compute.ROWS`` pixels at a time (with
-    ``cast.fused_expansion``, stages 1 and 2: one oneDNN product with the
-    SiLU fused, :meth:`Compute.expanded`); once the GRN's
+    ``cast.expands_whole``, float32 stages 1 and 2: one oneDNN product with
+    the SiLU fused, :meth:`Compute.expanded`); once the GRN's
     window statistics are known, its normalisation, the projection and the
     residual sum go ``PROJECT_PIXELS`` at a time, each piece of the expanded
     map read back from cache instead of memory (measured, one block on a
@@ -1035,7 +1040,7 @@ def convnext_fast(
             wg, wx, bias = terms
             cast.products_into([(y[:, r0:r1], wg), (rows[:, r0:r1], wx)], bias, out[:, r0:r1], silu=True)
 
-    if bands is None and cast.fused_expansion and cast.dtype == cast.wide:  # reduced precision: piece by piece (Compute)
+    if bands is None and cast.expands_whole:
         y = cast.expanded(pw1, _layer_norm(ln, dw(x)))
     else:
         y = rows.new_empty(*rows.shape[:-1], pw1.out_channels)
