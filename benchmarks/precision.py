@@ -1,4 +1,4 @@
-"""bfloat16 against float32: accuracy on the embedded validation scenes and speed at one size.
+"""bfloat16 against float32 on the CPU: accuracy on the embedded validation scenes and speed at one size.
 
     python benchmarks/precision.py [--model flowcnrdb_tiny] [--speed-model flowcnrdb] [--size 768x1536] [--repeats 2]
 
@@ -19,27 +19,33 @@ import numpy as np
 from harness.bench import BenchConfig, bench
 from harness.cli.common import parse_size
 from harness.evaluate import EvalConfig, evaluate
-from harness.inference import Precision
+from harness.inference import Device, Precision
 from harness.io import read_output
 
 
-COMPARED = (Precision.fp32, Precision.bf16)  # float16 is autocast on GPUs only
+COMPARED = (Precision.fp32, Precision.bf16)  # float16 and TF32 are GPUs' (benchmarks/gpu.py)
 
 
-def accuracy(model: str, tmp: Path) -> None:
-    runs = {p: evaluate(EvalConfig(model, out=tmp / p.value, precision=p)) for p in COMPARED}
-    diffs = []
-    for scene in runs[Precision.fp32].scenes:
-        a, b = (read_output(tmp / p.value / "res" / f"{scene}-out.tif").astype(int) for p in COMPARED)
-        diffs.append(np.abs(a - b).ravel())
-    d = np.concatenate(diffs)
-    fp32, bf16 = runs[Precision.fp32].psnr, runs[Precision.bf16].psnr
-    print(f"{model}, {len(diffs)} embedded validation scenes: PSNR float32 {fp32:.4f} dB, bfloat16 {bf16:.4f} dB "
-          f"(change {bf16 - fp32:+.4f} dB); {100 * np.mean(d <= 1):.2f}% of values within 1 LSB, largest {d.max()} LSB")
+def compare_outputs(model: str, tmp: Path, runs: list[tuple[Device, Precision]]) -> None:
+    """``harness evaluate`` of ``model`` on the embedded validation scenes once per (device, precision); prints
+    a Markdown table of each run's PSNR and its 8-bit output values against the first run's."""
+    results = {run: evaluate(EvalConfig(model, out=tmp / f"{run[0].value}-{run[1].value}", device=run[0], precision=run[1]))
+               for run in runs}
+    first = runs[0]
+    print(f"{model}, {len(results[first].scenes)} embedded validation scenes, each run against {first[0].value} {first[1].value}:\n")
+    print("| device | precision | PSNR dB | change dB | values within 1 LSB | largest difference LSB |\n|---|---|---|---|---|---|")
+    for run, result in results.items():
+        d = np.concatenate([np.abs(_output(tmp, run, scene) - _output(tmp, first, scene)).ravel() for scene in results[first].scenes])
+        print(f"| {run[0].value} | {run[1].value} | {result.psnr:.4f} | {result.psnr - results[first].psnr:+.4f} | "
+              f"{100 * np.mean(d <= 1):.2f}% | {d.max()} |", flush=True)
+
+
+def _output(tmp: Path, run: tuple[Device, Precision], scene: str) -> np.ndarray:
+    return read_output(tmp / f"{run[0].value}-{run[1].value}" / "res" / f"{scene}-out.tif").astype(int)
 
 
 def speed(model: str, size: tuple[int, int], repeats: int) -> None:
-    t = {p: bench(BenchConfig(model, size, repeats=repeats, precision=p))["runs"][0] for p in COMPARED}
+    t = {p: bench(BenchConfig(model, size, Device.cpu, repeats=repeats, precision=p))["runs"][0] for p in COMPARED}
     for p, run in t.items():
         print(f"{model} 1x9x{size[0]}x{size[1]} {p.value}: median {run['median_seconds']:.2f} s, peak {run['peak_memory_mb']:.0f} MB")
     print(f"  bfloat16 {t[Precision.fp32]['median_seconds'] / t[Precision.bf16]['median_seconds']:.2f}x faster")
@@ -53,7 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="precision-") as tmp:
-        accuracy(args.model, Path(tmp))
+        compare_outputs(args.model, Path(tmp), [(Device.cpu, p) for p in COMPARED])
     speed(args.speed_model, parse_size(args.size), args.repeats)
 
 

@@ -36,10 +36,13 @@ def resolve_device(name: Device | str) -> torch.device:
 
 
 class Precision(str, Enum):
-    """The arithmetic of inference: ``bf16`` runs convolutions and matrix products in bfloat16, ``fp16`` is
-    float16 autocast (GPUs only)."""
+    """The arithmetic of inference: ``fp32`` is IEEE float32 everywhere (on a GPU too, where PyTorch's default
+    would run convolutions in TF32); ``tf32`` keeps float32 storage and runs convolutions and matrix products on
+    TF32 tensor cores (GPUs only); ``bf16`` runs convolutions and matrix products in bfloat16; ``fp16`` is float16
+    autocast (GPUs only)."""
 
     fp32 = "fp32"
+    tf32 = "tf32"
     bf16 = "bf16"
     fp16 = "fp16"
 
@@ -57,6 +60,28 @@ def check_precision(precision: Precision, device: torch.device) -> None:
         raise HarnessError("--precision bf16: this GPU has no bfloat16 arithmetic; use fp32")
     if precision is Precision.fp16 and device.type != "cuda":
         raise HarnessError("--precision fp16: float16 autocast is for GPUs; on a CPU use bf16 or fp32")
+    if precision is Precision.tf32 and device.type != "cuda":
+        raise HarnessError("--precision tf32: TF32 tensor cores are a GPU's; on a CPU use fp32 or bf16")
+
+
+@contextlib.contextmanager
+def cuda_tf32(enabled: bool) -> Iterator[None]:
+    """cuDNN convolutions and cuBLAS matrix products on TF32 tensor cores (``enabled``) or in IEEE float32
+    inside the block; the previous settings are restored after it."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error
+        mode = "tf32" if enabled else "ieee"
+        flags = [(conv, "fp32_precision", mode), (torch.backends.cuda.matmul, "fp32_precision", mode)]
+    else:
+        flags = [(torch.backends.cudnn, "allow_tf32", enabled), (torch.backends.cuda.matmul, "allow_tf32", enabled)]
+    saved = [getattr(owner, name) for owner, name, _ in flags]
+    try:
+        for owner, name, value in flags:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for (owner, name, _), value in zip(flags, saved):
+            setattr(owner, name, value)
 
 
 @contextlib.contextmanager
@@ -66,10 +91,19 @@ def precision_mode(model: nn.Module, precision: Precision, device: torch.device)
     bf16 takes the model's own reduced-precision path where it has one
     (``set_precision``: FlowCNRDB's fast CPU path keeps norms, GRN statistics
     and the warp in float32) and bfloat16 autocast otherwise (any model, and
-    every model on a GPU); fp16 is float16 autocast.
+    every model on a GPU); fp16 is float16 autocast. On a GPU, TF32 tensor
+    cores run float32 convolutions and products with ``tf32`` alone: ``fp32``
+    is IEEE float32 there too, and so are the operations autocast keeps in float32.
     """
+    tensor_cores = cuda_tf32(precision is Precision.tf32) if device.type == "cuda" else contextlib.nullcontext()
+    with tensor_cores, _arithmetic(model, precision, device):
+        yield
+
+
+@contextlib.contextmanager
+def _arithmetic(model: nn.Module, precision: Precision, device: torch.device) -> Iterator[None]:
     own = getattr(model, "set_precision", None)
-    if precision is Precision.fp32:
+    if precision in (Precision.fp32, Precision.tf32):
         yield
     elif precision is Precision.fp16:
         with torch.autocast(device.type, dtype=torch.float16):

@@ -32,7 +32,7 @@ import functools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -282,19 +282,29 @@ def _pixel_grid(h: int, w: int, like: Tensor) -> Tensor:
     return torch.stack([gx, gy])
 
 
+def without_autocast(device: torch.device) -> AbstractContextManager[None]:
+    """Autocast turned off on ``device`` inside the block (nothing to turn off where it has none: meta)."""
+    return torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else nullcontext()
+
+
 def flow_warp(x: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
     """Sample ``x`` (N, C, h, w) at p - flow(p); flow (N, 2, h, w) in pixels (x, y).
 
     Bilinear, ``align_corners=True``, zero padding. Returns the warped map and
-    the validity mask (the same warp of ones, (N, 1, h, w)).
+    the validity mask (the same warp of ones, (N, 1, h, w)), at least float32:
+    the warp runs in float32 whatever autocast is on (bfloat16 holds no integer
+    above 256 exactly, so a bfloat16 pixel grid would sample pixels away).
     """
     n, _, h, w = x.shape
-    pos = _pixel_grid(h, w, flow) - flow
-    gx = pos[:, 0] / ((w - 1) / 2) - 1
-    gy = pos[:, 1] / ((h - 1) / 2) - 1
-    grid = torch.stack([gx, gy], dim=-1)
-    ones = torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device)
-    both = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    wide = torch.promote_types(torch.promote_types(x.dtype, flow.dtype), torch.float32)
+    with without_autocast(x.device):
+        x, flow = x.to(wide), flow.to(wide)
+        pos = _pixel_grid(h, w, flow) - flow
+        gx = pos[:, 0] / ((w - 1) / 2) - 1
+        gy = pos[:, 1] / ((h - 1) / 2) - 1
+        grid = torch.stack([gx, gy], dim=-1)
+        ones = torch.ones(n, 1, h, w, dtype=wide, device=x.device)
+        both = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return both[:, :-1], both[:, -1:]
 
 
@@ -339,15 +349,19 @@ class HomographyRegistration(nn.Module):
 
 
 def homography_flow(hom: Tensor, z: Tensor) -> Tensor:
-    """The dense flow (N, 2, h, w) that the homographies ``hom`` induce on maps shaped like ``z``."""
+    """The dense flow (N, 2, h, w) that the homographies ``hom`` induce on maps shaped like ``z``, in float32 (or
+    wider) whatever autocast is on, like the warp it feeds."""
     n, _, h, w = z.shape
-    pix = _pixel_grid(h, w, z)
-    sx, sy = (w - 1) / 2, (h - 1) / 2
-    u = torch.stack([pix[0] / sx - 1, pix[1] / sy - 1, torch.ones_like(pix[0])]).view(3, -1)
-    q = hom @ u  # (n, 3, h*w)
-    qx = (q[:, 0] / q[:, 2] + 1) * sx
-    qy = (q[:, 1] / q[:, 2] + 1) * sy
-    target = torch.stack([qx, qy], dim=1).view(n, 2, h, w)
+    wide = torch.promote_types(torch.promote_types(hom.dtype, z.dtype), torch.float32)
+    with without_autocast(z.device):
+        hom = hom.to(wide)
+        pix = _pixel_grid(h, w, hom)
+        sx, sy = (w - 1) / 2, (h - 1) / 2
+        u = torch.stack([pix[0] / sx - 1, pix[1] / sy - 1, torch.ones_like(pix[0])]).view(3, -1)
+        q = hom @ u  # (n, 3, h*w)
+        qx = (q[:, 0] / q[:, 2] + 1) * sx
+        qy = (q[:, 1] / q[:, 2] + 1) * sy
+        target = torch.stack([qx, qy], dim=1).view(n, 2, h, w)
     return pix.unsqueeze(0) - target
 
 

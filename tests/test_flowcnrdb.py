@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness import create_model, list_models
-from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig, GRN, box_sum
+from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig, GRN, box_sum, flow_warp, homography_flow
 from harness.models.unet_baseline import UNetBaseline
 from harness.model_table import count_parameters
 
@@ -116,6 +116,22 @@ def test_noalign_passes_features_unwarped():
         got = model(torch.rand(1, 9, 32, 64), return_intermediates=True)
     assert torch.equal(got["warped_features"].flatten(0, 1), got["stem_features"])
     assert torch.equal(got["mask"], torch.ones_like(got["mask"]))
+
+
+def test_the_warp_and_the_homography_flow_stay_float32_under_bfloat16_autocast():
+    # 600 columns: bfloat16 holds no integer above 256 exactly, so a bfloat16 pixel grid samples pixels away.
+    x = torch.rand(1, 3, 5, 600).bfloat16()
+    flow = torch.zeros(1, 2, 5, 600, dtype=torch.bfloat16)
+    flow[:, 0, :, 400:] = 0.5  # half a pixel, exact in bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        warped, mask = flow_warp(x, flow)
+        hom_flow = homography_flow(torch.eye(3)[None], x)
+    wide, tol = x.float(), 1e-3  # float32 coordinates round-trip to ~1e-4 px; a bfloat16 grid misses by whole pixels
+    assert warped.dtype == mask.dtype == hom_flow.dtype == torch.float32
+    assert torch.allclose(warped[..., :400], wide[..., :400], atol=tol)  # zero flow: the identity
+    assert torch.allclose(warped[..., 401:], (wide[..., 400:-1] + wide[..., 401:]) / 2, atol=tol)  # p - 0.5
+    assert torch.equal(mask[..., 1:], torch.ones_like(mask[..., 1:]))
+    assert hom_flow.abs().max() < 1e-3  # the identity homography moves nothing
 
 
 def test_box_sum_matches_direct_sums():

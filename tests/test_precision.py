@@ -1,13 +1,17 @@
-"""`--precision bf16`: FlowCNRDB's bfloat16 path within the PSNR bound, and a one-line refusal without bfloat16."""
+"""`--precision`: FlowCNRDB's bfloat16 path within the PSNR bound, one-line refusals where the hardware lacks a
+precision, and IEEE float32 on GPUs unless TF32 is asked for."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import tifffile
+import torch
 
 from clihelp import invoke, one_error
+from harness.inference import Precision, precision_mode
 
 
 def test_bf16_evaluation_stays_within_the_psnr_and_lsb_bounds(tmp_path, small_data):
@@ -41,3 +45,32 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(monkeypatch, tmp_pat
     assert bench.exit_code == 2 and "bfloat16" in one_error(bench.output)
     fp16 = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "fp16")
     assert fp16.exit_code == 2 and "GPUs" in one_error(fp16.output)
+
+
+def _tensor_float32_modes() -> tuple[str, str]:
+    return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+
+
+def test_on_a_gpu_tf32_alone_runs_float32_on_tensor_cores_and_the_settings_come_back():
+    model, cuda = torch.nn.Identity(), torch.device("cuda")  # a device name: no GPU is needed to set cuDNN's flags
+    before = _tensor_float32_modes()
+    with precision_mode(model, Precision.tf32, cuda):
+        assert _tensor_float32_modes() == ("tf32", "tf32")
+    assert _tensor_float32_modes() == before
+    with precision_mode(model, Precision.fp32, cuda):
+        assert _tensor_float32_modes() == ("ieee", "ieee")  # PyTorch's default would run convolutions in TF32
+    assert _tensor_float32_modes() == before
+    with pytest.raises(RuntimeError), precision_mode(model, Precision.tf32, cuda):
+        raise RuntimeError("a failing forward")
+    assert _tensor_float32_modes() == before
+    with precision_mode(model, Precision.fp32, torch.device("cpu")):
+        assert _tensor_float32_modes() == before  # the CPU's arithmetic is not cuDNN's business
+
+
+def test_tf32_is_refused_in_one_line_on_a_cpu(tmp_path, small_data):
+    bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "tf32")
+    assert bench.exit_code == 2 and "TF32" in one_error(bench.output) and "GPU" in one_error(bench.output)
+    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run",
+                    "--device", "cpu", "--precision", "tf32")
+    assert result.exit_code == 2 and "TF32" in one_error(result.output)
+    assert not (tmp_path / "run").exists()

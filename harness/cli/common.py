@@ -139,7 +139,8 @@ SizeOpt = Annotated[str, typer.Option(help="H x W of the burst (the challenge's:
 OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
-    help="bf16: convolutions and matrix products in bfloat16 (FlowCNRDB keeps norms, GRN statistics and the warp in "
-         "float32; other models and GPUs use autocast), refused where the hardware lacks bfloat16; fp16: float16 "
-         "autocast, GPUs only.",
+    help="fp32: IEEE float32, on GPUs too; tf32: float32 with TF32 tensor-core convolutions and matrix products, "
+         "GPUs only; bf16: convolutions and matrix products in bfloat16 (FlowCNRDB keeps norms, GRN statistics and "
+         "the warp in float32; other models and GPUs use autocast), refused where the hardware lacks bfloat16; "
+         "fp16: float16 autocast, GPUs only.",
     show_default=Precision.fp32.value)]
