@@ -338,8 +338,10 @@ class HomographyRegistration(nn.Module):
         return self.homography_from(self.unet.encode(torch.cat([z_ref, z], dim=1)))
 
     def homography_from(self, feats: list[Tensor]) -> Tensor:
-        """(N, 3, 3) homographies from the encoder's features (finest first)."""
+        """(N, 3, 3) homographies from the encoder's features (finest first), at least float32 (under bfloat16
+        autocast, 1 + an offset would lose all but 8 bits of the offset)."""
         delta = self.head(feats[-1].mean(dim=(2, 3)))
+        delta = delta.to(torch.promote_types(delta.dtype, torch.float32))
         eye = torch.eye(3, dtype=delta.dtype, device=delta.device).flatten()[:8]
         h8 = eye + delta
         return torch.cat([h8, torch.ones_like(h8[:, :1])], dim=1).view(-1, 3, 3)

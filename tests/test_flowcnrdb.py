@@ -11,6 +11,7 @@ from harness import create_model, list_models
 from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig, GRN, box_sum, flow_warp, homography_flow
 from harness.models.unet_baseline import UNetBaseline
 from harness.model_table import count_parameters
+from harness.variants import TINY_ARGS
 
 INTERMEDIATES = ("output", "stem_features", "flow", "mask", "warped_features")
 
@@ -103,7 +104,7 @@ def test_every_variant_forward_backward(name):
 
 def test_homography_starts_at_identity():
     torch.manual_seed(0)
-    model = create_model("flowcnrdb_homography", **__import__("harness.variants", fromlist=["TINY_ARGS"]).TINY_ARGS).eval()
+    model = create_model("flowcnrdb_homography", **TINY_ARGS).eval()
     with torch.no_grad():
         got = model(torch.rand(1, 9, 64, 64), return_intermediates=True)
     assert got["flow"].abs().max() < 1e-5
@@ -132,6 +133,11 @@ def test_the_warp_and_the_homography_flow_stay_float32_under_bfloat16_autocast()
     assert torch.allclose(warped[..., 401:], (wide[..., 400:-1] + wide[..., 401:]) / 2, atol=tol)  # p - 0.5
     assert torch.equal(mask[..., 1:], torch.ones_like(mask[..., 1:]))
     assert hom_flow.abs().max() < 1e-3  # the identity homography moves nothing
+    reg = create_model("flowcnrdb_homography", **TINY_ARGS).reg_model
+    torch.nn.init.constant_(reg.head.bias, 1e-3)  # in bfloat16, 1 + 1e-3 is 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hom = reg.homography_from([torch.rand(2, TINY_ARGS["reg_widths"][-1], 4, 4)])
+    assert hom.dtype == torch.float32 and torch.allclose(hom[:, 0, 0], torch.tensor(1.001), atol=1e-5)
 
 
 def test_box_sum_matches_direct_sums():
