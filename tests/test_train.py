@@ -83,7 +83,9 @@ def test_resume_is_bitwise_exact(tmp_path, small_data):
 
 
 def test_scene_lists_override_the_splits(tmp_path, small_data):
-    _train(tmp_path / "run", small_data, "--stop-after", "1", "--train-scenes", "1,3", "--val-scenes", "281")
+    stopped = _train(tmp_path / "run", small_data, "--stop-after", "1", "--train-scenes", "1,3", "--val-scenes", "281")
+    assert "iteration 1: loss" in stopped.output and "not validated at this iteration (every 2)" in stopped.output
+    assert "nan" not in stopped.output.lower()
     bad = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "x"),
                               "--train-scenes", "9"])
     assert bad.exit_code == 2 and "009" in bad.output

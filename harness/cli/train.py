@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import math
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -60,7 +60,9 @@ def train_cmd(
     with progress_bar("training") as advance:
         row = train(cfg, advance)
     if row:
-        console.print(f"iteration {row['iteration']}: loss {row['loss']:.4g}, val PSNR {row['val_psnr']:.3f} dB")
+        validated = (f"not validated at this iteration (every {cfg.val_every})" if math.isnan(row["val_psnr"])  # a stop between
+                     else f"val PSNR {row['val_psnr']:.3f} dB")
+        console.print(f"iteration {row['iteration']}: loss {row['loss']:.4g}, {validated}")
     console.print(f"checkpoints: {cfg.out / 'last.pth'}, {cfg.out / 'best.pth'}")
 
 
