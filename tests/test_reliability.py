@@ -150,6 +150,10 @@ def test_out_of_range_options_are_one_line(tmp_path, case, args, needle):
 def test_train_crop_larger_than_the_scenes(tmp_path, small_data):
     code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "128")
     assert code == 2 and "too small for --crop 128" in _one_error(out)
+    assert "take --crop 32 at most" in _one_error(out)  # 64-pixel scenes, crops of a multiple of 32 and 2 spare
+    code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "48")
+    assert code == 2 and "--crop 48" in _one_error(out) and "multiples of 32" in _one_error(out)  # before any estimate or forward
+    assert not (tmp_path / "t").exists()
 
 
 # --------------------------------------------------------------------------- run integrity

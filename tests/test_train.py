@@ -78,7 +78,9 @@ def test_resume_is_bitwise_exact(tmp_path, small_data):
     log = pd.read_csv(tmp_path / "straight" / "train_log.csv")
     assert list(log.columns[:6]) == ["iteration", "loss", "lr", "val_psnr", "val_ssim", "seconds"]
     assert log["lr"].iloc[-1] == pytest.approx(1e-7)
-    assert pd.read_csv(tmp_path / "resumed" / "train_log.csv")["iteration"].tolist() == log["iteration"].tolist()
+    resumed = pd.read_csv(tmp_path / "resumed" / "train_log.csv")
+    assert resumed["iteration"].tolist() == log["iteration"].tolist()
+    assert resumed["seconds"].is_monotonic_increasing  # the clock goes on across the resume
     load_checkpoint(create_model("flowcnrdb_tiny"), tmp_path / "resumed" / "best.pth")
 
 
@@ -110,3 +112,13 @@ def test_two_process_gloo_ddp(tmp_path, small_data):
     state = torch.load(tmp_path / "ddp" / "state.pth", weights_only=True)
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0], state["rng"][1])
     assert pd.read_csv(tmp_path / "ddp" / "train_log.csv")["iteration"].tolist() == [3]
+
+
+def test_a_model_the_meta_device_cannot_run_trains_without_an_estimate(tmp_path, small_data):
+    (tmp_path / "item_net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(9, 3, 3, padding=1)\n\n"
+        "    def forward(self, x):\n        return self.conv(x) * (1 + 0 * x.mean().item())  # .item(): no meta kernel\n")
+    result = _train(tmp_path / "run", small_data, "--model", f"{tmp_path / 'item_net.py'}:Net", "--stop-after", "1")
+    assert "no memory estimate for" in result.output and "item_net.py:Net" in result.output
+    assert (tmp_path / "run" / "last.pth").is_file()

@@ -140,6 +140,16 @@ def test_micro_batches_give_the_full_batch_step(challenge, tmp_path):
     assert "loss nan" not in out
 
 
+def test_the_memory_estimate_counts_what_autograd_keeps_once():
+    from harness.train import memory
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(9, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    weights = 4 * sum(p.numel() * 4 for p in net.parameters())  # weights, gradients, AdamW's two moments
+    kept = 2 * 8 * 8 * (9 + 4)  # the input (the first convolution keeps it) and the ReLU's output (it and the second keep it)
+    assert memory.training_memory(net, 2, 8) == int(memory.BACKWARD_MARGIN * kept * 4) + weights
+    assert memory.training_memory(net, 2, 8, half=True) == int(memory.BACKWARD_MARGIN * kept * 2) + weights
+
+
 def test_a_configuration_that_will_not_fit_warns(challenge, tmp_path, monkeypatch):
     from harness.train import memory
 

@@ -152,16 +152,17 @@ class Session:
     @classmethod
     def begin(cls, cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Session:
         _check_run_folder(cfg)
-        data, train_files, val_arrays = _load_data(cfg)
         amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
         if amp and device.type != "cuda":
             raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
         torch.manual_seed(cfg.seed)
         model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
-        _warn_if_too_large(model, cfg, device)
+        multiple = model_multiple(model)
+        if cfg.crop % multiple:
+            raise HarnessError(f"--crop {cfg.crop}: {cfg.model} takes crops that are multiples of {multiple}")
+        data, train_files, val_arrays = _load_data(cfg, multiple)
+        _warn_if_too_large(model, cfg, device, amp)
         model.to(device)
-        if cfg.crop % model_multiple(model):
-            raise HarnessError(f"--crop must be a multiple of {model_multiple(model)}")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, cfg.iters, cfg.lr, cfg.min_lr) / cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=amp)
@@ -195,16 +196,21 @@ SCHEDULE = ("model", "model_args", "iters", "batch", "crop", "lr", "min_lr", "we
 """Settings a resumed run must keep: changing any of them would silently change what the run computes."""
 
 
-def _warn_if_too_large(model: nn.Module, cfg: TrainConfig, device: torch.device) -> None:
+def _warn_if_too_large(model: nn.Module, cfg: TrainConfig, device: torch.device, amp: bool) -> None:
     from harness.train.memory import available_memory, training_memory
 
-    need = training_memory(model, cfg.micro_batch or cfg.batch, cfg.crop)
+    try:
+        need = training_memory(model, cfg.micro_batch or cfg.batch, cfg.crop, half=amp)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as exc:  # a model the meta device cannot run
+        warnings.warn(HarnessWarning(f"no memory estimate for {cfg.model} ({type(exc).__name__}: {first_line(exc)})"), stacklevel=2)
+        return
     have = available_memory(device)
     if need > have:
+        remedy = "--micro-batch or a smaller --crop" + (" (the published configuration is a GPU job)" if device.type == "cpu" else "")
         warnings.warn(HarnessWarning(
             f"this configuration needs about {need / 2**30:.1f} GiB to train (batch {cfg.micro_batch or cfg.batch} of "
-            f"{cfg.crop}x{cfg.crop} crops), more than the {have / 2**30:.1f} GiB available on {device}: use --micro-batch, "
-            f"smaller --crop or a GPU (the published configuration is a GPU job: {cfg.iters:,} iterations)"), stacklevel=2)
+            f"{cfg.crop}x{cfg.crop} crops{', float16 autocast' if amp else ''}), more than the {have / 2**30:.1f} GiB "
+            f"available on {device}: use {remedy}"), stacklevel=2)
 
 
 def _check_run_folder(cfg: TrainConfig) -> None:
@@ -230,7 +236,7 @@ def _check_run_folder(cfg: TrainConfig) -> None:
             raise HarnessError(f"{cfg.out}: --resume continues the run as it started: {was}; start a new run to change them")
 
 
-def _load_data(cfg: TrainConfig) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
+def _load_data(cfg: TrainConfig, multiple: int) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
     data = cfg.data or embedded_dataset()
     scenes = discover_scenes(data)
     train_scenes = select_scenes(scenes, "train", cfg.train_scenes, "--train-scenes")
@@ -240,10 +246,12 @@ def _load_data(cfg: TrainConfig) -> tuple[Path, list[tuple[Path, Path]], list[tu
     both = sorted({s.id for s in train_scenes} & {s.id for s in val_scenes})
     if both:
         warnings.warn(HarnessWarning(f"scene(s) {', '.join(both)} both train and validate: the validation PSNR is not held out"), stacklevel=2)
-    for scene in train_scenes:
-        h, w = frame_shape(scene)[:2]
+    shapes = {scene.id: frame_shape(scene)[:2] for scene in train_scenes}
+    for scene_id, (h, w) in shapes.items():
         if min(h, w) < cfg.crop + 2:
-            raise HarnessError(f"{scene.id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels)")
+            largest = (min(min(shape) for shape in shapes.values()) - 2) // multiple * multiple
+            hint = f"these scenes take --crop {largest} at most" if largest >= max(multiple, 2) else "they are too small to train on"
+            raise HarnessError(f"{scene_id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels); {hint}")
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
             raise HarnessError(f"{scene.id}: ground truth missing in {data}")
@@ -307,7 +315,7 @@ def _train(cfg: TrainConfig, s: Session, progress: Progress | None) -> dict[str,
         net = nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
     stop = cfg.stop_after or cfg.iters
     net.train()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - (s.log[-1]["seconds"] if s.log else 0.0)  # a resumed run's clock goes on
     losses: list[float] = []
     row: dict[str, Any] = {}
     for it, (x, y) in enumerate(_loader(s, stop), s.start + 1):
