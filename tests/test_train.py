@@ -114,7 +114,7 @@ def test_two_process_gloo_ddp(tmp_path, small_data):
     assert pd.read_csv(tmp_path / "ddp" / "train_log.csv")["iteration"].tolist() == [3]
 
 
-def test_a_model_the_meta_device_cannot_run_trains_without_an_estimate(tmp_path, small_data):
+def test_a_model_the_meta_device_cannot_run_trains_unestimated_and_any_model_takes_even_crops(tmp_path, small_data):
     (tmp_path / "item_net.py").write_text(
         "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.conv = torch.nn.Conv2d(9, 3, 3, padding=1)\n\n"
@@ -122,3 +122,7 @@ def test_a_model_the_meta_device_cannot_run_trains_without_an_estimate(tmp_path,
     result = _train(tmp_path / "run", small_data, "--model", f"{tmp_path / 'item_net.py'}:Net", "--stop-after", "1")
     assert "no memory estimate for" in result.output and "item_net.py:Net" in result.output
     assert (tmp_path / "run" / "last.pth").is_file()
+    odd = runner.invoke(app, ["train", "--model", f"{tmp_path / 'item_net.py'}:Net", "--data", str(small_data),
+                              "--out", str(tmp_path / "odd"), "--crop", "33"])
+    assert odd.exit_code == 2 and "multiples of 2" in odd.output  # any model: crops keep the Bayer phase
+    assert not (tmp_path / "odd").exists()

@@ -157,7 +157,7 @@ class Session:
             raise HarnessError("--amp needs a CUDA device (the CPU path trains in float32)")
         torch.manual_seed(cfg.seed)
         model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
-        multiple = model_multiple(model)
+        multiple = math.lcm(model_multiple(model), 2)  # even: a crop keeps the Bayer phase
         if cfg.crop % multiple:
             raise HarnessError(f"--crop {cfg.crop}: {cfg.model} takes crops that are multiples of {multiple}")
         data, train_files, val_arrays = _load_data(cfg, multiple)
@@ -250,7 +250,7 @@ def _load_data(cfg: TrainConfig, multiple: int) -> tuple[Path, list[tuple[Path, 
     for scene_id, (h, w) in shapes.items():
         if min(h, w) < cfg.crop + 2:
             largest = (min(min(shape) for shape in shapes.values()) - 2) // multiple * multiple
-            hint = f"these scenes take --crop {largest} at most" if largest >= max(multiple, 2) else "they are too small to train on"
+            hint = f"these scenes take --crop {largest} at most" if largest >= multiple else "they are too small to train on"
             raise HarnessError(f"{scene_id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels); {hint}")
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
