@@ -55,8 +55,8 @@ class BenchConfig:
         self.precision = Precision(self.precision)
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+def machine(device: torch.device | None = None) -> dict[str, Any]:
+    """What the figures were measured on: the host, and on a CUDA ``device`` the GPU (else ``gpu`` is None)."""
     model = ""
     try:
         model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -65,7 +65,14 @@ def machine() -> dict[str, Any]:
         pass
     load = os.getloadavg()
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "load_average": [round(v, 2) for v in load]}
+            "python": platform.python_version(), "load_average": [round(v, 2) for v in load],
+            "gpu": _gpu(device) if device is not None and device.type == "cuda" else None}
+
+
+def _gpu(device: torch.device) -> dict[str, Any]:
+    props = torch.cuda.get_device_properties(device)
+    return {"name": props.name, "memory_mb": round(props.total_memory / 2**20), "capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda}
 
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +164,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
     model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
     if cfg.compare_faithful and not hasattr(model, "set_fast"):
         raise HarnessError(f"--compare-faithful: {cfg.model} has no fast path (no set_fast)")
-    start = machine()
+    start = machine(device)
     paths = ["default", "faithful"] if cfg.compare_faithful else ["default"]
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         runs = [_measure(cfg, p, device, Path(tmp) / f"{p}.pt") for p in paths]

@@ -15,7 +15,7 @@ def test_bench_json_document_and_faithful_comparison():
     doc = json.loads(result.stdout)
     assert set(doc) >= {"model", "source", "size", "device", "precision", "warmup", "repeats", "machine", "runs", "faithful_max_abs_diff", "warnings"}
     assert doc["precision"] == "fp32" and {r["precision"] for r in doc["runs"]} == {"fp32"}
-    assert set(doc["machine"]) >= {"cpu", "cores", "torch", "load_average"}
+    assert set(doc["machine"]) >= {"cpu", "cores", "torch", "load_average", "gpu"} and doc["machine"]["gpu"] is None
     assert [r["path"] for r in doc["runs"]] == ["default", "faithful"]
     for run in doc["runs"]:
         assert len(run["seconds"]) == 3 and run["threads"] == 1 and run["peak_memory_mb"] > 0
@@ -33,3 +33,32 @@ def test_bench_any_source_and_bad_input(tmp_path):
     assert json.loads(result.stdout)["source"]["kind"] == "file"
     bad = invoke("bench", "--model", f"{net}:Net", "--size", "32x32", "--compare-faithful")
     assert bad.exit_code == 2 and "no fast path" in bad.output
+
+
+def test_a_gpu_bench_names_the_gpu(monkeypatch):
+    import torch
+
+    from harness.bench import machine
+
+    class Props:
+        name, total_memory, major, minor = "NVIDIA H200", 143771 * 2**20, 9, 0
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props())
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    gpu = machine(torch.device("cuda"))["gpu"]
+    assert gpu == {"name": "NVIDIA H200", "memory_mb": 143771, "capability": "9.0", "cuda": "13.0"}
+    assert machine(torch.device("cpu"))["gpu"] is None
+
+
+def test_the_bench_line_names_the_gpu(monkeypatch):
+    import harness.bench
+
+    run = {"path": "default", "precision": "tf32", "median_seconds": 0.58, "iqr_seconds": 0.001, "seconds": [0.58],
+           "threads": 16, "peak_memory_mb": 6573.0, "allocator": "glibc"}
+    doc = {"device": "cuda", "warnings": [], "runs": [run], "faithful_max_abs_diff": None,
+           "machine": {"cpu": "Host CPU", "cores": 16, "torch": "2.11.0", "load_average": [0.1, 0.1, 0.1],
+                       "gpu": {"name": "NVIDIA H200", "memory_mb": 143771, "capability": "9.0", "cuda": "13.0"}}}
+    monkeypatch.setattr(harness.bench, "bench", lambda cfg: doc)
+    result = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32")
+    assert result.exit_code == 0, result.output
+    assert "on cuda (NVIDIA H200, CUDA 13.0; host Host CPU, 16 cores" in " ".join(result.output.split())

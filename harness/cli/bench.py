@@ -37,8 +37,9 @@ def bench_cmd(
     if as_json:
         emit_json(doc)
         return
-    m = doc["machine"]
-    console.print(f"{model} at {size} on {doc['device']} ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
+    m, gpu = doc["machine"], doc["machine"]["gpu"]
+    on = f"{gpu['name']}, CUDA {gpu['cuda']}; host " if gpu else ""
+    console.print(f"{model} at {size} on {doc['device']} ({on}{m['cpu']}, {m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
     console.print(f"  allocator: {doc['runs'][0]['allocator']}")
     for run in doc["runs"]:
         console.print(f"  {run['path']:>8} {run['precision']}: median {run['median_seconds']:.3f} s (IQR {run['iqr_seconds']:.3f} s) over "
