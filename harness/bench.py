@@ -31,7 +31,7 @@ import torch
 from harness.allocator import without_tcache
 from harness.challenge import IMAGE_SIZE, NUM_FRAMES
 from harness.errors import HarnessError
-from harness.inference import Device, Precision, check_precision, precision_mode, resolve_device
+from harness.inference import Device, Precision, check_precision, describe_gpu, precision_mode, resolve_device
 
 BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
 
@@ -66,13 +66,7 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
     load = os.getloadavg()
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "load_average": [round(v, 2) for v in load],
-            "gpu": _gpu(device) if device is not None and device.type == "cuda" else None}
-
-
-def _gpu(device: torch.device) -> dict[str, Any]:
-    props = torch.cuda.get_device_properties(device)
-    return {"name": props.name, "memory_mb": round(props.total_memory / 2**20), "capability": f"{props.major}.{props.minor}",
-            "cuda": torch.version.cuda}
+            "gpu": describe_gpu(device) if device is not None else None}
 
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:

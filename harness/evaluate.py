@@ -31,7 +31,7 @@ from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames
 from harness.data.scenes import digests, fingerprint
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
-from harness.inference import Device, Precision, Tiling, check_precision, resolve_device, run_model, to_hwc
+from harness.inference import Device, Precision, Tiling, check_precision, describe_gpu, resolve_device, run_model, to_hwc
 from harness.io import sha256_file, write_tiff
 from harness.metrics import Quantize, quantize_output
 from harness.progress import Progress, notify
@@ -183,9 +183,11 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def versions() -> dict[str, str]:
+def versions(device: torch.device | None = None) -> dict[str, str]:
+    """The software a run used, and on a CUDA ``device`` the GPU and CUDA version."""
     import skimage
 
+    gpu = describe_gpu(device) if device is not None else None
     return {
         "harness": harness.__version__,
         "python": platform.python_version(),
@@ -193,6 +195,7 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scikit-image": skimage.__version__,
         "tifffile": tifffile.__version__,
+        **({"gpu": gpu["name"], "cuda": str(gpu["cuda"])} if gpu else {}),
     }
 
 
@@ -273,7 +276,7 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         device=str(device),
         precision=cfg.precision.value,
         tiling={"tile": cfg.tile, "overlap": cfg.overlap},
-        versions=versions(),
+        versions=versions(device),
         timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},
         peak_memory_mb=_peak_memory_mb(device),
         command=" ".join(sys.argv),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,15 @@ def resolve_device(name: Device | str) -> torch.device:
     if choice is Device.cuda and not torch.cuda.is_available():
         raise HarnessError("--device cuda: no CUDA device is available")
     return torch.device(choice.value)
+
+
+def describe_gpu(device: torch.device) -> dict[str, Any] | None:
+    """A CUDA ``device``'s name, memory, compute capability and CUDA version (None for any other device)."""
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    return {"name": props.name, "memory_mb": round(props.total_memory / 2**20), "capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda}
 
 
 class Precision(str, Enum):

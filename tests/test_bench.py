@@ -48,6 +48,10 @@ def test_a_gpu_bench_names_the_gpu(monkeypatch):
     gpu = machine(torch.device("cuda"))["gpu"]
     assert gpu == {"name": "NVIDIA H200", "memory_mb": 143771, "capability": "9.0", "cuda": "13.0"}
     assert machine(torch.device("cpu"))["gpu"] is None
+    from harness.evaluate import versions  # an evaluation's run.json names the GPU too
+
+    assert versions(torch.device("cuda"))["gpu"] == "NVIDIA H200" and versions(torch.device("cuda"))["cuda"] == "13.0"
+    assert "gpu" not in versions(torch.device("cpu"))
 
 
 def test_the_bench_line_names_the_gpu(monkeypatch):
