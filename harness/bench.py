@@ -66,7 +66,7 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
     load = os.getloadavg()
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "load_average": [round(v, 2) for v in load],
-            "gpu": describe_gpu(device) if device is not None else None}
+            "gpu": describe_gpu(device)}
 
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def versions(device: torch.device | None = None) -> dict[str, str]:
     """The software a run used, and on a CUDA ``device`` the GPU and CUDA version."""
     import skimage
 
-    gpu = describe_gpu(device) if device is not None else None
+    gpu = describe_gpu(device)
     return {
         "harness": harness.__version__,
         "python": platform.python_version(),

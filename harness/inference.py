@@ -35,9 +35,9 @@ def resolve_device(name: Device | str) -> torch.device:
     return torch.device(choice.value)
 
 
-def describe_gpu(device: torch.device) -> dict[str, Any] | None:
-    """A CUDA ``device``'s name, memory, compute capability and CUDA version (None for any other device)."""
-    if device.type != "cuda":
+def describe_gpu(device: torch.device | None) -> dict[str, Any] | None:
+    """A CUDA ``device``'s name, memory, compute capability and CUDA version (None for any other device, or none)."""
+    if device is None or device.type != "cuda":
         return None
     props = torch.cuda.get_device_properties(device)
     return {"name": props.name, "memory_mb": round(props.total_memory / 2**20), "capability": f"{props.major}.{props.minor}",

@@ -282,6 +282,14 @@ def _pixel_grid(h: int, w: int, like: Tensor) -> Tensor:
     return torch.stack([gx, gy])
 
 
+def float32_or_wider(*tensors: Tensor) -> torch.dtype:
+    """The widest dtype of ``tensors``, at least float32: what the warp and the homographies compute in."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
 def without_autocast(device: torch.device) -> AbstractContextManager[None]:
     """Autocast turned off on ``device`` inside the block (nothing to turn off where it has none: meta)."""
     return torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else nullcontext()
@@ -296,7 +304,7 @@ def flow_warp(x: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
     above 256 exactly, so a bfloat16 pixel grid would sample pixels away).
     """
     n, _, h, w = x.shape
-    wide = torch.promote_types(torch.promote_types(x.dtype, flow.dtype), torch.float32)
+    wide = float32_or_wider(x, flow)
     with without_autocast(x.device):
         x, flow = x.to(wide), flow.to(wide)
         pos = _pixel_grid(h, w, flow) - flow
@@ -341,7 +349,7 @@ class HomographyRegistration(nn.Module):
         """(N, 3, 3) homographies from the encoder's features (finest first), at least float32 (under bfloat16
         autocast, 1 + an offset would lose all but 8 bits of the offset)."""
         delta = self.head(feats[-1].mean(dim=(2, 3)))
-        delta = delta.to(torch.promote_types(delta.dtype, torch.float32))
+        delta = delta.to(float32_or_wider(delta))
         eye = torch.eye(3, dtype=delta.dtype, device=delta.device).flatten()[:8]
         h8 = eye + delta
         return torch.cat([h8, torch.ones_like(h8[:, :1])], dim=1).view(-1, 3, 3)
@@ -354,7 +362,7 @@ def homography_flow(hom: Tensor, z: Tensor) -> Tensor:
     """The dense flow (N, 2, h, w) that the homographies ``hom`` induce on maps shaped like ``z``, in float32 (or
     wider) whatever autocast is on, like the warp it feeds."""
     n, _, h, w = z.shape
-    wide = torch.promote_types(torch.promote_types(hom.dtype, z.dtype), torch.float32)
+    wide = float32_or_wider(hom, z)
     with without_autocast(z.device):
         hom = hom.to(wide)
         pix = _pixel_grid(h, w, hom)
