@@ -1,0 +1,237 @@
+"""The floor under FlowCNRDB's CPU time: its matrix products and convolutions, each timed alone at its own shapes.
+
+    python benchmarks/dense_floor.py [--size 384x768] [--model flowcnrdb] [--repeats 3]
+        [--published PATH/Model_01_FlowCNRDB.py:FlowCNRDBModel]
+
+Records every matrix product and convolution of one fast-path forward (seeded weights of realistic
+scale, frames one after another), in float32 and, where the CPU has it, in bfloat16, through a
+``TorchDispatchMode``: the operator, its scalar arguments and each tensor's shape, strides and
+dtype. Each distinct call is then replayed alone on random tensors of that layout, best of
+``--repeats`` after a warm-up, on all threads and on one (half of the one-thread time is what two
+such calls side by side would take per call); the better of the two, times the number of such
+calls, summed, is the time these operators need with nothing else to do and their inputs in
+cache: a floor, not an estimate. Then the forwards themselves (``harness bench``, each in a fresh
+process) and, with ``--published``, the published code's, and what follows for the speed goals:
+
+- 10x the published code: the float32 floor against a tenth of the published code's time;
+- bfloat16 1.8x float32: the fastest a forward could be if every one of float32's products and
+  convolutions ran in bfloat16 at its floor (float32 forward - float32 floor + that floor), the
+  rest of the work (GRN statistics, norms, residual streams: float32 by the goal's own terms) as
+  it is today.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from harness import create_model
+from harness.allocator import keep_freed_memory, relaunch_without_tcache
+from harness.bench import BenchConfig, bench
+from harness.cli.common import parse_size
+from harness.inference import Device, Precision, cpu_has_bf16, precision_mode
+from harness.models.flowcnrdb import FlowCNRDB
+
+aten = torch.ops.aten
+PRODUCTS = {aten.mm.default, aten.mm.out, aten.addmm.default, aten.addmm.out, aten.addmm_.default}
+CONVOLUTIONS = {aten.conv2d.default, aten.conv2d.padding, aten.convolution.default}  # conv2d: what inference mode dispatches
+
+
+def _fused_product() -> set[Any]:
+    try:
+        return {torch.ops.mkldnn._linear_pointwise.default}
+    except (AttributeError, RuntimeError):
+        return set()
+
+
+DENSE = PRODUCTS | CONVOLUTIONS | _fused_product()
+
+
+class Layout:
+    """A tensor's shape, strides and dtype: what a replay needs to rebuild it (values are random)."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.key = (tuple(t.shape), t.stride(), t.dtype)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def make(self, narrow: torch.dtype | None = None) -> torch.Tensor:
+        """Random values in this layout; float32 becomes ``narrow`` where given."""
+        shape, stride, dtype = self.key
+        dtype = narrow if narrow is not None and dtype == torch.float32 else dtype
+        return torch.empty_strided(shape, stride, dtype=dtype).normal_(0, 0.1)
+
+
+class DenseCalls(TorchDispatchMode):
+    """Counts the distinct dense calls (operator, argument layouts and scalars) of everything run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[tuple[Any, tuple[Any, ...], tuple[tuple[str, Any], ...]]] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # torch's protocol
+        kwargs = kwargs or {}
+        if func in DENSE:
+            key = tree_map(lambda a: Layout(a) if isinstance(a, torch.Tensor) else a, (args, kwargs))
+            self.calls[(func, _frozen(key[0]), tuple(sorted((k, _frozen(v)) for k, v in key[1].items())))] += 1
+        return func(*args, **kwargs)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def record(model_name: str, size: tuple[int, int], precision: Precision) -> DenseCalls:
+    """The dense calls of one forward of ``model_name`` in ``precision``, as ``harness evaluate`` and ``bench`` run it."""
+    torch.manual_seed(0)
+    model = create_model(model_name).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    if isinstance(model, FlowCNRDB):
+        model.frame_threads = 1  # the mode is per thread: frames one after another, on the calling thread
+    calls = DenseCalls()
+    with torch.inference_mode(), precision_mode(model, precision, torch.device("cpu")), calls:
+        model(torch.rand(1, 9, *size))
+    return calls
+
+
+def macs(func: Any, args: tuple[Any, ...]) -> int:
+    """Multiply-accumulates of one call: m * k * n for a product, output size * (C_in / groups) * kernel for a convolution."""
+    shapes = [a.key[0] for a in args if isinstance(a, Layout)]
+    if func in CONVOLUTIONS:
+        x, w = shapes[0], shapes[1]
+        out = _conv_out(func, x, w, args)
+        return out * w[1] * w[2] * w[3]
+    if func in PRODUCTS:
+        a, b = (shapes[1], shapes[2]) if func in (aten.addmm.default, aten.addmm.out, aten.addmm_.default) else (shapes[0], shapes[1])
+        return a[0] * a[1] * b[1]
+    x, w = shapes[0], shapes[1]  # _linear_pointwise(x (..., k), w (n, k), ...)
+    return _prod(x[:-1]) * w[1] * w[0]
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    total = 1
+    for v in values:
+        total *= v
+    return total
+
+
+def _conv_args(func: Any, args: tuple[Any, ...]) -> tuple[list[int], list[int] | str, list[int], int]:
+    """(stride, padding, dilation, groups) of a recorded convolution, conv2d's defaults filled in."""
+    rest = list(args[3:]) + [None] * 6
+    padding = rest[1] if isinstance(rest[1], str) else _pair(rest[1], 0)
+    groups = rest[5] if func is aten.convolution.default else rest[3]
+    return _pair(rest[0], 1), padding, _pair(rest[2], 1), groups or 1
+
+
+def _pair(value: int | list[int] | None, default: int) -> list[int]:
+    return [default] * 2 if value is None else ([value] * 2 if isinstance(value, int) else list(value))
+
+
+def _conv_out(func: Any, x: tuple[int, ...], w: tuple[int, ...], args: tuple[Any, ...]) -> int:
+    stride, padding, dilation, _ = _conv_args(func, args)
+    if isinstance(padding, str):  # "same" (stride 1) or "valid"
+        padding = [(dilation[i] * (w[2 + i] - 1)) // 2 if padding == "same" else 0 for i in range(2)]
+    size = [(x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    return x[0] * w[0] * size[0] * size[1]
+
+
+def best_time(func: Any, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], threads: int, repeats: int,
+              narrow: torch.dtype | None = None) -> float:
+    """The best of ``repeats`` calls (after one warm-up) on ``threads`` threads, on random tensors of the recorded layouts."""
+    made = tree_map(lambda a: a.make(narrow) if isinstance(a, Layout) else a, (list(args), dict(kwargs)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        best = float("inf")
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            func(*made[0], **made[1])
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return best
+
+
+def floor(calls: DenseCalls, repeats: int, narrow: torch.dtype | None = None) -> dict[str, list[float]]:
+    """Per group (products, fused products, convolutions): [calls, MACs, floor seconds]; float32 replayed as ``narrow``."""
+    threads = torch.get_num_threads()
+    groups: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    with torch.inference_mode():
+        for (func, args, kwargs), count in calls.calls.items():
+            alone = best_time(func, args, kwargs, threads, repeats, narrow)
+            if threads > 1:  # two single-thread calls side by side, as stages 1 and 2 run their frames
+                alone = min(alone, best_time(func, args, kwargs, 1, repeats, narrow) / threads)
+            group = groups[_group(func, args)]
+            group[0] += count
+            group[1] += count * macs(func, args)
+            group[2] += count * alone
+    return dict(groups)
+
+
+def _group(func: Any, args: tuple[Any, ...]) -> str:
+    if func in CONVOLUTIONS:
+        return "depth-wise convolutions" if _conv_args(func, args)[3] > 1 else "dense convolutions"
+    return "matrix products" if func in PRODUCTS else "fused product-and-SiLU"
+
+
+def forward_seconds(model: str, size: tuple[int, int], precision: Precision, repeats: int) -> float:
+    """``harness bench``'s median (a fresh process); its peak memory is printed."""
+    run = bench(BenchConfig(model, size, Device.cpu, repeats=repeats, precision=precision, trust_code=True))["runs"][0]
+    print(f"{model} {precision.value}: median {run['median_seconds']:.2f} s, peak {run['peak_memory_mb'] / 1024:.1f} GB", flush=True)
+    return float(run["median_seconds"])
+
+
+def print_floor(name: str, groups: dict[str, list[float]]) -> float:
+    total = sum(g[2] for g in groups.values())
+    print(f"\n{name}: dense operators alone\n\n| operators | calls | GMAC | floor s | GMAC/s |\n|---|---|---|---|---|")
+    for group, (count, mac, seconds) in sorted(groups.items(), key=lambda kv: -kv[1][2]):
+        print(f"| {group} | {count:.0f} | {mac / 1e9:.1f} | {seconds:.2f} | {mac / 1e9 / seconds:.0f} |")
+    mac = sum(g[1] for g in groups.values())
+    print(f"| all | {sum(g[0] for g in groups.values()):.0f} | {mac / 1e9:.1f} | **{total:.2f}** | {mac / 1e9 / total:.0f} |")
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="384x768")
+    parser.add_argument("--model", default="flowcnrdb")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--published", default=None, help="the published model as FILE.py:CLASS")
+    args = parser.parse_args()
+    relaunch_without_tcache()
+    keep_freed_memory()
+    size = parse_size(args.size)
+    print(f"{args.model} 1x9x{size[0]}x{size[1]}, {torch.get_num_threads()} threads, {torch.__version__}")
+    calls = record(args.model, size, Precision.fp32)
+    floors = {Precision.fp32: print_floor("float32", floor(calls, args.repeats))}
+    if cpu_has_bf16():
+        floors[Precision.bf16] = print_floor("bfloat16 as it runs", floor(record(args.model, size, Precision.bf16), args.repeats))
+        every = print_floor("float32's calls, every one in bfloat16", floor(calls, args.repeats, torch.bfloat16))
+    seconds = {p: forward_seconds(args.model, size, p, args.repeats) for p in floors}
+    print("\n" + "\n".join(f"forward {p.value}: {s:.2f} s, of which the dense floor {floors[p]:.2f} s ({floors[p] / s:.0%})"
+                           for p, s in seconds.items()))
+    if Precision.bf16 in floors:
+        fp32, bound = seconds[Precision.fp32], seconds[Precision.fp32] - floors[Precision.fp32] + every
+        print(f"bfloat16: {fp32 / seconds[Precision.bf16]:.2f}x faster than float32; with every product and convolution"
+              f" in bfloat16 at its floor and the rest as in float32, at best {fp32 / bound:.2f}x ({bound:.2f} s)")
+    if args.published:
+        published = forward_seconds(args.published, size, Precision.fp32, args.repeats)
+        print(f"published: {published:.2f} s, {published / seconds[Precision.fp32]:.2f}x ours; 10x would be"
+              f" {published / 10:.2f} s, the float32 dense floor alone is {floors[Precision.fp32]:.2f} s"
+              f" ({published / floors[Precision.fp32]:.2f}x the published code's time at most)")
+
+
+if __name__ == "__main__":
+    main()
