@@ -34,6 +34,7 @@ from torch.utils._pytree import tree_map
 from harness import create_model
 from harness.allocator import keep_freed_memory, relaunch_without_tcache
 from harness.bench import BenchConfig, bench
+from harness.budget.aten_costs import cost
 from harness.cli.common import parse_size
 from harness.inference import Device, Precision, cpu_has_bf16, precision_mode
 from harness.models.flowcnrdb import FlowCNRDB
@@ -72,23 +73,49 @@ class Layout:
         return torch.empty_strided(shape, stride, dtype=dtype).normal_(0, 0.1)
 
 
+Call = tuple[Any, tuple[Any, ...], tuple[tuple[str, Any], ...]]
+"""(operator, its positional arguments and its keywords, each tensor as a :class:`Layout`)."""
+
+
 class DenseCalls(TorchDispatchMode):
-    """Counts the distinct dense calls (operator, argument layouts and scalars) of everything run under it."""
+    """Counts the distinct dense calls of everything run under it, each with its MACs (the analytic counter's formulas)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: Counter[tuple[Any, tuple[Any, ...], tuple[tuple[str, Any], ...]]] = Counter()
+        self.calls: Counter[Call] = Counter()
+        self.macs: dict[Call, int] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # torch's protocol
         kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         if func in DENSE:
             key = tree_map(lambda a: Layout(a) if isinstance(a, torch.Tensor) else a, (args, kwargs))
-            self.calls[(func, _frozen(key[0]), tuple(sorted((k, _frozen(v)) for k, v in key[1].items())))] += 1
-        return func(*args, **kwargs)
+            call = (func, _frozen(key[0]), tuple(sorted((k, _frozen(v)) for k, v in key[1].items())))
+            self.calls[call] += 1
+            self.macs.setdefault(call, _macs(func, args, kwargs, out))
+        return out
 
 
 def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _macs(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor) -> int:
+    """The multiply-accumulates of one call, by ``harness budget``'s formulas (bias additions left out)."""
+    if func in CONVOLUTIONS:  # conv2d (inference mode's) as convolution: output elements x C_in / groups x kernel
+        costs = cost("convolution", (args[0], args[1], None), {}, out, False)
+    elif func in PRODUCTS:
+        costs = cost(func._schema.name.split("::")[-1].rstrip("_"), args, kwargs, out, False)
+    else:  # oneDNN's silu(x @ w.T + b): a product of x (..., k) into out (..., n)
+        costs = cost("mm", (args[0],), {}, out, False)
+    assert costs is not None
+    return sum(v for k, v in costs.items() if k != "bias")
+
+
+def _groups(func: Any, args: tuple[Any, ...]) -> int:
+    """A recorded convolution's groups: conv2d's seventh argument (default 1), convolution's ninth."""
+    i = 8 if func is aten.convolution.default else 6
+    return int(args[i]) if len(args) > i else 1
 
 
 def record(model_name: str, size: tuple[int, int], precision: Precision) -> DenseCalls:
@@ -103,47 +130,6 @@ def record(model_name: str, size: tuple[int, int], precision: Precision) -> Dens
     with torch.inference_mode(), precision_mode(model, precision, torch.device("cpu")), calls:
         model(torch.rand(1, 9, *size))
     return calls
-
-
-def macs(func: Any, args: tuple[Any, ...]) -> int:
-    """Multiply-accumulates of one call: m * k * n for a product, output size * (C_in / groups) * kernel for a convolution."""
-    shapes = [a.key[0] for a in args if isinstance(a, Layout)]
-    if func in CONVOLUTIONS:
-        x, w = shapes[0], shapes[1]
-        out = _conv_out(func, x, w, args)
-        return out * w[1] * w[2] * w[3]
-    if func in PRODUCTS:
-        a, b = (shapes[1], shapes[2]) if func in (aten.addmm.default, aten.addmm.out, aten.addmm_.default) else (shapes[0], shapes[1])
-        return a[0] * a[1] * b[1]
-    x, w = shapes[0], shapes[1]  # _linear_pointwise(x (..., k), w (n, k), ...)
-    return _prod(x[:-1]) * w[1] * w[0]
-
-
-def _prod(values: tuple[int, ...]) -> int:
-    total = 1
-    for v in values:
-        total *= v
-    return total
-
-
-def _conv_args(func: Any, args: tuple[Any, ...]) -> tuple[list[int], list[int] | str, list[int], int]:
-    """(stride, padding, dilation, groups) of a recorded convolution, conv2d's defaults filled in."""
-    rest = list(args[3:]) + [None] * 6
-    padding = rest[1] if isinstance(rest[1], str) else _pair(rest[1], 0)
-    groups = rest[5] if func is aten.convolution.default else rest[3]
-    return _pair(rest[0], 1), padding, _pair(rest[2], 1), groups or 1
-
-
-def _pair(value: int | list[int] | None, default: int) -> list[int]:
-    return [default] * 2 if value is None else ([value] * 2 if isinstance(value, int) else list(value))
-
-
-def _conv_out(func: Any, x: tuple[int, ...], w: tuple[int, ...], args: tuple[Any, ...]) -> int:
-    stride, padding, dilation, _ = _conv_args(func, args)
-    if isinstance(padding, str):  # "same" (stride 1) or "valid"
-        padding = [(dilation[i] * (w[2 + i] - 1)) // 2 if padding == "same" else 0 for i in range(2)]
-    size = [(x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
-    return x[0] * w[0] * size[0] * size[1]
 
 
 def best_time(func: Any, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], threads: int, repeats: int,
@@ -169,20 +155,21 @@ def floor(calls: DenseCalls, repeats: int, narrow: torch.dtype | None = None) ->
     threads = torch.get_num_threads()
     groups: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     with torch.inference_mode():
-        for (func, args, kwargs), count in calls.calls.items():
+        for call, count in calls.calls.items():
+            func, args, kwargs = call
             alone = best_time(func, args, kwargs, threads, repeats, narrow)
             if threads > 1:  # two single-thread calls side by side, as stages 1 and 2 run their frames
                 alone = min(alone, best_time(func, args, kwargs, 1, repeats, narrow) / threads)
             group = groups[_group(func, args)]
             group[0] += count
-            group[1] += count * macs(func, args)
+            group[1] += count * calls.macs[call]
             group[2] += count * alone
     return dict(groups)
 
 
 def _group(func: Any, args: tuple[Any, ...]) -> str:
     if func in CONVOLUTIONS:
-        return "depth-wise convolutions" if _conv_args(func, args)[3] > 1 else "dense convolutions"
+        return "depth-wise convolutions" if _groups(func, args) > 1 else "dense convolutions"
     return "matrix products" if func in PRODUCTS else "fused product-and-SiLU"
 
 
