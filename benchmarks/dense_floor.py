@@ -17,7 +17,8 @@ process) and, with ``--published``, the published code's, and what follows for t
 - bfloat16 1.8x float32: the fastest a forward could be if every one of float32's products and
   convolutions ran in bfloat16 at its floor (float32 forward - float32 floor + that floor), the
   rest of the work (GRN statistics, norms, residual streams: float32 by the goal's own terms) as
-  it is today.
+  it is today; and, the rest being the same float32 work in both, how small it would have to be
+  for 1.8x.
 """
 
 from __future__ import annotations
@@ -213,6 +214,10 @@ def main() -> None:
         fp32, bound = seconds[Precision.fp32], seconds[Precision.fp32] - floors[Precision.fp32] + every
         print(f"bfloat16: {fp32 / seconds[Precision.bf16]:.2f}x faster than float32; with every product and convolution"
               f" in bfloat16 at its floor and the rest as in float32, at best {fp32 / bound:.2f}x ({bound:.2f} s)")
+        rest, need = fp32 - floors[Precision.fp32], (floors[Precision.fp32] - 1.8 * every) / 0.8
+        print(f"  the rest, float32 in both: {rest:.2f} s; (rest + {floors[Precision.fp32]:.2f}) / (rest + {every:.2f}) is at"
+              f" most {floors[Precision.fp32] / every:.2f}x (no rest at all), "
+              + (f"1.8x only with the rest under {need:.2f} s" if need > 0 else "never 1.8x"))
     if args.published:
         published = forward_seconds(args.published, size, Precision.fp32, args.repeats)
         print(f"published: {published:.2f} s, {published / seconds[Precision.fp32]:.2f}x ours; 10x would be"
