@@ -121,13 +121,16 @@ def _groups(func: Any, args: tuple[Any, ...]) -> int:
 
 
 def record(model_name: str, size: tuple[int, int], precision: Precision) -> DenseCalls:
-    """The dense calls of one forward of ``model_name`` in ``precision``, as ``harness evaluate`` and ``bench`` run it."""
+    """The dense calls of one forward of ``model_name`` in ``precision``, as ``harness bench`` runs it.
+
+    FlowCNRDB's frames go one after another: the mode sees the calling thread only.
+    """
     torch.manual_seed(0)
     model = create_model(model_name).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.02)
     if isinstance(model, FlowCNRDB):
-        model.frame_threads = 1  # the mode is per thread: frames one after another, on the calling thread
+        model.frame_threads = 1
     calls = DenseCalls()
     with torch.inference_mode(), precision_mode(model, precision, torch.device("cpu")), calls:
         model(torch.rand(1, 9, *size))
