@@ -94,8 +94,15 @@ def _model_args(cfg: EvalConfig, data: Path | None) -> Args:
 
 
 def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSource, str | None, str | None]:
-    """The model with its weights: explicit file, a submission's own, bundled, the factory's, or (explicitly) random."""
-    model, source = resolve_model(cfg.model, _model_args(cfg, data), cfg.trust_code)
+    """The model with its weights: explicit file, a submission's own, bundled, the factory's, or (explicitly) random.
+
+    Built from seed 0 (the caller's random state untouched): weights the
+    factory or ``--random-init`` leaves random are the same in every run, so
+    a resumed run's outputs and those it reuses come from one model.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, source = resolve_model(cfg.model, _model_args(cfg, data), cfg.trust_code)
     weights = cfg.weights or (Path(source.weights) if source.weights else None)
     if weights is not None:
         load_checkpoint(model, weights)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from harness import create_model
 from harness.cli import app
+from harness.evaluate import EvalConfig, build_model
 from harness.io import sha256_file
 
 runner = CliRunner()
@@ -108,6 +109,18 @@ def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file
     assert (tmp_path / "train" / "last.pth").is_file()
     code, out = _run("package", "results", str(tmp_path / "run"), "--out", str(tmp_path / "results.zip"))
     assert code == 0 and len(zipfile.ZipFile(tmp_path / "results.zip").namelist()) == 3, out
+
+
+def test_a_model_without_weights_is_built_the_same_in_every_run(tmp_path, toy_file, small_data):
+    for run in ("a", "b"):
+        torch.manual_seed(17 if run == "a" else 99)  # whatever the caller's random state
+        code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / run))
+        assert code == 0, out
+    a, b = sorted((tmp_path / "a" / "res").iterdir()), sorted((tmp_path / "b" / "res").iterdir())
+    assert [p.name for p in a] == [p.name for p in b] and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    state = torch.get_rng_state()
+    build_model(EvalConfig(f"{toy_file}:Toy", data=small_data), small_data)
+    assert torch.equal(torch.get_rng_state(), state)  # building leaves the caller's random state as it was
 
 
 def test_positional_arguments_and_a_changed_file_refuses_reuse(tmp_path, toy_file, small_data):

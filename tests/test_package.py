@@ -18,7 +18,7 @@ from harness import create_model
 from harness.cli import app
 from harness.errors import HarnessError
 from harness.package.code import package_code, verify_code
-from harness.package.results import package_results, verify_zip
+from harness.package.results import SWAP_MARGIN, SWAP_MIN_FIT, _channel_fit, check_channel_order, package_results, verify_zip
 from harness.package.zips import safe_extract
 
 runner = CliRunner()
@@ -93,6 +93,26 @@ def test_bad_results_refused(tmp_path, run_dir, small_data, how):
     if how == "red-blue-swapped":
         assert "swapped" in errors[0]
     assert not (tmp_path / "s.zip").exists()
+
+
+def _stretched(x: np.ndarray) -> np.ndarray:
+    return ((x - x.min()) / (x.max() - x.min()) * 255).round().astype(np.uint8)
+
+
+def test_brightness_without_colour_is_not_called_swapped():
+    """An output that follows brightness, not colour, may fit the swapped channels better by chance; that proves nothing."""
+    from skimage.data import astronaut
+
+    ref = astronaut()[::4, ::4]
+    blue = ref[..., 2].astype(np.float64)
+    noisy = blue + np.random.default_rng(0).normal(0, 1.5 * blue.std(), blue.shape)
+    out = np.stack([_stretched(blue), ref[..., 1], _stretched(noisy)], axis=-1)  # red and blue: the reference's blue
+    as_written, swapped = _channel_fit(out, ref), _channel_fit(out[..., ::-1], ref)
+    assert swapped > as_written + SWAP_MARGIN and swapped > SWAP_MIN_FIT  # channel fits alone would call it swapped
+    check_channel_order("Scene-280-out.tif", out, ref)
+    faded = (0.7 * ref.mean(axis=-1, keepdims=True) + 0.3 * ref[..., ::-1]).round().astype(np.uint8)  # BGR, desaturated
+    with pytest.raises(HarnessError, match="Scene-281-out.tif: red and blue look swapped"):
+        check_channel_order("Scene-281-out.tif", faded, ref)
 
 
 def _unsafe_zip(path: Path, how: str) -> None:

@@ -34,7 +34,7 @@ def evaluate_cmd(
     overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
     quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
     force: Annotated[Optional[bool], typer.Option("--force", help="Recompute every scene.")] = None,
-    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights (a smoke test, not a score).")] = None,
+    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
     budget: Annotated[bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")] = True,
     as_json: JsonOpt = False,
