@@ -31,13 +31,13 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
+from precision import timed  # benchmarks/precision.py, beside this file
 
 from harness import create_model
 from harness.allocator import keep_freed_memory, relaunch_without_tcache
-from harness.bench import BenchConfig, bench
 from harness.budget.aten_costs import cost
 from harness.cli.common import parse_size
-from harness.inference import Device, Precision, cpu_has_bf16, precision_mode
+from harness.inference import Precision, cpu_has_bf16, precision_mode
 from harness.models.flowcnrdb import FlowCNRDB
 
 aten = torch.ops.aten
@@ -178,13 +178,6 @@ def _group(func: Any, args: tuple[Any, ...]) -> str:
     return "matrix products" if func in PRODUCTS else "fused product-and-SiLU"
 
 
-def forward_seconds(model: str, size: tuple[int, int], precision: Precision, repeats: int) -> float:
-    """``harness bench``'s median (a fresh process); its peak memory is printed."""
-    run = bench(BenchConfig(model, size, Device.cpu, repeats=repeats, precision=precision, trust_code=True))["runs"][0]
-    print(f"{model} {precision.value}: median {run['median_seconds']:.2f} s, peak {run['peak_memory_mb'] / 1024:.1f} GB", flush=True)
-    return float(run["median_seconds"])
-
-
 def print_floor(name: str, groups: dict[str, list[float]]) -> float:
     total = sum(g[2] for g in groups.values())
     print(f"\n{name}: dense operators alone\n\n| operators | calls | GMAC | floor s | GMAC/s |\n|---|---|---|---|---|")
@@ -211,7 +204,7 @@ def main() -> None:
     if cpu_has_bf16():
         floors[Precision.bf16] = print_floor("bfloat16 as it runs", floor(record(args.model, size, Precision.bf16), args.repeats))
         every = print_floor("float32's calls, every one in bfloat16", floor(calls, args.repeats, torch.bfloat16))
-    seconds = {p: forward_seconds(args.model, size, p, args.repeats) for p in floors}
+    seconds = {p: timed(args.model, size, p, args.repeats) for p in floors}
     print("\n" + "\n".join(f"forward {p.value}: {s:.2f} s, of which the dense floor {floors[p]:.2f} s ({floors[p] / s:.0%})"
                            for p, s in seconds.items()))
     if Precision.bf16 in floors:
@@ -223,7 +216,7 @@ def main() -> None:
               f" most {floors[Precision.fp32] / every:.2f}x (no rest at all), "
               + (f"{BF16_GOAL}x only with the rest under {need:.2f} s" if need > 0 else f"never {BF16_GOAL}x"))
     if args.published:
-        published = forward_seconds(args.published, size, Precision.fp32, args.repeats)
+        published = timed(args.published, size, Precision.fp32, args.repeats)
         print(f"published: {published:.2f} s, {published / seconds[Precision.fp32]:.2f}x ours; 10x would be"
               f" {published / 10:.2f} s, the float32 dense floor alone is {floors[Precision.fp32]:.2f} s"
               f" (so in float32 at most {published / floors[Precision.fp32]:.2f}x faster than the published code)")

@@ -23,7 +23,9 @@ def dense_floor() -> ModuleType:
     spec = importlib.util.spec_from_file_location("dense_floor", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(path.parent))  # as when run: its siblings (precision.py) importable
+        spec.loader.exec_module(module)
     return module
 
 
