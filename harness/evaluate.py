@@ -31,6 +31,7 @@ from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames
 from harness.data.scenes import digests, fingerprint
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError
+from harness.backends import Runner, Settings, choose_backend, prepare_runner
 from harness.inference import Device, Precision, Tiling, check_precision, describe_gpu, resolve_device, run_model, to_hwc
 from harness.io import sha256_file, write_tiff
 from harness.metrics import Quantize, quantize_output
@@ -60,6 +61,8 @@ class EvalConfig:
     random_init: bool = False
     model_args: str | list[Any] | dict[str, Any] | None = None  # JSON text or parsed: see harness.sources
     trust_code: bool = False
+    backend: str = "auto"  # harness.backends: auto takes fast for a FlowCNRDB variant on a CPU, else eager
+    threads: int | None = None  # CPU threads during inference; None: torch's default for this process
 
     def __post_init__(self) -> None:
         if self.overlap and not self.tile:
@@ -149,11 +152,18 @@ def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
     return Prepared(model.eval(), source, weights, sha, data, scenes, RunFolder(cfg.run_dir))
 
 
-def _settings(cfg: EvalConfig, prep: Prepared) -> RunSettings:
+def _settings(cfg: EvalConfig, prep: Prepared, backend: str) -> RunSettings:
     return RunSettings(
         model=cfg.model, source=prep.source.as_dict(), model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
         data=str(prep.data.resolve()), quantize=cfg.quantize.value, precision=cfg.precision.value, tile=cfg.tile, overlap=cfg.overlap,
+        backend=backend,
     )
+
+
+def _input_size(cfg: EvalConfig, prep: Prepared) -> tuple[int, int]:
+    """(H, W) of what the model is given: a tile, or the first scene's frames."""
+    h, w = frame_shape(prep.scenes[0])
+    return (min(cfg.tile, h), min(cfg.tile, w)) if cfg.tile else (h, w)
 
 
 def _open_run(folder: RunFolder, settings: RunSettings, force: bool) -> dict[str, dict[str, Any]]:
@@ -206,16 +216,17 @@ def versions(device: torch.device | None = None) -> dict[str, str]:
     }
 
 
-def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, device: torch.device) -> dict[str, Any]:
+def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, runner: Runner) -> dict[str, Any]:
     """Infer, write the output, score it: the scene's metrics row."""
     files = digests(scene)  # each file hashed once: the fingerprint and the GT's digest come from these
     frames = torch.from_numpy(read_frames(scene)).unsqueeze(0)
     tiling = Tiling(cfg.tile, cfg.overlap)
     t0 = time.perf_counter()
-    output = run_model(prep.model, frames, device, cfg.precision, tiling)
+    try:
+        output = run_model(runner, frames, model_multiple(prep.model), tiling)
+    except HarnessError as exc:
+        raise type(exc)(f"{scene.id}: {exc}") from None
     seconds = time.perf_counter() - t0
-    if not torch.isfinite(output).all():
-        raise HarnessError(f"{scene.id}: the model produced non-finite values")
     out_u8 = quantize_output(to_hwc(output), cfg.quantize)
     row: dict[str, Any] = {"scene": scene.id}
     if scene.gt is not None:
@@ -247,24 +258,30 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
     check_precision(cfg.precision, device)
     prep = prepare(cfg, progress)
     prep.model.to(device)
-    rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep), cfg.force))
+    backend = choose_backend(cfg.backend, prep.model, Settings(device, cfg.precision, cfg.threads or 1)).name
+    rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep, backend), cfg.force))
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    runner: Runner | None = None
     for k, scene in enumerate(prep.scenes):
         if scene.id not in rows:
-            rows[scene.id] = _run_scene(cfg, prep, scene, device)
+            if runner is None:
+                runner = prepare_runner(prep.model, backend, device, cfg.precision, _input_size(cfg, prep), cfg.threads)
+            rows[scene.id] = _run_scene(cfg, prep, scene, runner)
             prep.folder.write_metrics(pd.DataFrame([rows[sid] for sid in sorted(rows)]))
         psnr = rows[scene.id].get("psnr")
         notify(progress, k + 1, len(prep.scenes), f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id)
     table = pd.DataFrame([rows[sid] for sid in sorted(rows)])
     prep.folder.write_metrics(table)
-    summary = _summary(cfg, prep, table, device, time.perf_counter() - t_start)
+    runtime = runner.describe() if runner is not None else {"backend": backend, "note": "every scene reused from the run folder"}
+    summary = _summary(cfg, prep, table, device, time.perf_counter() - t_start, runtime)
     prep.folder.write_summary(summary)
     return summary
 
 
-def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float) -> RunSummary:
+def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float,
+             runtime: dict[str, Any]) -> RunSummary:
     scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
     return RunSummary(
         **mean_scores(scored),
@@ -282,6 +299,8 @@ def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch
         quantize=cfg.quantize.value,
         device=str(device),
         precision=cfg.precision.value,
+        backend=str(runtime["backend"]),
+        runtime=runtime,
         tiling={"tile": cfg.tile, "overlap": cfg.overlap},
         versions=versions(device),
         timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},

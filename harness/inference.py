@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch import nn
-
 from harness.errors import HarnessError
-from harness.registry import model_multiple
 
 
 class Device(str, Enum):
@@ -94,38 +91,19 @@ def cuda_tf32(enabled: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def precision_mode(model: nn.Module, precision: Precision, device: torch.device) -> Iterator[None]:
-    """Run ``model`` in ``precision`` inside the block.
+def precision_mode(precision: Precision, device: torch.device) -> Iterator[None]:
+    """Autocast and tensor-core settings of ``precision`` inside the block, restored after it.
 
-    bf16 takes the model's own reduced-precision path where it has one
-    (``set_precision``: FlowCNRDB's fast CPU path keeps norms, GRN statistics
-    and the warp in float32) and bfloat16 autocast otherwise (any model, and
-    every model on a GPU); fp16 is float16 autocast. On a GPU, TF32 tensor
-    cores run float32 convolutions and products with ``tf32`` alone: ``fp32``
-    is IEEE float32 there too, and so are the operations autocast keeps in float32.
+    fp32 is IEEE float32 (on a GPU too); tf32 turns on TF32 tensor cores
+    (GPUs); fp16 and bf16 are autocast. On a CPU the backends give bf16 its
+    own treatment (:mod:`harness.backends`); this is what the eager backend
+    uses on a GPU.
     """
     tensor_cores = cuda_tf32(precision is Precision.tf32) if device.type == "cuda" else contextlib.nullcontext()
-    with tensor_cores, _arithmetic(model, precision, device):
+    dtype = {Precision.fp16: torch.float16, Precision.bf16: torch.bfloat16}.get(precision)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with tensor_cores, autocast:
         yield
-
-
-@contextlib.contextmanager
-def _arithmetic(model: nn.Module, precision: Precision, device: torch.device) -> Iterator[None]:
-    own = getattr(model, "set_precision", None)
-    if precision in (Precision.fp32, Precision.tf32):
-        yield
-    elif precision is Precision.fp16:
-        with torch.autocast(device.type, dtype=torch.float16):
-            yield
-    elif callable(own) and device.type == "cpu":
-        own(torch.bfloat16)
-        try:
-            yield
-        finally:
-            own(None)
-    else:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield
 
 
 @dataclass(frozen=True)
@@ -164,11 +142,8 @@ class Tiling:
         return [(s, lo, hi) for s, lo, hi in zip(starts, cuts[:-1], cuts[1:])]
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, precision: Precision) -> torch.Tensor:
-    x = x.to(device)
-    with torch.inference_mode(), precision_mode(model, precision, device):
-        out = model(x)
-    return out.float().cpu() if isinstance(out, torch.Tensor) else out
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""A prepared model: a (B, 9, H, W) float32 burst on the CPU -> its (B, 3, H, W) float32 output on the CPU."""
 
 
 def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
@@ -180,25 +155,18 @@ def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def run_model(
-    model: nn.Module,
-    frames: torch.Tensor,
-    device: torch.device,
-    precision: Precision = Precision.fp32,
-    tiling: Tiling = Tiling(),
-) -> torch.Tensor:
-    """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU; tiles go through the model ``tiling.batch`` at a time."""
+def run_model(forward: Forward, frames: torch.Tensor, multiple: int, tiling: Tiling = Tiling()) -> torch.Tensor:
+    """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU; tiles go through ``forward`` ``tiling.batch`` at a time."""
     if not tiling.tile:
-        return _checked(_forward(model, frames, device, precision), frames)[0]
-    mult = model_multiple(model)
+        return _checked(forward(frames), frames)[0]
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
-    places = [(y, y0, y1, x, x0, x1) for y, y0, y1 in tiling.spans(h, mult) for x, x0, x1 in tiling.spans(w, mult)]
+    places = [(y, y0, y1, x, x0, x1) for y, y0, y1 in tiling.spans(h, multiple) for x, x0, x1 in tiling.spans(w, multiple)]
     out = torch.empty(3, h, w)
     for i in range(0, len(places), max(tiling.batch, 1)):
         group = places[i : i + max(tiling.batch, 1)]
         tiles = torch.cat([frames[:, :, y : y + th, x : x + tw] for y, _, _, x, _, _ in group])
-        parts = _checked(_forward(model, tiles, device, precision), tiles)
+        parts = _checked(forward(tiles), tiles)
         for part, (y, y0, y1, x, x0, x1) in zip(parts, group):
             out[:, y0:y1, x0:x1] = part[:, y0 - y : y1 - y, x0 - x : x1 - x]
     return out

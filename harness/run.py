@@ -27,7 +27,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.io import read_csv, read_json, sha256_file, write_csv, write_json
 
-SCHEMA = 1
+SCHEMA = 2  # 2: the backend that ran (run.json, summary.json) and its runtime details
 METRICS = ("psnr", "ssim", "ssim_standard")
 
 
@@ -51,6 +51,7 @@ class RunSettings:
     precision: str
     tile: int
     overlap: int
+    backend: str = "eager"
     schema: int = SCHEMA
 
     def changed(self, other: RunSettings) -> list[str]:
@@ -79,6 +80,8 @@ class RunSummary:
     quantize: str | None = None
     device: str | None = None
     precision: str = "fp32"
+    backend: str = "eager"
+    runtime: dict[str, Any] = field(default_factory=dict)  # the runner's description: backend, threads, set-up, gate
     tiling: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -97,8 +100,6 @@ def _from_dict(cls: type, doc: Any, path: Path) -> Any:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise HarnessError(f"{path}: not a harness {cls.__name__} of schema {SCHEMA} (found {found!r})")
     names = {f.name for f in dataclasses.fields(cls)}
-    if "amp" in doc and "precision" not in doc:  # written before --precision: amp was bfloat16 autocast
-        doc = {**doc, "precision": "bf16" if doc["amp"] else "fp32"}
     try:
         return cls(**{k: v for k, v in doc.items() if k in names})
     except TypeError as exc:

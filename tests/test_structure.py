@@ -112,9 +112,9 @@ LAYERS = [
     ("harness.models",),
     ("harness.data",),
     ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table", "harness.sources", "harness.submission"),
-    ("harness.metrics", "harness.inference"),
+    ("harness.metrics", "harness.inference", "harness.backends"),
     ("harness.scoring", "harness.run", "harness.tables"),
-    ("harness.evaluate", "harness.train", "harness.budget", "harness.bench"),
+    ("harness.evaluate", "harness.train", "harness.budget", "harness.bench", "harness.export"),
     ("harness.report", "harness.package"),
     ("harness.cli",),
 ]

@@ -1,8 +1,6 @@
 """The ``harness`` command line (:mod:`harness.cli.application` composes it).
 
-Importing this package loads nothing heavy: :func:`main` first restarts the process with the
-allocator settings that only the environment can give (:func:`harness.allocator.relaunch_without_tcache`),
-then loads torch and the commands.
+Importing this package loads nothing heavy; :func:`main` loads the commands.
 """
 
 from __future__ import annotations
@@ -12,9 +10,6 @@ from typing import Any
 
 def main() -> None:
     """Console entry point."""
-    from harness.allocator import relaunch_without_tcache
-
-    relaunch_without_tcache()
     from harness.cli.application import app
 
     app(prog_name="harness")

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli import bench, budget, evaluate, models, report, train
+from harness.cli import bench, budget, evaluate, export, models, report, train
 from harness.cli.common import RootGroup
 from harness.cli.data import data_app
 from harness.cli.package import package_app
@@ -38,12 +38,9 @@ def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """The workbench for the NTIRE 2025 Efficient Burst HDR and Restoration challenge."""
-    from harness.allocator import keep_freed_memory
-
-    keep_freed_memory()
 
 
-for module in (models, evaluate, train, budget, bench, report):
+for module in (models, evaluate, train, budget, bench, export, report):
     module.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(package_app, name="package")

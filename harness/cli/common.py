@@ -140,7 +140,13 @@ OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
 DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     help="fp32: IEEE float32, on GPUs too; tf32: float32 with TF32 tensor-core convolutions and matrix products, "
-         "GPUs only; bf16: convolutions and matrix products in bfloat16 (FlowCNRDB keeps norms, GRN statistics and "
-         "the warp in float32; other models and GPUs use autocast), refused where the hardware lacks bfloat16; "
+         "GPUs only; bf16: bfloat16 weights and activations with grid sampling, norms and statistics in float32 "
+         "(GPUs: autocast), refused where the hardware lacks bfloat16, held to float32 by the equivalence gate; "
          "fp16: float16 autocast, GPUs only.",
     show_default=Precision.fp32.value)]
+BACKEND_HELP = ("How the model runs: eager (as written), fast (FlowCNRDB's CPU path), compile (torch.compile), onnxruntime, "
+                "openvino; auto: fast for a FlowCNRDB variant on a CPU, else eager. Every backend but eager float32 is held "
+                "to eager float32 on the first burst (the equivalence gate).")
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", help=BACKEND_HELP, show_default="auto")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads during inference (set around each forward, restored after).",
+                                                   min=1, show_default="torch's default")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.common import (SPLIT_HELP, DataOpt, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, PrecisionOpt, ScenesOpt, TrustCodeOpt, WeightsOpt,
+from harness.cli.common import (SPLIT_HELP, BackendOpt, DataOpt, ThreadsOpt, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, PrecisionOpt, ScenesOpt, TrustCodeOpt, WeightsOpt,
                                 console, default_of, emit_json, err_console, given, print_error)
 from harness.data import Split
 from harness.evaluate import EvalConfig
@@ -29,7 +29,8 @@ def evaluate_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp", hidden=True, help="Deprecated: --precision bf16.")] = None,
+    backend: BackendOpt = None,
+    threads: ThreadsOpt = None,
     tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
     quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
@@ -40,13 +41,13 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
+    from harness.allocator import keep_freed_memory
     from harness.evaluate import evaluate
     from harness.tables import render_scores
 
-    if amp:
-        print_error("`--amp` is deprecated; use `--precision bf16`", "deprecated:", "yellow")
-        precision = precision or Precision.bf16
+    keep_freed_memory()  # this process is the runner: its allocator is its own
     cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, precision=precision,
+                                    backend=backend, threads=threads,
                                     tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init,
                                     model_args=model_args, trust_code=trust_code))
     with progress_bar("evaluating") as advance:

@@ -1,0 +1,146 @@
+"""``onnxruntime`` and ``openvino``: the model exported, then run by the official runtimes, for any model that exports.
+
+The export is ONNX through torch's TorchScript-based exporter (opset
+:data:`OPSET`: ``grid_sample`` needs 16), batch one, fixed H x W; ONNX Runtime
+runs the file with ``threads`` intra-op threads; OpenVINO converts the
+PyTorch model itself (``openvino.convert_model``) and compiles it for the CPU
+with an explicit inference precision (float32, or its bfloat16 hint for
+bf16). An export failure is one line naming the operator where the exporter
+names one.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.backends.base import Settings
+from harness.errors import HarnessError
+from harness.inference import Precision
+
+OPSET = 17
+
+
+def _failure(what: str, exc: BaseException) -> HarnessError:
+    text = str(exc)
+    op = re.search(r"(aten::[A-Za-z0-9_.]+|operator [`']?[A-Za-z0-9_:.]+)", text)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    named = f"operator {op.group(1).removeprefix('operator ').strip('`')}" if op else first[:200]
+    return HarnessError(f"{what} failed: {named}")
+
+
+def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
+    """``model`` exported to ONNX at ``path`` for (1, 9, H, W) bursts."""
+    example = torch.zeros(1, 9, *size)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), opset_version=OPSET, dynamo=False,
+                              input_names=["burst"], output_names=["rgb"])
+    except Exception as exc:  # the exporter raises anything from anywhere: one line for the user
+        raise _failure("ONNX export", exc) from None
+    return path
+
+
+def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
+    """``model`` converted by ``openvino.convert_model`` for (1, 9, H, W) bursts."""
+    import openvino as ov
+
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            return ov.convert_model(model, example_input=torch.zeros(1, 9, *size))
+    except Exception as exc:  # the converter raises anything from anywhere: one line for the user
+        raise _failure("OpenVINO conversion", exc) from None
+
+
+class PerSize:
+    """A prepared runtime per (H, W), made on first use; a batch runs burst by burst."""
+
+    def __init__(self, make: Callable[[tuple[int, int]], Callable[[np.ndarray], np.ndarray]], details: dict[str, Any]) -> None:
+        self.make, self.details = make, details
+        self.runs: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+
+    def __call__(self, burst: Tensor) -> Tensor:
+        size = (int(burst.shape[-2]), int(burst.shape[-1]))
+        if size not in self.runs:
+            self.runs[size] = self.make(size)
+        run = self.runs[size]
+        outs = [torch.from_numpy(np.asarray(run(burst[i : i + 1].float().contiguous().numpy()))) for i in range(burst.shape[0])]
+        return torch.cat(outs).float()
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.details)
+
+
+class OnnxRuntime:
+    name = "onnxruntime"
+    summary = "ONNX export run by ONNX Runtime's CPU provider (float32)"
+
+    def unsupported(self, model: nn.Module, settings: Settings) -> str | None:
+        if settings.device.type != "cpu":
+            return "the onnxruntime backend runs on a CPU here (its CPU provider)"
+        if settings.precision is not Precision.fp32:
+            return "the onnxruntime backend runs fp32 only (its CPU provider has no bfloat16 convolutions): use fast, eager or compile for bf16"
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "the onnxruntime backend needs the onnxruntime package (pip install onnxruntime)"
+        return None
+
+    def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> PerSize:
+        import onnxruntime as ort
+
+        folder = tempfile.TemporaryDirectory(prefix="harness-onnx-")
+
+        def make(hw: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+            path = export_onnx(model, hw, Path(folder.name) / f"model-{hw[0]}x{hw[1]}.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = settings.threads, 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return lambda x: session.run(None, {"burst": x})[0]
+
+        prepared = PerSize(make, {"precision": "fp32", "opset": OPSET, "onnxruntime": ort.__version__})
+        prepared.folder = folder  # type: ignore[attr-defined]  # kept alive as long as the sessions
+        prepared.runs[size] = make(size)
+        return prepared
+
+
+class OpenVino:
+    name = "openvino"
+    summary = "openvino.convert_model run by OpenVINO's CPU plugin (f32, or its bf16 inference precision)"
+
+    def unsupported(self, model: nn.Module, settings: Settings) -> str | None:
+        if settings.device.type != "cpu":
+            return "the openvino backend runs on a CPU here"
+        if settings.precision not in (Precision.fp32, Precision.bf16):
+            return f"the openvino backend runs fp32 or bf16, not {settings.precision.value}"
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "the openvino backend needs the openvino package (pip install openvino)"
+        return None
+
+    def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> PerSize:
+        import openvino as ov
+
+        core = ov.Core()
+        hint = "bf16" if settings.precision is Precision.bf16 else "f32"
+        config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
+
+        def make(hw: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+            compiled = core.compile_model(convert_openvino(model, hw), "CPU", config)
+            return lambda x: compiled(x)[0]
+
+        prepared = PerSize(make, {"precision": settings.precision.value, "inference_precision": hint, "openvino": ov.__version__})
+        prepared.runs[size] = make(size)
+        return prepared
+

@@ -1,0 +1,46 @@
+"""``harness export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.cli.common import (JsonOpt, ModelArgsOpt, ModelOpt, ThreadsOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given,
+                                parse_size)
+from harness.export import Format
+
+
+def export_cmd(
+    model: ModelOpt,
+    fmt: Annotated[Format, typer.Option("--format", help="onnx (a .onnx file) or openvino (IR: .xml and .bin).")],
+    model_args: ModelArgsOpt = None,
+    trust_code: TrustCodeOpt = None,
+    weights: WeightsOpt = None,
+    size: Annotated[str, typer.Option(help="H x W of the bursts the exported model takes.")] = "768x1536",
+    out: Annotated[Optional[Path], typer.Option(help="Output file.", show_default="exports/MODEL.onnx or .xml")] = None,
+    threads: ThreadsOpt = None,
+    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a model for ONNX Runtime or OpenVINO and print its parity against the model as written."""
+    from harness.evaluate import EvalConfig, build_model
+    from harness.export import describe, export_model
+    from harness.run import default_run_dir
+
+    cfg = EvalConfig(model, **given(model_args=model_args, trust_code=trust_code, weights=weights, random_init=random_init))
+    loaded, _, weights_used, _ = build_model(cfg, None)
+    loaded.eval()
+    name = default_run_dir(model, "x").name.removesuffix("-x")
+    target = out or Path("exports") / f"{name}.{'onnx' if fmt is Format.onnx else 'xml'}"
+    paths, result = export_model(loaded, fmt, parse_size(size), target, threads)
+    if as_json:
+        emit_json({**describe(paths, result), "weights": weights_used})
+        return
+    console.print(f"wrote {', '.join(str(p) for p in paths)} (weights: {weights_used})")
+    console.print(result.line())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
