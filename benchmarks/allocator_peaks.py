@@ -24,7 +24,8 @@ import ctypes, json, resource, sys, time
 import torch
 from harness import create_model
 from harness.allocator import M_MXFAST, keep_freed_memory
-from harness.inference import Precision, precision_mode
+from harness.backends import prepare_runner
+from harness.inference import Precision
 model, size, precision, cache_on = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 assert keep_freed_memory()
 if cache_on:
@@ -35,8 +36,8 @@ for p in net.parameters():
     torch.nn.init.normal_(p, std=0.02)
 h, w = (int(v) for v in size.split("x"))
 x = torch.rand(1, 9, h, w)
-with precision_mode(net, Precision(precision), torch.device("cpu")), torch.inference_mode():
-    t = time.perf_counter(); net(x); t = time.perf_counter() - t
+run = prepare_runner(net, "auto", torch.device("cpu"), Precision(precision), (h, w)).prepared
+t = time.perf_counter(); run(x); t = time.perf_counter() - t
 print(json.dumps({"seconds": t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

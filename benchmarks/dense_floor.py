@@ -37,7 +37,9 @@ from harness import create_model
 from harness.allocator import keep_freed_memory, relaunch_without_tcache
 from harness.budget.aten_costs import cost
 from harness.cli.common import parse_size
-from harness.inference import Precision, cpu_has_bf16, precision_mode
+from harness.backends.fast import fast_forward
+from harness.backends.reduced import bfloat16_forward
+from harness.inference import Precision, cpu_has_bf16
 from harness.models.flowcnrdb import FlowCNRDB
 
 aten = torch.ops.aten
@@ -129,11 +131,14 @@ def record(model_name: str, size: tuple[int, int], precision: Precision) -> Dens
     model = create_model(model_name).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.02)
-    if isinstance(model, FlowCNRDB):
-        model.frame_threads = 1
     calls = DenseCalls()
-    with torch.inference_mode(), precision_mode(model, precision, torch.device("cpu")), calls:
-        model(torch.rand(1, 9, *size))
+    bf16 = precision is Precision.bf16
+    if isinstance(model, FlowCNRDB):  # the fast backend, frames one after another
+        forward = lambda x: fast_forward(model, x, torch.bfloat16 if bf16 else None)  # noqa: E731
+    else:
+        forward = bfloat16_forward(model) if bf16 else model
+    with torch.inference_mode(), calls:
+        forward(torch.rand(1, 9, *size))
     return calls
 
 

@@ -16,7 +16,8 @@ import torch
 
 from harness import create_model
 from harness.cli.common import parse_size
-from harness.inference import Tiling, run_model
+from harness.backends import prepare_runner
+from harness.inference import Precision, Tiling, run_model
 from harness.registry import model_multiple
 
 
@@ -39,10 +40,11 @@ def main() -> None:
     pixels = len(tiling.spans(h, mult)) * len(tiling.spans(w, mult)) * min(args.tile, h) * min(args.tile, w)
     ratio = pixels / (h * w)
     t0 = time.perf_counter()
-    full = run_model(model, frames, torch.device("cpu"))
+    forward = prepare_runner(model, "auto", torch.device("cpu"), Precision.fp32, (h, w)).prepared
+    full = run_model(forward, frames, mult)
     untiled = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tiled_out = run_model(model, frames, torch.device("cpu"), tiling=tiling)
+    tiled_out = run_model(forward, frames, mult, tiling=tiling)
     tiled = time.perf_counter() - t0
     print(f"{args.model} at {h}x{w}, --tile {args.tile} --overlap {args.overlap}, {args.batch} tiles per pass, {torch.get_num_threads()} threads")
     print(f"untiled {untiled:.1f} s; tiled {tiled:.1f} s; pixels processed / image pixels {ratio:.3f}")

@@ -1,4 +1,4 @@
-"""`harness bench`: the latency protocol, its JSON document, and the fast path against the faithful one."""
+"""`harness bench`: the latency protocol, its JSON document, each backend against eager."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ import platform
 from clihelp import invoke
 
 
-def test_bench_json_document_and_faithful_comparison():
+def test_bench_json_document_and_the_fast_backend_against_eager():
     result = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "64x128", "--warmup", "1", "--repeats", "3",
-                    "--compare-faithful", "--threads", "1", "--json")
+                    "--backend", "fast,eager", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) >= {"model", "source", "size", "device", "precision", "warmup", "repeats", "machine", "runs", "faithful_max_abs_diff", "warnings"}
+    assert set(doc) >= {"model", "source", "size", "device", "precision", "warmup", "repeats", "machine", "runs", "warnings"}
     assert doc["precision"] == "fp32" and {r["precision"] for r in doc["runs"]} == {"fp32"}
-    assert set(doc["machine"]) >= {"cpu", "cores", "torch", "load_average", "gpu"} and doc["machine"]["gpu"] is None
-    assert [r["path"] for r in doc["runs"]] == ["default", "faithful"]
+    assert set(doc["machine"]) >= {"cpu", "cores", "torch", "load_average", "gpu", "isa", "amx"} and doc["machine"]["gpu"] is None
+    assert [r["backend"] for r in doc["runs"]] == ["fast", "eager"]
     for run in doc["runs"]:
         assert len(run["seconds"]) == 3 and run["threads"] == 1 and run["peak_memory_mb"] > 0
         assert run["median_seconds"] == sorted(run["seconds"])[1] and run["iqr_seconds"] >= 0
         if platform.libc_ver()[0] == "glibc":  # each worker starts with glibc's thread cache off (harness.allocator)
             assert run["allocator"] == "glibc: freed memory kept, one arena, no fast bins, no thread cache"
-    assert 0 < doc["faithful_max_abs_diff"] < 1e-4  # seeded weights of realistic scale: the paths really compute
+    assert 0 < doc["runs"][0]["gate"]["max_abs_diff"] < 1e-4  # seeded weights of realistic scale: the paths really compute
+    assert doc["runs"][1]["gate"] is None and doc["runs"][1]["speedup_vs_eager_fp32"] == 1.0
 
 
 def test_bench_any_source_and_bad_input(tmp_path):
@@ -31,8 +32,8 @@ def test_bench_any_source_and_bad_input(tmp_path):
     result = invoke("bench", "--model", f"{net}:Net", "--size", "32x32", "--repeats", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["source"]["kind"] == "file"
-    bad = invoke("bench", "--model", f"{net}:Net", "--size", "32x32", "--compare-faithful")
-    assert bad.exit_code == 2 and "no fast path" in bad.output
+    bad = invoke("bench", "--model", f"{net}:Net", "--size", "32x32", "--backend", "eager,fast")
+    assert bad.exit_code == 2 and "fast backend serves FlowCNRDB variants only" in bad.output  # before anything runs
 
 
 def test_a_gpu_bench_names_the_gpu(monkeypatch):
@@ -57,12 +58,13 @@ def test_a_gpu_bench_names_the_gpu(monkeypatch):
 def test_the_bench_line_names_the_gpu(monkeypatch):
     import harness.bench
 
-    run = {"path": "default", "precision": "tf32", "median_seconds": 0.58, "iqr_seconds": 0.001, "seconds": [0.58],
-           "threads": 16, "peak_memory_mb": 6573.0, "allocator": "glibc"}
-    doc = {"device": "cuda", "warnings": [], "runs": [run], "faithful_max_abs_diff": None,
-           "machine": {"cpu": "Host CPU", "cores": 16, "torch": "2.11.0", "load_average": [0.1, 0.1, 0.1],
+    run = {"backend": "eager", "precision": "tf32", "median_seconds": 0.58, "iqr_seconds": 0.001, "seconds": [0.58],
+           "threads": 16, "peak_memory_mb": 6573.0, "allocator": "glibc", "setup_seconds": 0.0, "gate": None, "refused": None,
+           "speedup_vs_eager_fp32": None}
+    doc = {"model": "flowcnrdb_tiny", "size": [32, 32], "device": "cuda", "warnings": [], "runs": [run],
+           "machine": {"cpu": "Host CPU", "cores": 16, "torch": "2.11.0", "load_average": [0.1, 0.1, 0.1], "isa": "AVX512", "amx": False,
                        "gpu": {"name": "NVIDIA H200", "memory_mb": 143771, "capability": "9.0", "cuda": "13.0"}}}
     monkeypatch.setattr(harness.bench, "bench", lambda cfg: doc)
     result = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32")
     assert result.exit_code == 0, result.output
-    assert "on cuda (NVIDIA H200, CUDA 13.0; host Host CPU, 16 cores" in " ".join(result.output.split())
+    assert "on cuda (NVIDIA H200, CUDA 13.0; host Host CPU, ISA AVX512, 16 cores" in " ".join(result.output.split())

@@ -125,6 +125,6 @@ def test_json_is_one_document():
     # FlopCounterMode's native figure, measured here directly, is FLOPs: twice the MACs in the document.
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        create_model("flowcnrdb_tiny").eval().set_fast(False)(torch.ones(1, 9, 64, 128))
+        create_model("flowcnrdb_tiny").eval()(torch.ones(1, 9, 64, 128))
     assert doc["counters"]["flop_counter_mode"]["reported"] == counter.get_total_flops()
     assert doc["counters"]["flop_counter_mode"]["macs"] * 2 == counter.get_total_flops()

@@ -39,8 +39,6 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(monkeypatch, tmp_pat
                     "--device", "cpu", "--precision", "bf16")
     assert result.exit_code == 2 and "bfloat16" in one_error(result.output)
     assert not (tmp_path / "run").exists()  # refused before anything was written
-    legacy = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run", "--device", "cpu", "--amp")
-    assert legacy.exit_code == 2 and "deprecated" in legacy.output and "bfloat16" in one_error(legacy.output)
     bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "bf16")
     assert bench.exit_code == 2 and "bfloat16" in one_error(bench.output)
     fp16 = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "fp16")
@@ -52,18 +50,18 @@ def _tensor_float32_modes() -> tuple[str, str]:
 
 
 def test_on_a_gpu_tf32_alone_runs_float32_on_tensor_cores_and_the_settings_come_back():
-    model, cuda = torch.nn.Identity(), torch.device("cuda")  # a device name: no GPU is needed to set cuDNN's flags
+    cuda = torch.device("cuda")  # a device name: no GPU is needed to set cuDNN's flags
     before = _tensor_float32_modes()
-    with precision_mode(model, Precision.tf32, cuda):
+    with precision_mode(Precision.tf32, cuda):
         assert _tensor_float32_modes() == ("tf32", "tf32")
     assert _tensor_float32_modes() == before
-    with precision_mode(model, Precision.fp32, cuda):
+    with precision_mode(Precision.fp32, cuda):
         assert _tensor_float32_modes() == ("ieee", "ieee")  # PyTorch's default would run convolutions in TF32
     assert _tensor_float32_modes() == before
-    with pytest.raises(RuntimeError), precision_mode(model, Precision.tf32, cuda):
+    with pytest.raises(RuntimeError), precision_mode(Precision.tf32, cuda):
         raise RuntimeError("a failing forward")
     assert _tensor_float32_modes() == before
-    with precision_mode(model, Precision.fp32, torch.device("cpu")):
+    with precision_mode(Precision.fp32, torch.device("cpu")):
         assert _tensor_float32_modes() == before  # the CPU's arithmetic is not cuDNN's business
 
 

@@ -11,11 +11,15 @@ names one.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,18 +34,33 @@ OPSET = 17
 
 def _failure(what: str, exc: BaseException) -> HarnessError:
     text = str(exc)
-    op = re.search(r"(aten::[A-Za-z0-9_.]+|operator [`']?[A-Za-z0-9_:.]+)", text)
+    op = re.search(r"\b(aten::[A-Za-z0-9_.]+)", text) or re.search(r"operator [`'\"]?([A-Za-z0-9_:.]+)", text)
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    named = f"operator {op.group(1).removeprefix('operator ').strip('`')}" if op else first[:200]
-    return HarnessError(f"{what} failed: {named}")
+    return HarnessError(f"{what} failed: " + (f"operator {op.group(1)} is not supported" if op else first[:200]))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Warnings and whatever the exporter prints, from Python or C++ (graphs, progress), kept off the terminal."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        os.close(saved[0]), os.close(saved[1])
 
 
 def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
     """``model`` exported to ONNX at ``path`` for (1, 9, H, W) bursts."""
     example = torch.zeros(1, 9, *size)
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with _quiet(), torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(model, (example,), str(path), opset_version=OPSET, dynamo=False,
                               input_names=["burst"], output_names=["rgb"])
     except Exception as exc:  # the exporter raises anything from anywhere: one line for the user
@@ -54,8 +73,7 @@ def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
     import openvino as ov
 
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with _quiet(), torch.inference_mode(False), torch.no_grad():
             return ov.convert_model(model, example_input=torch.zeros(1, 9, *size))
     except Exception as exc:  # the converter raises anything from anywhere: one line for the user
         raise _failure("OpenVINO conversion", exc) from None

@@ -210,7 +210,8 @@ def run_demo(zip_path: Path, inputs: Path, outputs: Path, flops_size: str = "64x
 
 
 def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -> dict[str, Any]:
-    """Run the zip's demo on the validation scenes and compare with `harness evaluate`, byte for byte."""
+    """Run the zip's demo on the validation scenes and compare with `harness evaluate --backend eager`, byte for byte
+    (the demo runs the model file as written, as the eager backend does)."""
     from harness.data.embedded import embedded_dataset
     from harness.evaluate import EvalConfig, evaluate
 
@@ -228,7 +229,7 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
             raise HarnessError(f"{zip_path}: test_demo.py failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         run = Path(tmp) / "run"
         evaluate(EvalConfig(model=manifest.spec, model_args=manifest.args, weights=manifest.weights_path(), data=data,
-                            split=Split.val, out=run))
+                            split=Split.val, out=run, backend="eager"))
         differ = [s.output_name for s in scenes
                   if not (demo_out / s.output_name).is_file()
                   or (demo_out / s.output_name).read_bytes() != (run / "res" / s.output_name).read_bytes()]
