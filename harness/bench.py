@@ -149,7 +149,7 @@ def _measure(cfg: BenchConfig, backend: str, device: torch.device) -> dict[str, 
 
 def bench(cfg: BenchConfig) -> dict[str, Any]:
     """Time ``cfg.model`` through each of ``cfg.backends``; the document of ``harness bench --json``."""
-    from harness.backends import Settings, choose_backend
+    from harness.backends import BackendUnavailable, Settings, choose_backend
     from harness.backends.registry import default_threads
     from harness.sources import parse_model_args, resolve_model
 
@@ -159,10 +159,16 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
     check_precision(cfg.precision, device)
     model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
     settings = Settings(device, cfg.precision, cfg.threads or default_threads())
-    for name in cfg.backends:  # every backend refused in one line before anything runs
-        choose_backend(name, model, settings)
+    skipped = {}
+    for name in cfg.backends:  # decided before anything runs: a backend that cannot serve is skipped with its reason
+        try:
+            choose_backend(name, model, settings)
+        except BackendUnavailable as exc:
+            skipped[name] = str(exc)
+    if len(skipped) == len(cfg.backends):
+        raise HarnessError("; ".join(skipped.values()))
     start = machine(device)
-    runs = [_measure(cfg, name, device) for name in cfg.backends]
+    runs = [_measure(cfg, name, device) for name in cfg.backends if name not in skipped]
     eager = next((r["median_seconds"] for r in runs if r["backend"] == "eager" and r["precision"] == "fp32"), None)
     for r in runs:
         r["speedup_vs_eager_fp32"] = None if eager is None else eager / r["median_seconds"]
@@ -172,7 +178,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
                         "these figures are not a quiet machine's")
     return {"model": cfg.model, "source": source.as_dict(), "size": list(cfg.size), "device": str(device),
             "precision": cfg.precision.value, "warmup": cfg.warmup, "repeats": cfg.repeats, "machine": start, "runs": runs,
-            "warnings": warnings, "config": asdict(cfg)}
+            "skipped": skipped, "warnings": warnings, "config": asdict(cfg)}
 
 
 if __name__ == "__main__":  # the worker of one measurement, in a fresh process

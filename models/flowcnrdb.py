@@ -30,15 +30,15 @@ the same function live in ``harness.backends``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FlowCNRDBConfig", "FlowCNRDB", "GRN", "ConvNeXtBlock", "flow_warp", "homography_flow"]
+__all__ = ["GRN", "ConvNeXtBlock", "FlowCNRDB", "FlowCNRDBConfig", "flow_warp", "homography_flow"]
 
 
 @dataclass

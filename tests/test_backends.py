@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from clihelp import invoke, one_error
 from torch import Tensor, nn
 
-from clihelp import invoke, one_error
 from harness import create_model
 from harness.backends import BACKENDS, Settings, choose_backend, prepare_runner, register_backend
 from harness.backends.base import Forward

@@ -12,14 +12,16 @@ names one.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +54,9 @@ def _quiet() -> Iterator[None]:
                 yield
     finally:
         sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-        os.close(saved[0]), os.close(saved[1])
+        for fd, copy in ((1, saved[0]), (2, saved[1])):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
@@ -63,7 +66,7 @@ def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(model, (example,), str(path), opset_version=OPSET, dynamo=False,
                               input_names=["burst"], output_names=["rgb"])
-    except Exception as exc:  # the exporter raises anything from anywhere: one line for the user
+    except Exception as exc:  # noqa: BLE001 -- the exporter raises anything from anywhere: one line for the user
         raise _failure("ONNX export", exc) from None
     return path
 
@@ -75,7 +78,7 @@ def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             return ov.convert_model(model, example_input=torch.zeros(1, 9, *size))
-    except Exception as exc:  # the converter raises anything from anywhere: one line for the user
+    except Exception as exc:  # noqa: BLE001 -- the converter raises anything from anywhere: one line for the user
         raise _failure("OpenVINO conversion", exc) from None
 
 
@@ -98,20 +101,24 @@ class PerSize:
         return dict(self.details)
 
 
+def _runtime_unsupported(name: str, settings: Settings, precisions: tuple[Precision, ...], why: str) -> str | None:
+    """Why the CPU runtime ``name`` (its package's name too) cannot run with ``settings``, or None."""
+    if settings.device.type != "cpu":
+        return f"the {name} backend runs on a CPU here"
+    if settings.precision not in precisions:
+        return f"the {name} backend runs {' or '.join(p.value for p in precisions)} only{why}"
+    if importlib.util.find_spec(name) is None:
+        return f"the {name} backend needs the {name} package (pip install {name})"
+    return None
+
+
 class OnnxRuntime:
     name = "onnxruntime"
     summary = "ONNX export run by ONNX Runtime's CPU provider (float32)"
 
     def unsupported(self, model: nn.Module, settings: Settings) -> str | None:
-        if settings.device.type != "cpu":
-            return "the onnxruntime backend runs on a CPU here (its CPU provider)"
-        if settings.precision is not Precision.fp32:
-            return "the onnxruntime backend runs fp32 only (its CPU provider has no bfloat16 convolutions): use fast, eager or compile for bf16"
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "the onnxruntime backend needs the onnxruntime package (pip install onnxruntime)"
-        return None
+        why = " (its CPU provider has no bfloat16 convolutions): use fast, eager or compile for bf16"
+        return _runtime_unsupported(self.name, settings, (Precision.fp32,), why)
 
     def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> PerSize:
         import onnxruntime as ort
@@ -137,15 +144,7 @@ class OpenVino:
     summary = "openvino.convert_model run by OpenVINO's CPU plugin (f32, or its bf16 inference precision)"
 
     def unsupported(self, model: nn.Module, settings: Settings) -> str | None:
-        if settings.device.type != "cpu":
-            return "the openvino backend runs on a CPU here"
-        if settings.precision not in (Precision.fp32, Precision.bf16):
-            return f"the openvino backend runs fp32 or bf16, not {settings.precision.value}"
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "the openvino backend needs the openvino package (pip install openvino)"
-        return None
+        return _runtime_unsupported(self.name, settings, (Precision.fp32, Precision.bf16), "")
 
     def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> PerSize:
         import openvino as ov

@@ -12,8 +12,9 @@ workers ran. It serves FlowCNRDB variants on a CPU in float32 and bfloat16.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,16 @@ from torch import Tensor, nn
 from harness.backends.base import Forward, Prepared, Settings
 from harness.backends.flowcnrdb_kernels import Compute, cnrdb_fast, convnext_fast, fused_expansion_works
 from harness.inference import Precision
-from harness.models.flowcnrdb import FlowCNRDB, HomographyRegistration, MergeModel, RegUNet, Stem, flow_warp, homography_flow
+from harness.models.flowcnrdb import (
+    FlowCNRDB,
+    FlowRegistration,
+    HomographyRegistration,
+    MergeModel,
+    RegUNet,
+    Stem,
+    flow_warp,
+    homography_flow,
+)
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -51,7 +61,7 @@ def fast_forward(model: FlowCNRDB, x: Tensor, dtype: torch.dtype | None = None, 
 
     first = stem(0)
     reg = model.reg_model
-    register = None if reg is None else against_reference(reg, first[:, 0], frames)
+    register = None if reg is None else against_reference(reg, first[:, 0], frames)  # type: ignore[arg-type]
 
     def step(i: int, zi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # stage 2 against frame 0
         flow, warped, mask = _align(register, zi.flatten(0, 1))
@@ -161,7 +171,7 @@ def _unet_fast(unet: RegUNet, x: Tensor, cast: Compute) -> Tensor:
     return unet.conv_out(F.silu(unet.norm_out(x)))
 
 
-def against_reference(reg: nn.Module, ref: Tensor, cast: Compute) -> Callable[[Tensor], Tensor]:
+def against_reference(reg: FlowRegistration | HomographyRegistration, ref: Tensor, cast: Compute) -> Callable[[Tensor], Tensor]:
     """Stage 2 against the reference latent ``ref`` (B, C, h, w): a function of the frames' latents (B * n, C, h, w).
 
     The U-Net's first convolution reads concat(z_ref, z): its output is
@@ -169,7 +179,9 @@ def against_reference(reg: nn.Module, ref: Tensor, cast: Compute) -> Callable[[T
     every frame of a burst, so its share is computed once, here, and each
     frame convolves only its own C channels.
     """
-    conv, c = reg.unet.conv_in, ref.shape[1]
+    unet: RegUNet = reg.unet
+    conv: nn.Conv2d = unet.conv_in
+    c = ref.shape[1]
     w_ref, w_frame = conv.weight[:, :c].contiguous(), conv.weight[:, c:].to(cast.dtype, memory_format=torch.contiguous_format)
     shared = conv._conv_forward(one_image_strides(ref), w_ref, conv.bias).unsqueeze(1)  # (B, 1, C0, h, w)
 

@@ -18,7 +18,7 @@ such operand is handed over as a contiguous copy (:func:`_dense`).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from harness.cli.common import (BACKEND_HELP, OFFICIAL_SIZE, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, PrecisionOpt, SizeOpt, ThreadsOpt,
-                                TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size, print_error)
+from harness.cli.common import (
+    BACKEND_HELP,
+    OFFICIAL_SIZE,
+    DeviceOpt,
+    JsonOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    PrecisionOpt,
+    SizeOpt,
+    ThreadsOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    given,
+    parse_size,
+    print_error,
+)
 
 
 def bench_cmd(
@@ -58,6 +74,8 @@ def _print(doc: dict) -> None:
     console.print(f"{doc['model']} at {doc['size'][0]}x{doc['size'][1]} on {doc['device']} ({on}{m['cpu']}, ISA {m['isa']}{amx}, "
                   f"{m['cores']} cores, torch {m['torch']}, load {m['load_average'][0]})")
     console.print(f"  allocator: {doc['runs'][0]['allocator']}")
+    for reason in doc["skipped"].values():
+        console.print(f"  skipped: {reason}")
     for run in doc["runs"]:
         ratio = "" if run["speedup_vs_eager_fp32"] is None else f", {run['speedup_vs_eager_fp32']:.2f}x eager fp32"
         gate = run["gate"]

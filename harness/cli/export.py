@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from harness.cli.common import (JsonOpt, ModelArgsOpt, ModelOpt, ThreadsOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given,
-                                parse_size)
+from harness.cli.common import JsonOpt, ModelArgsOpt, ModelOpt, ThreadsOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size
 from harness.export import Format
 
 
@@ -19,9 +18,9 @@ def export_cmd(
     trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
     size: Annotated[str, typer.Option(help="H x W of the bursts the exported model takes.")] = "768x1536",
-    out: Annotated[Optional[Path], typer.Option(help="Output file.", show_default="exports/MODEL.onnx or .xml")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file.", show_default="exports/MODEL.onnx or .xml")] = None,
     threads: ThreadsOpt = None,
-    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint.")] = None,
+    random_init: Annotated[bool | None, typer.Option("--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model for ONNX Runtime or OpenVINO and print its parity against the model as written."""
