@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from harness.bench import BenchConfig, bench
 from harness.cli.common import parse_size

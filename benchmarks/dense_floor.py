@@ -29,16 +29,16 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import torch
+from precision import timed  # benchmarks/precision.py, beside this file
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
-from precision import timed  # benchmarks/precision.py, beside this file
 
 from harness import create_model
 from harness.allocator import keep_freed_memory, relaunch_without_tcache
-from harness.budget.aten_costs import cost
-from harness.cli.common import parse_size
 from harness.backends.fast import fast_forward
 from harness.backends.reduced import bfloat16_forward
+from harness.budget.aten_costs import cost
+from harness.cli.common import parse_size
 from harness.inference import Precision, cpu_has_bf16
 from harness.models.flowcnrdb import FlowCNRDB
 
@@ -134,7 +134,7 @@ def record(model_name: str, size: tuple[int, int], precision: Precision) -> Dens
     calls = DenseCalls()
     bf16 = precision is Precision.bf16
     if isinstance(model, FlowCNRDB):  # the fast backend, frames one after another
-        forward = lambda x: fast_forward(model, x, torch.bfloat16 if bf16 else None)  # noqa: E731
+        forward = lambda x: fast_forward(model, x, torch.bfloat16 if bf16 else None)
     else:
         forward = bfloat16_forward(model) if bf16 else model
     with torch.inference_mode(), calls:

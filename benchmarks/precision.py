@@ -22,7 +22,6 @@ from harness.evaluate import EvalConfig, evaluate
 from harness.inference import Device, Precision
 from harness.io import read_output
 
-
 COMPARED = (Precision.fp32, Precision.bf16)  # float16 and TF32 are GPUs' (benchmarks/gpu.py)
 
 

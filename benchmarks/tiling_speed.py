@@ -15,8 +15,8 @@ import time
 import torch
 
 from harness import create_model
-from harness.cli.common import parse_size
 from harness.backends import prepare_runner
+from harness.cli.common import parse_size
 from harness.inference import Precision, Tiling, run_model
 from harness.registry import model_multiple
 

@@ -1,29 +1,13 @@
-"""The process's memory allocator, tuned for tensors that come and go by the hundred megabytes.
+"""The process's memory allocator settings for tensors that come and go by the hundred megabytes.
 
-glibc's malloc maps every block above a threshold (dynamic, at most 32 MiB) afresh and unmaps it
-when freed, so each new large tensor is zero-filled page by page by the kernel on first touch.
-Measured on FlowCNRDB at 384x768 (2 cores): 0.73 M page faults and 1.4 s of system time in one
-9.8 s forward. :func:`keep_freed_memory` serves large blocks from the heap and keeps freed memory
-for reuse (0 page faults, 8.9 s; bfloat16 7.9 s -> 6.2 s). It also keeps every thread on the one
-arena: a thread's own arena keeps what it freed for that thread alone, so FlowCNRDB's frame threads
-(stages 1 and 2, two frames side by side) held their peaks beside the main thread's (full size: peak
-3.76 GB with an arena per thread, 2.60 GB with one, no slower). The CLI calls it once at start, so
-every model it runs (the published code's as well) gets it.
-
-Kept freed memory must also be reusable. torch asks for 64-byte aligned blocks, and glibc's memalign
-(before 2.38) cuts each from a larger free chunk, handing the few bytes before and after back as
-tiny free chunks. Those land in the thread cache (tcache) or the fast bins, where they stay marked
-in use instead of merging with their free neighbours, so when the large block is freed its hole is
-exactly its own size (its neighbours look taken), too small for the next aligned request of that
-size; that request extends the heap. In a bfloat16 forward, whose many temporaries come and go
-between threads, this made the peak vary from run to run (measured with an allocation trace at
-384x768: 392 MB live at most, peak resident 1.1-2.4 GB in eight runs; full size 3.1 and 4.6 GB).
-With neither (``mallopt`` turns the fast bins off; the thread cache has no ``mallopt`` setting, only
-the ``GLIBC_TUNABLES`` environment variable, read when the process starts) the tiny chunks merge
-back at once: 0.82-0.86 GB against 1.41-2.26 GB in four runs each at 384x768
-(``benchmarks/allocator_peaks.py``), 2.09 and 2.22 GB at full size, no slower.
-:func:`relaunch_without_tcache` restarts the ``harness`` command once with that variable set (before
-anything heavy is imported); ``harness bench`` starts its workers with it.
+:func:`keep_freed_memory` asks glibc to serve large blocks from its heap instead of fresh mappings
+(no page-by-page zero-filling of every new large tensor), to keep freed memory for reuse, to keep
+every thread on one arena and to merge freed small chunks at once (no fast bins). glibc's per-thread
+cache of freed chunks can only be turned off by the ``GLIBC_TUNABLES`` environment variable, read
+when a process starts: :func:`without_tcache` gives an environment with it off, which ``harness
+bench`` starts its workers with. These are settings for a runner (``evaluate``, bench's workers),
+taken explicitly and recorded (:func:`describe`); a model or a library call never takes them. Their
+measured effect is in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,10 +82,11 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     allocator = describe(keep_freed_memory())
     device = torch.device(spec["device"])
     model, source = resolve_model(spec["model"], parse_model_args(spec["model_args"]), spec["trust_code"])
-    if spec["weights"] or source.weights:
+    weights = spec["weights"] or source.weights
+    if weights:
         from harness.checkpoint import load_checkpoint
 
-        load_checkpoint(model, spec["weights"] or source.weights)
+        load_checkpoint(model, weights)
     else:  # seeded random weights of a realistic scale (zero-initialised layers would make every path agree trivially)
         torch.manual_seed(0)
         for p in model.parameters():

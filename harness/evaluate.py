@@ -25,14 +25,23 @@ import tifffile
 import torch
 from torch import nn
 
-import harness
+from harness import __version__ as harness_version
+from harness.backends import Runner, Settings, choose_backend, prepare_runner
 from harness.checkpoint import load_checkpoint
 from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
-from harness.data.scenes import digests, fingerprint
 from harness.data.embedded import embedded_dataset
+from harness.data.scenes import digests, fingerprint
 from harness.errors import HarnessError
-from harness.backends import Runner, Settings, choose_backend, prepare_runner
-from harness.inference import Device, Precision, Tiling, check_precision, describe_gpu, resolve_device, run_model, to_hwc
+from harness.inference import (
+    Device,
+    Precision,
+    Tiling,
+    check_precision,
+    describe_gpu,
+    resolve_device,
+    run_model,
+    to_hwc,
+)
 from harness.io import sha256_file, write_tiff
 from harness.metrics import Quantize, quantize_output
 from harness.progress import Progress, notify
@@ -206,11 +215,11 @@ def versions(device: torch.device | None = None) -> dict[str, str]:
 
     gpu = describe_gpu(device)
     return {
-        "harness": harness.__version__,
+        "harness": harness_version,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "scikit-image": skimage.__version__,
+        "scikit-image": skimage.__version__,  # type: ignore[attr-defined]  # a lazily loaded attribute
         "tifffile": tifffile.__version__,
         **({"gpu": gpu["name"], "cuda": str(gpu["cuda"])} if gpu else {}),
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
 from harness.errors import HarnessError
 
 
@@ -75,6 +77,7 @@ def cuda_tf32(enabled: bool) -> Iterator[None]:
     """cuDNN convolutions and cuBLAS matrix products on TF32 tensor cores (``enabled``) or in IEEE float32
     inside the block; the previous settings are restored after it."""
     conv = getattr(torch.backends.cudnn, "conv", None)
+    flags: list[tuple[Any, str, Any]]
     if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error
         mode = "tf32" if enabled else "ieee"
         flags = [(conv, "fp32_precision", mode), (torch.backends.cuda.matmul, "fp32_precision", mode)]

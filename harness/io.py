@@ -15,10 +15,11 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from enum import Enum
 from math import prod
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -14,89 +14,20 @@ weights are found, and which arguments it reads from a data folder.
 from __future__ import annotations
 
 import fnmatch
-import inspect
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import asdict
+from typing import Any
 
 from torch import nn
 
+import harness.variants  # noqa: F401  # the built-in variants register themselves
 from harness.errors import HarnessError
+from harness.model_registry import _REGISTRY, WEIGHTS_DIR, ModelEntry, WeightsInfo, register_model
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """What describes a set of bundled weights, apart from the architecture."""
-
-    file: str
-    sha256: str
-    trained: str
-    license: str = "MIT"
-
-    @property
-    def path(self) -> Path:
-        return WEIGHTS_DIR / self.file
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    family: str
-    builder: Callable[..., nn.Module]
-    description: str
-    key_config: str = ""
-    weights: WeightsInfo | None = None
-    model_class: type[nn.Module] | None = None
-    config_class: type | None = None
-    weights_hint: str = ""
-    data_args: Callable[[Path], dict[str, Any]] | None = None
-
-    @property
-    def source_file(self) -> Path | None:
-        """The self-contained file defining the model class (what a code submission ships)."""
-        return Path(inspect.getfile(self.model_class)) if self.model_class is not None else None
-
-    def args_from_data(self, data: Path | None) -> dict[str, Any]:
-        """Constructor arguments this model reads from a data folder (None values dropped)."""
-        if self.data_args is None or data is None:
-            return {}
-        return {k: v for k, v in self.data_args(data).items() if v is not None}
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(
-    family: str,
-    description: str,
-    key_config: str = "",
-    weights: WeightsInfo | None = None,
-    *,
-    model_class: type[nn.Module] | None = None,
-    config_class: type | None = None,
-    weights_hint: str = "",
-    data_args: Callable[[Path], dict[str, Any]] | None = None,
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register the decorated builder under its function name; duplicates are refused."""
-
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        name = fn.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(
-            name, family, fn, description, key_config, weights, model_class, config_class, weights_hint, data_args
-        )
-        return fn
-
-    return wrap
+__all__ = ["WEIGHTS_DIR", "ModelEntry", "WeightsInfo", "create_model", "list_models", "model_config", "model_entry",
+           "model_multiple", "register_model"]
 
 
 def _registered() -> dict[str, ModelEntry]:
-    """Every registered model; the built-in variants (:mod:`harness.variants`) register themselves on first use."""
-    import harness.variants  # noqa: F401
-
     return _REGISTRY
 
 

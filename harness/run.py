@@ -192,7 +192,7 @@ class RunFolder:
         return table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
 
 
-def mean_scores(rows: pd.DataFrame) -> dict[str, float | None]:
+def mean_scores(rows: pd.DataFrame) -> dict[str, Any]:
     """Dataset score: the mean of the per-image values, as the server (None when nothing was scored)."""
     if rows.empty or "psnr" not in rows:
         return {k: None for k in METRICS}

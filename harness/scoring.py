@@ -91,8 +91,9 @@ def score_folder(res_dir: Path, gt_dir: Path, progress: Progress | None = None) 
     for k, (number, path) in enumerate(outputs.items()):
         gt = read_gt(gts[number])
         out = read_output(path, gt.shape[:2])
-        row = {"scene": scene_id(number), **score_pair(gt, out, path.name)}
-        row["swapped_psnr_gain"] = swapped_gain(gt, out, row["psnr"])
+        scores = score_pair(gt, out, path.name)
+        row: dict[str, object] = {"scene": scene_id(number), **scores}
+        row["swapped_psnr_gain"] = swapped_gain(gt, out, scores["psnr"])
         row["gt_sha256"] = sha256_file(gts[number])
         rows.append(row)
         notify(progress, k + 1, len(outputs), f"{row['scene']} {row['psnr']:.2f} dB")

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from harness.data.embedded import cache_root
 from harness.errors import HarnessError
 from harness.io import sha256_file
+from harness.model_import import Args, ModelSource, call_factory, extract_cached, import_file
 
 DEMO = "test_demo.py"
 
@@ -50,9 +53,10 @@ def _imported_classes(tree: ast.Module) -> dict[str, tuple[str, str]]:
     """Local name -> (module under models/, class) for every ``from models.X import C [as A]``."""
     found = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("models."):
+        module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and module.startswith("models."):
             for alias in node.names:
-                found[alias.asname or alias.name] = (node.module.split(".", 1)[1], alias.name)
+                found[alias.asname or alias.name] = (module.split(".", 1)[1], alias.name)
     return found
 
 
@@ -117,16 +121,12 @@ def submission_folder(path: Path) -> Path:
     if path.is_dir():
         return path
     if path.is_file() and zipfile.is_zipfile(path):
-        from harness.sources import extract_cached
-
         return extract_cached(path, cache_root() / "submissions")
     raise HarnessError(f"{path}: not a code submission folder or zip")
 
 
-def from_submission(spec: str, args: Any, trust_code: bool) -> tuple[Any, Any]:
+def from_submission(spec: str, args: Args, trust_code: bool) -> tuple[nn.Module, ModelSource]:
     """Build the model of ``submission:PATH``; its model file is imported only with ``trust_code``."""
-    from harness.sources import ModelSource, call_factory, import_file
-
     sub = read_submission(submission_folder(Path(spec.split(":", 1)[1]).expanduser()))
     if not trust_code:
         raise HarnessError(f"{sub.model_file}: a code submission's model file is somebody else's code; "

@@ -13,10 +13,10 @@ from typing import Any
 from torch import nn
 
 from harness.data.synth import frame0_exposure
+from harness.model_registry import WeightsInfo, register_model
 from harness.models.demosaic import BilinearDemosaic, DemosaicConfig
 from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig
 from harness.models.unet_baseline import UNetBaseline, UNetBaselineConfig
-from harness.registry import WeightsInfo, register_model
 
 FLAGSHIP = "flowcnrdb"
 """The published configuration: ``harness train``'s default model."""

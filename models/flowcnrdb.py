@@ -156,6 +156,9 @@ class ConvNeXtBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, expand_ratio: float, window: int, drop: float = 0.0) -> None:
         super().__init__()
         hidden = round(channels * expand_ratio)
+        project = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(project.weight)
+        nn.init.zeros_(project.bias)  # type: ignore[arg-type]  # Conv2d's bias is a Parameter here
         self.block = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size, padding="same", groups=channels, bias=False),
             LayerNorm2d(channels),
@@ -163,11 +166,9 @@ class ConvNeXtBlock(nn.Module):
             nn.SiLU(),
             nn.Identity(),
             GRN(hidden, window),
-            nn.Conv2d(hidden, channels, 1),
+            project,
             nn.Dropout(drop),
         )
-        nn.init.zeros_(self.block[6].weight)
-        nn.init.zeros_(self.block[6].bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.block(x)
@@ -242,8 +243,8 @@ class RegUNet(nn.Module):
         windows = [(cfg.train_size // 2) >> level for level in range(len(widths))]
         self.conv_in = nn.Conv2d(2 * cfg.stem_width, widths[0], 3, padding="same")
         self.down = nn.ModuleList(
-            DownLevel(widths[l - 1] if l else 0, widths[l], depths[l], k, r, windows[l], drop)
-            for l in range(len(widths))
+            DownLevel(widths[i - 1] if i else 0, widths[i], depths[i], k, r, windows[i], drop)
+            for i in range(len(widths))
         )
         top = len(widths) - 1
         self.up = nn.ModuleList(
@@ -253,7 +254,7 @@ class RegUNet(nn.Module):
         self.norm_out = LayerNorm2d(widths[0])
         self.conv_out = nn.Conv2d(widths[0], 2, 3, padding="same")
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]  # Conv2d's bias is a Parameter here
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Features of every level, finest first."""
@@ -401,7 +402,7 @@ class CNRDB(nn.Module):
         )
         self.conv_out = nn.Conv2d(base + grow * self.num_layers, base, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]  # Conv2d's bias is a Parameter here
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -434,7 +435,7 @@ class MergeModel(nn.Module):
         )
         self.conv_out = nn.Conv2d(feats, 3, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.constant_(self.conv_out.bias, 0.5)
+        nn.init.constant_(self.conv_out.bias, 0.5)  # type: ignore[arg-type]  # Conv2d's bias is a Parameter here
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv_out(self.unpatch(self.blocks(self.conv_in(x))))

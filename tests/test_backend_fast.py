@@ -7,12 +7,12 @@ import threading
 
 import pytest
 import torch
-from harness.models.flowcnrdb import GRN, ConvNeXtBlock, DenseLayer, FlowCNRDB, FlowCNRDBConfig
 
 from harness import create_model
 from harness.backends import flowcnrdb_kernels as kernels
 from harness.backends.fast import fast_forward, one_image_strides, run_side_by_side
 from harness.backends.flowcnrdb_kernels import Compute, convnext_fast, fold_projection, grn_channels_last_
+from harness.models.flowcnrdb import GRN, ConvNeXtBlock, DenseLayer, FlowCNRDB, FlowCNRDBConfig
 
 
 def _randomise(model: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from harness import create_model, load_checkpoint, model_entry
-from harness.io import sha256_file
 from harness.cli import app
+from harness.io import sha256_file
 from harness.package.code import package_code, verify_code
 
 ROOT = Path(__file__).resolve().parents[1]

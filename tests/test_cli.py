@@ -1,4 +1,4 @@
-"""The command line as a whole: sub-commands, deprecated flags, defaults owned by the library."""
+"""The command line as a whole: sub-commands, defaults owned by the library."""
 
 from __future__ import annotations
 
@@ -8,36 +8,21 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.cli.package import legacy_args
 from harness.evaluate import EvalConfig
 from harness.train.loop import TrainConfig
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize(
-    "old,new",
-    [
-        (["runs/x", "--out", "s.zip"], ["results", "runs/x", "--out", "s.zip"]),
-        (["--verify", "s.zip", "--gt", "data"], ["verify", "s.zip", "--gt", "data"]),
-        (["--code", "m.toml", "--verify-code"], ["code", "m.toml", "--verify"]),
-        (["--out", "c.zip", "--code", "m.toml", "--no-verify-code"], ["code", "m.toml", "--out", "c.zip", "--no-verify"]),
-    ],
-)
-def test_old_package_flags_map_to_sub_commands(old, new):
-    assert legacy_args(old)[0] == new
-
-
-def test_old_and_new_package_forms_write_the_same_zip(tmp_path, small_data):
+def test_package_sub_commands_write_and_read_the_zip_and_the_old_single_command_is_gone(tmp_path, small_data):
     run = tmp_path / "run"
     assert runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(run)]).exit_code == 0
     new = runner.invoke(app, ["package", "results", str(run), "--out", str(tmp_path / "new.zip")])
-    old = runner.invoke(app, ["package", str(run), "--out", str(tmp_path / "old.zip")])
-    assert new.exit_code == 0 and old.exit_code == 0, old.output
-    assert "deprecated" in old.stderr and "deprecated" not in new.output
-    assert (tmp_path / "new.zip").read_bytes() == (tmp_path / "old.zip").read_bytes()
+    assert new.exit_code == 0, new.output
     verify = runner.invoke(app, ["package", "verify", str(tmp_path / "new.zip"), "--gt", str(small_data)])
     assert verify.exit_code == 0 and "the server reads 3 output(s)" in verify.output
+    old = runner.invoke(app, ["package", str(run), "--out", str(tmp_path / "old.zip")])
+    assert old.exit_code == 2 and not (tmp_path / "old.zip").exists()
 
 
 def test_package_code_does_not_verify_unless_asked(tmp_path, monkeypatch):

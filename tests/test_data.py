@@ -108,7 +108,7 @@ def test_synth_is_deterministic_and_documented(tmp_path):
     for name in ("a", "b"):
         result = runner.invoke(app, ["data", "synth", str(tmp_path / name), *args])
         assert result.exit_code == 0, result.output
-    digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}  # noqa: E731
+    digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert "Scene-000-in-8.tif" in names and "Scene-280-gt.tif" in names and "dataset.json" in names

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from harness import create_model, list_models
-from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig, GRN, box_sum, flow_warp, homography_flow
-from harness.models.unet_baseline import UNetBaseline
 from harness.model_table import count_parameters
+from harness.models.flowcnrdb import GRN, FlowCNRDB, FlowCNRDBConfig, box_sum, flow_warp, homography_flow
+from harness.models.unet_baseline import UNetBaseline
 from harness.variants import TINY_ARGS
 
 INTERMEDIATES = ("output", "stem_features", "flow", "mask", "warped_features")

@@ -18,7 +18,14 @@ from harness import create_model
 from harness.cli import app
 from harness.errors import HarnessError
 from harness.package.code import package_code, verify_code
-from harness.package.results import SWAP_MARGIN, SWAP_MIN_FIT, _channel_fit, check_channel_order, package_results, verify_zip
+from harness.package.results import (
+    SWAP_MARGIN,
+    SWAP_MIN_FIT,
+    _channel_fit,
+    check_channel_order,
+    package_results,
+    verify_zip,
+)
 from harness.package.zips import safe_extract
 
 runner = CliRunner()

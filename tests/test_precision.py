@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-
 from clihelp import invoke, one_error
+
 from harness.inference import Precision, precision_mode
 
 

@@ -27,7 +27,7 @@ def test_unknown_model_names_the_known_ones():
 def test_duplicate_registration_refused():
     with pytest.raises(ValueError, match="registered twice"):
         @register_model("x", "dup")
-        def flowcnrdb():  # noqa: F811
+        def flowcnrdb():
             raise AssertionError
 
 

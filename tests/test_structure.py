@@ -72,7 +72,8 @@ LAYERS = [
     ("harness.errors", "harness.challenge", "harness.progress", "harness.io", "harness.archive", "harness.allocator"),
     ("harness.models",),
     ("harness.data",),
-    ("harness", "harness.registry", "harness.variants", "harness.checkpoint", "harness.model_table", "harness.sources", "harness.submission"),
+    ("harness", "harness.model_registry", "harness.variants", "harness.registry", "harness.checkpoint", "harness.model_table",
+     "harness.model_import", "harness.submission", "harness.sources"),
     ("harness.metrics", "harness.inference", "harness.backends"),
     ("harness.scoring", "harness.run", "harness.tables"),
     ("harness.evaluate", "harness.train", "harness.budget", "harness.bench", "harness.export"),
@@ -102,6 +103,69 @@ def test_imports_flow_one_way_through_the_rooms():
                 if (target == "harness" or target.startswith("harness.")) and _layer(target) > _layer(name):
                     wrong.append(f"{name} imports {target}")
     assert not wrong, wrong
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the harness modules it imports (function-level imports included), by explicit import statements."""
+    names = {_module_name(path) for path in SOURCES}
+    graph: dict[str, set[str]] = {}
+    for path in SOURCES:
+        edges = graph.setdefault(_module_name(path), set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            else:
+                continue
+            for target in targets:
+                parts = target.split(".")
+                known = next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in names), None)
+                if known is not None:
+                    edges.add(known)
+                    break
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module, or of one that imports itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_anywhere_and_the_check_finds_an_injected_one():
+    graph = _import_graph()
+    assert "harness.registry" in graph["harness.evaluate"] and "harness.variants" in graph["harness.registry"]
+    assert cycles(graph) == []
+    injected = {**graph, "harness.variants": graph["harness.variants"] | {"harness.registry"}}
+    assert cycles(injected) == [["harness.registry", "harness.variants"]]
+    assert cycles({**graph, "harness.io": graph["harness.io"] | {"harness.io"}}) == [["harness.io"]]
 
 
 def test_model_files_import_only_torch():

@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from clihelp import invoke
 from clihelp import one_error as _one_error
 

@@ -1,8 +1,8 @@
 """``compile``: ``torch.compile`` with Inductor, parameters frozen as constants for inference, for any model.
 
 Compilation happens in :meth:`Compile.prepare` for the prepared size (and on
-first use for another); Inductor's on-disk caches make a second process's
-compilation of the same model and size cheaper. bf16 compiles the bfloat16
+first use for another); Inductor's on-disk caches serve a later process's
+compilation of the same model and size. bf16 compiles the bfloat16
 channels-last copy with its float32 islands (:mod:`harness.backends.reduced`).
 """
 

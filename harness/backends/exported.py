@@ -66,7 +66,7 @@ def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(model, (example,), str(path), opset_version=OPSET, dynamo=False,
                               input_names=["burst"], output_names=["rgb"])
-    except Exception as exc:  # noqa: BLE001 -- the exporter raises anything from anywhere: one line for the user
+    except Exception as exc:
         raise _failure("ONNX export", exc) from None
     return path
 
@@ -78,7 +78,7 @@ def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             return ov.convert_model(model, example_input=torch.zeros(1, 9, *size))
-    except Exception as exc:  # noqa: BLE001 -- the converter raises anything from anywhere: one line for the user
+    except Exception as exc:
         raise _failure("OpenVINO conversion", exc) from None
 
 

@@ -61,7 +61,7 @@ def fast_forward(model: FlowCNRDB, x: Tensor, dtype: torch.dtype | None = None, 
 
     first = stem(0)
     reg = model.reg_model
-    register = None if reg is None else against_reference(reg, first[:, 0], frames)  # type: ignore[arg-type]
+    register = None if reg is None else against_reference(reg, first[:, 0], frames)
 
     def step(i: int, zi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # stage 2 against frame 0
         flow, warped, mask = _align(register, zi.flatten(0, 1))

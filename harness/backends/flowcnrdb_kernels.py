@@ -54,8 +54,8 @@ class Compute:
         self.fused_expansion = fused_expansion
         self._weights: dict[int, Tensor] = {}
 
-    def weight(self, p: Tensor | None) -> Tensor | None:
-        if p is None or p.dtype == self.dtype:
+    def weight(self, p: Tensor) -> Tensor:
+        if p.dtype == self.dtype:
             return p
         if id(p) not in self._weights:
             self._weights[id(p)] = p.to(self.dtype)
@@ -63,7 +63,10 @@ class Compute:
 
     def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         """``conv(x)`` in ``dtype``."""
-        return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.weight(conv.bias))
+        return conv._conv_forward(x.to(self.dtype), self.weight(conv.weight), self.bias(conv.bias))
+
+    def bias(self, p: Tensor | None) -> Tensor | None:
+        return None if p is None else self.weight(p)
 
     @property
     def expands_whole(self) -> bool:
@@ -87,7 +90,7 @@ class Compute:
         wider buffer (read in place in float32), ``out`` one too (written in place).
         """
         w = self.weight(conv.weight).flatten(1)
-        return self.products_into([(x, w)], self.weight(conv.bias), out, silu, add)
+        return self.products_into([(x, w)], self.bias(conv.bias), out, silu, add)
 
     def products_into(
         self, terms: Sequence[tuple[Tensor, Tensor]], b: Tensor | None, out: Tensor, silu: bool = False, add: Tensor | None = None

@@ -83,7 +83,7 @@ class Float32Islands(TorchFunctionMode):
 def to_bfloat16(model: nn.Module) -> nn.Module:
     """A bfloat16, channels-last copy of ``model`` (parameters and buffers); ``model`` is left as it was."""
     twin = copy.deepcopy(model)
-    return twin.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+    return twin.to(dtype=torch.bfloat16, memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it
 
 
 def bfloat16_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:

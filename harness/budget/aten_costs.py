@@ -40,8 +40,9 @@ elements.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from math import prod
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 

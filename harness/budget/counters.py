@@ -16,10 +16,10 @@ from __future__ import annotations
 import copy
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
-from typing import Callable
 
 import torch
 from torch import nn

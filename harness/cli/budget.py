@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from harness.budget.counters import COUNTERS
-from harness.cli.common import OFFICIAL_SIZE, JsonOpt, ModelArgsOpt, ModelOpt, SizeOpt, TrustCodeOpt, WeightsOpt, console, emit_json, err_console, parse_size
+from harness.cli.common import (
+    OFFICIAL_SIZE,
+    JsonOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    SizeOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    err_console,
+    parse_size,
+)
 
 
 def budget_cmd(
@@ -17,7 +29,7 @@ def budget_cmd(
     weights: WeightsOpt = None,
     size: SizeOpt = OFFICIAL_SIZE,
     as_json: JsonOpt = False,
-    counters: Annotated[Optional[str], typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
+    counters: Annotated[str | None, typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
 ) -> None:
     """Parameters and MACs from several counters, reconciled, against the challenge limits.
 

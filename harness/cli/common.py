@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -73,12 +73,13 @@ class RootGroup(BoundaryGroup):
     """The ``harness`` group: a usage error (a bad option value, say) is one ``error:`` line too, exit 2."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        parent: Any = super()  # click's main takes standalone_mode as a keyword among its others
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return parent.main(*args, standalone_mode=False, **kwargs)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = parent.main(*args, standalone_mode=False, **kwargs)
         except cli_errors.NoArgsIsHelpError:
-            return super().main(*args, standalone_mode=True, **kwargs)  # the help, as usual
+            return parent.main(*args, standalone_mode=True, **kwargs)  # the help, as usual
         except cli_errors.ClickException as exc:
             print_error(exc.format_message())
             sys.exit(exc.exit_code)
@@ -129,16 +130,16 @@ SPLIT_HELP = "; ".join(f"{s.value}: {s.help}" for s in Split)
 
 MODEL_HELP = "A registered name or plugin (`harness models`), FILE.py:NAME, package.module:NAME, or submission:PATH (a code submission folder or zip)."
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
-ModelArgsOpt = Annotated[Optional[str], typer.Option(help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones.")]
-TrustCodeOpt = Annotated[Optional[bool], typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")]
-WeightsOpt = Annotated[Optional[Path], typer.Option(help="Checkpoint (.pth state dict or .safetensors), loaded strictly.")]
-DataOpt = Annotated[Optional[Path], typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
-ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]
+ModelArgsOpt = Annotated[str | None, typer.Option(help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones.")]
+TrustCodeOpt = Annotated[bool | None, typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")]
+WeightsOpt = Annotated[Path | None, typer.Option(help="Checkpoint (.pth state dict or .safetensors), loaded strictly.")]
+DataOpt = Annotated[Path | None, typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
+ScenesOpt = Annotated[str | None, typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout (and nothing else there).")]
 SizeOpt = Annotated[str, typer.Option(help="H x W of the burst (the challenge's: 768x1536, where the limits hold).")]
 OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
-DeviceOpt = Annotated[Optional[Device], typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
-PrecisionOpt = Annotated[Optional[Precision], typer.Option(
+DeviceOpt = Annotated[Device | None, typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
+PrecisionOpt = Annotated[Precision | None, typer.Option(
     help="fp32: IEEE float32, on GPUs too; tf32: float32 with TF32 tensor-core convolutions and matrix products, "
          "GPUs only; bf16: bfloat16 weights and activations with grid sampling, norms and statistics in float32 "
          "(GPUs: autocast), refused where the hardware lacks bfloat16, held to float32 by the equivalence gate; "
@@ -147,6 +148,6 @@ PrecisionOpt = Annotated[Optional[Precision], typer.Option(
 BACKEND_HELP = ("How the model runs: eager (as written), fast (FlowCNRDB's CPU path), compile (torch.compile), onnxruntime, "
                 "openvino; auto: fast for a FlowCNRDB variant on a CPU, else eager. Every backend but eager float32 is held "
                 "to eager float32 on the first burst (the equivalence gate).")
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", help=BACKEND_HELP, show_default="auto")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads during inference (set around each forward, restored after).",
+BackendOpt = Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP, show_default="auto")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads during inference (set around each forward, restored after).",
                                                    min=1, show_default="torch's default")]

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from harness.cli.common import SPLIT_HELP, BoundaryGroup, JsonOpt, ScenesOpt, console, default_of, emit_json, err_console, given, parse_size
 from harness.challenge import FIRST_HIDDEN_SCENE, TRAIN_SCENES, VAL_SCENES
+from harness.cli.common import (
+    SPLIT_HELP,
+    BoundaryGroup,
+    JsonOpt,
+    ScenesOpt,
+    console,
+    default_of,
+    emit_json,
+    err_console,
+    given,
+    parse_size,
+)
 from harness.data import Split
 from harness.data.synth import SynthConfig
 from harness.progress import progress_bar
@@ -49,11 +60,11 @@ SIZE_DEFAULT = f"{default_of(SynthConfig, 'height')}x{default_of(SynthConfig, 'w
 @data_app.command("synth")
 def data_synth_cmd(
     out: Annotated[Path, typer.Argument(help="Folder to create.")],
-    train_scenes: Annotated[Optional[int], typer.Option(help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.", show_default=default_of(SynthConfig, "train_scenes"), min=0)] = None,
-    val_scenes: Annotated[Optional[int], typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"), min=0)] = None,
-    size: Annotated[Optional[str], typer.Option(help="H x W, multiples of 32.", show_default=SIZE_DEFAULT)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0)] = None,
-    test_scenes: Annotated[Optional[int], typer.Option(help=f"Scenes without ground truth in OUT/test, numbered from {FIRST_HIDDEN_SCENE} (like the official inputs).", show_default=default_of(SynthConfig, "test_scenes"), min=0)] = None,
+    train_scenes: Annotated[int | None, typer.Option(help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.", show_default=default_of(SynthConfig, "train_scenes"), min=0)] = None,
+    val_scenes: Annotated[int | None, typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"), min=0)] = None,
+    size: Annotated[str | None, typer.Option(help="H x W, multiples of 32.", show_default=SIZE_DEFAULT)] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0)] = None,
+    test_scenes: Annotated[int | None, typer.Option(help=f"Scenes without ground truth in OUT/test, numbered from {FIRST_HIDDEN_SCENE} (like the official inputs).", show_default=default_of(SynthConfig, "test_scenes"), min=0)] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
 ) -> None:
     """Synthesise a RawFusion-layout dataset from scikit-image's photographs."""

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from harness.cli.common import (SPLIT_HELP, BackendOpt, DataOpt, ThreadsOpt, DeviceOpt, JsonOpt, ModelArgsOpt, ModelOpt, PrecisionOpt, ScenesOpt, TrustCodeOpt, WeightsOpt,
-                                console, default_of, emit_json, err_console, given, print_error)
+from harness.cli.common import (
+    SPLIT_HELP,
+    BackendOpt,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    PrecisionOpt,
+    ScenesOpt,
+    ThreadsOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    default_of,
+    emit_json,
+    err_console,
+    given,
+)
 from harness.data import Split
 from harness.evaluate import EvalConfig
-from harness.inference import Precision
 from harness.metrics import Quantize
 from harness.progress import progress_bar
 from harness.run import RunFolder
@@ -24,18 +40,18 @@ def evaluate_cmd(
     trust_code: TrustCodeOpt = None,
     weights: WeightsOpt = None,
     data: DataOpt = None,
-    split: Annotated[Optional[Split], typer.Option(help=SPLIT_HELP, show_default=default_of(EvalConfig, "split"))] = None,
+    split: Annotated[Split | None, typer.Option(help=SPLIT_HELP, show_default=default_of(EvalConfig, "split"))] = None,
     scenes: ScenesOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.", show_default="runs/MODEL-SPLIT")] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     backend: BackendOpt = None,
     threads: ThreadsOpt = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
-    quantize: Annotated[Optional[Quantize], typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
-    force: Annotated[Optional[bool], typer.Option("--force", help="Recompute every scene.")] = None,
-    random_init: Annotated[Optional[bool], typer.Option("--random-init", help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).")] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
+    overlap: Annotated[int | None, typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
+    quantize: Annotated[Quantize | None, typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
+    force: Annotated[bool | None, typer.Option("--force", help="Recompute every scene.")] = None,
+    random_init: Annotated[bool | None, typer.Option("--random-init", help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
     budget: Annotated[bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")] = True,
     as_json: JsonOpt = False,
@@ -71,7 +87,7 @@ def evaluate_cmd(
 def score_cmd(
     res_dir: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-out.tif (as submitted).")],
     gt: Annotated[Path, typer.Option(help="Folder holding Scene-XXX-gt.tif.")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score an existing folder of outputs the way the server read a submission."""

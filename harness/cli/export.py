@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import JsonOpt, ModelArgsOpt, ModelOpt, ThreadsOpt, TrustCodeOpt, WeightsOpt, console, emit_json, given, parse_size
+from harness.cli.common import (
+    JsonOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    ThreadsOpt,
+    TrustCodeOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    given,
+    parse_size,
+)
 from harness.export import Format
 
 

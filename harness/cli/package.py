@@ -1,52 +1,22 @@
-"""``harness package results|verify|code``: Codalab results zips and code submissions.
-
-The flags of the single command of earlier releases (``package RUN_DIR``,
-``package --verify ZIP``, ``package --code MANIFEST [--verify-code]``) still
-work for one release: they are rewritten to the sub-commands with a
-deprecation line on stderr.
-"""
+"""``harness package results|verify|code``: Codalab results zips and code submissions."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated
 
 import typer
 
-from harness.cli.common import BoundaryGroup, DataOpt, JsonOpt, TrustCodeOpt, console, emit_json, print_error
+from harness.cli.common import BoundaryGroup, DataOpt, JsonOpt, TrustCodeOpt, console, emit_json
 
-LEGACY = {"--verify": "verify", "--code": "code"}
-LEGACY_FLAGS = {"--verify-code": "--verify", "--no-verify-code": "--no-verify"}
-
-
-def legacy_args(args: list[str]) -> tuple[list[str], str]:
-    """The sub-command form of an old-style ``package`` command line, and what to say about it."""
-    for flag, command in LEGACY.items():
-        if flag in args:
-            i = args.index(flag)
-            rest = [LEGACY_FLAGS.get(a, a) for a in args[:i] + args[i + 2 :]]
-            return [command, *args[i + 1 : i + 2], *rest], f"`package {flag} X` is deprecated; use `harness package {command} X`"
-    return ["results", *args], "`package RUN_DIR` is deprecated; use `harness package results RUN_DIR`"
-
-
-class PackageGroup(BoundaryGroup):
-    """Sub-commands, with the old flags rewritten to them."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args, note = legacy_args(args)
-            print_error(note, "deprecated:", "yellow")
-        return super().parse_args(ctx, args)
-
-
-package_app = typer.Typer(cls=PackageGroup, no_args_is_help=True, help="Codalab results zips and code-submission zips, verified the way the server reads them.")
+package_app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, help="Codalab results zips and code-submission zips, verified the way the server reads them.")
 
 
 @package_app.command("results")
 def results_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder to zip.")],
-    out: Annotated[Optional[Path], typer.Option(help="Zip to write.", show_default="RUN_DIR/submission.zip")] = None,
-    expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold.", show_default="the run's")] = None,
+    out: Annotated[Path | None, typer.Option(help="Zip to write.", show_default="RUN_DIR/submission.zip")] = None,
+    expect_scenes: Annotated[str | None, typer.Option(help="Scene numbers the zip must hold.", show_default="the run's")] = None,
 ) -> None:
     """Zip a run's outputs after every check the server would fail them for."""
     from harness.package.results import package_results
@@ -59,8 +29,8 @@ def results_cmd(
 @package_app.command("verify")
 def verify_cmd(
     zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A results zip, from anyone.")],
-    gt: Annotated[Optional[Path], typer.Option(help="Score against this ground-truth folder.")] = None,
-    expect_scenes: Annotated[Optional[str], typer.Option(help="Scene numbers the zip must hold, e.g. 300-359.")] = None,
+    gt: Annotated[Path | None, typer.Option(help="Score against this ground-truth folder.")] = None,
+    expect_scenes: Annotated[str | None, typer.Option(help="Scene numbers the zip must hold, e.g. 300-359.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read a results zip as the server did (safely), and score it with --gt."""
@@ -80,7 +50,7 @@ def verify_cmd(
 @package_app.command("code")
 def code_cmd(
     manifest: Annotated[Path, typer.Argument(help="A manifest (TOML), such as those in submissions/; or someone else's submission folder or zip, to verify.")],
-    out: Annotated[Optional[Path], typer.Option(help="Zip to write.", show_default="code_ID_NAME.zip")] = None,
+    out: Annotated[Path | None, typer.Option(help="Zip to write.", show_default="code_ID_NAME.zip")] = None,
     verify: Annotated[bool, typer.Option(help="Run its test_demo.py without harness and compare outputs with evaluate.")] = False,
     trust_code: TrustCodeOpt = None,
     data: DataOpt = None,

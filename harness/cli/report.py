@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,8 @@ from harness.cli.common import console, err_console
 
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder.")],
-    budget: Annotated[Optional[Path], typer.Option(help="`harness budget --json` output.", show_default="computed now")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="HTML file.", show_default="RUN_DIR/report.html")] = None,
+    budget: Annotated[Path | None, typer.Option(help="`harness budget --json` output.", show_default="computed now")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file.", show_default="RUN_DIR/report.html")] = None,
     compute_budget: Annotated[bool, typer.Option("--budget-compute/--no-budget", help="Compute the budget (once, cached) when no --budget is given.")] = True,
 ) -> None:
     """A self-contained HTML report of a run."""

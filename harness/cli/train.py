@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -25,27 +25,27 @@ def _positive_finite(value: float | None) -> float | None:
 
 
 def train_cmd(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help=MODEL_HELP, show_default=default_of(TrainConfig, "model"))] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP, show_default=default_of(TrainConfig, "model"))] = None,
     model_args: ModelArgsOpt = None,
     trust_code: TrustCodeOpt = None,
     data: DataOpt = None,
-    out: Annotated[Optional[Path], _opt("out", "Run folder (checkpoints, train_log.csv, config.json).")] = None,
-    iters: Annotated[Optional[int], _opt("iters", "Iterations of the cosine schedule (published: 224000).", min=1)] = None,
-    stop_after: Annotated[Optional[int], typer.Option(help="Stop at this iteration, resumable with --resume.", min=1)] = None,
-    batch: Annotated[Optional[int], _opt("batch", "Crops per step (per process under torchrun).", min=1)] = None,
-    micro_batch: Annotated[Optional[int], typer.Option(help="Crops per forward/backward pass; gradients accumulate to --batch (less memory, same step).", min=1, show_default="--batch")] = None,
-    crop: Annotated[Optional[int], _opt("crop", "Crop size (Bayer phase kept).", min=2)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate, decayed by cosine to 1e-7.", show_default=default_of(TrainConfig, "lr"), callback=_positive_finite)] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision.", show_default="on CUDA")] = None,
-    val_every: Annotated[Optional[int], _opt("val_every", "Validate and checkpoint every K iterations.", min=1)] = None,
-    val_crop: Annotated[Optional[int], _opt("val_crop", "Fixed centre crop of the validation scenes.", min=2)] = None,
-    log_every: Annotated[Optional[int], _opt("log_every", "Write a train_log.csv row every K iterations.", min=1)] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = None,
+    out: Annotated[Path | None, _opt("out", "Run folder (checkpoints, train_log.csv, config.json).")] = None,
+    iters: Annotated[int | None, _opt("iters", "Iterations of the cosine schedule (published: 224000).", min=1)] = None,
+    stop_after: Annotated[int | None, typer.Option(help="Stop at this iteration, resumable with --resume.", min=1)] = None,
+    batch: Annotated[int | None, _opt("batch", "Crops per step (per process under torchrun).", min=1)] = None,
+    micro_batch: Annotated[int | None, typer.Option(help="Crops per forward/backward pass; gradients accumulate to --batch (less memory, same step).", min=1, show_default="--batch")] = None,
+    crop: Annotated[int | None, _opt("crop", "Crop size (Bayer phase kept).", min=2)] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate, decayed by cosine to 1e-7.", show_default=default_of(TrainConfig, "lr"), callback=_positive_finite)] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision.", show_default="on CUDA")] = None,
+    val_every: Annotated[int | None, _opt("val_every", "Validate and checkpoint every K iterations.", min=1)] = None,
+    val_crop: Annotated[int | None, _opt("val_crop", "Fixed centre crop of the validation scenes.", min=2)] = None,
+    log_every: Annotated[int | None, _opt("log_every", "Write a train_log.csv row every K iterations.", min=1)] = None,
+    resume: Annotated[bool | None, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = None,
     device: DeviceOpt = None,
-    seed: Annotated[Optional[int], _opt("seed", "Seed of the model init, crops and dropout.", min=0)] = None,
-    workers: Annotated[Optional[int], _opt("workers", "Data-loading worker processes.", min=0)] = None,
-    train_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the train split: {Split.train.help}.")] = None,
-    val_scenes: Annotated[Optional[str], typer.Option(help=f"Scene numbers overriding the val split: {Split.val.help}.")] = None,
+    seed: Annotated[int | None, _opt("seed", "Seed of the model init, crops and dropout.", min=0)] = None,
+    workers: Annotated[int | None, _opt("workers", "Data-loading worker processes.", min=0)] = None,
+    train_scenes: Annotated[str | None, typer.Option(help=f"Scene numbers overriding the train split: {Split.train.help}.")] = None,
+    val_scenes: Annotated[str | None, typer.Option(help=f"Scene numbers overriding the val split: {Split.val.help}.")] = None,
 ) -> None:
     """Train by the published FlowCNRDB protocol (defaults) on a RawFusion-layout folder."""
     from harness.progress import progress_bar

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.challenge import EXPOSURE_GROUPS, FIRST_HIDDEN_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, split_of
+from harness.challenge import (
+    EXPOSURE_GROUPS,
+    FIRST_HIDDEN_SCENE,
+    NUM_FRAMES,
+    SIZE_MULTIPLE,
+    TRAIN_SCENES,
+    VAL_SCENES,
+    split_of,
+)
 from harness.data.scenes import Scene, Split, discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.io import UnreadableTiff, read_tiff

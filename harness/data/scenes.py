@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.challenge import EXPOSURE_GROUPS, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, TRAIN_SCENES, VAL_SCENES, scene_id
+from harness.challenge import (
+    EXPOSURE_GROUPS,
+    MAX_DECODE_PIXELS,
+    MAX_SCENE,
+    NUM_FRAMES,
+    TRAIN_SCENES,
+    VAL_SCENES,
+    scene_id,
+)
 from harness.errors import HarnessError
 from harness.io import read_gt as read_gt_file
 from harness.io import read_tiff, sha256_file, tiff_header
@@ -192,8 +200,8 @@ def read_gt(scene: Scene) -> np.ndarray:
     """The ground truth as stored: float32, shape (H, W, 3), RGB, checked against the frames' size."""
     if scene.gt is None:
         raise HarnessError(f"{scene.id}: no ground truth ({scene.id}-gt.tif)")
-    shape = frame_shape(scene)[:2] if scene.complete else None
-    return read_gt_file(scene.gt, shape)
+    hw = frame_shape(scene)[:2] if scene.complete else None
+    return read_gt_file(scene.gt, None if hw is None else (hw[0], hw[1]))
 
 
 def reference_rgb(scene: Scene) -> np.ndarray | None:

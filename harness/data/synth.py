@@ -42,7 +42,17 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from harness.challenge import EXPOSURE_GROUPS, FIRST_HIDDEN_SCENE, MAX_DECODE_PIXELS, MAX_SCENE, NUM_FRAMES, SIZE_MULTIPLE, TRAIN_SCENES, VAL_SCENES, scene_id
+from harness.challenge import (
+    EXPOSURE_GROUPS,
+    FIRST_HIDDEN_SCENE,
+    MAX_DECODE_PIXELS,
+    MAX_SCENE,
+    NUM_FRAMES,
+    SIZE_MULTIPLE,
+    TRAIN_SCENES,
+    VAL_SCENES,
+    scene_id,
+)
 from harness.errors import HarnessError
 from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
 from harness.progress import Progress, notify

@@ -44,7 +44,7 @@ def ssim_torch(gt_u8: np.ndarray | torch.Tensor, out_u8: np.ndarray | torch.Tens
     x = gray(gt_u8)[None, None]
     y = gray(out_u8)[None, None]
     n = win * win
-    mean = lambda t: F.avg_pool2d(t, win, stride=1)  # noqa: E731
+    mean = lambda t: F.avg_pool2d(t, win, stride=1)
     ux, uy = mean(x), mean(y)
     cov = n / (n - 1)
     vx = cov * (mean(x * x) - ux * ux)

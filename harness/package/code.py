@@ -30,15 +30,14 @@ from typing import Any
 import pandas as pd
 import torch
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from torch import nn
 
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_FRAMES
+from harness.checkpoint import load_checkpoint
 from harness.data import Split, discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.io import sha256_file
 from harness.package.zips import safe_extract, write_zip
-from harness.checkpoint import load_checkpoint
 from harness.registry import model_config, model_entry
 from harness.sources import Args, resolve_model
 
@@ -110,7 +109,7 @@ def _model_fields(path: Path, model: dict[str, Any]) -> dict[str, Any]:
     args = model.get("args", {})
     if not isinstance(args, (dict, list)):
         raise HarnessError(f"{path}: [model] args must be a table (keywords) or an array (positional)")
-    rel = lambda name: Path(name) if Path(name).is_absolute() else path.parent / name  # noqa: E731
+    rel = lambda name: Path(name) if Path(name).is_absolute() else path.parent / name
     return {"file": rel(str(model["file"])), "class_name": str(model["class"]), "args": args,
             "helpers": [rel(str(h)) for h in model.get("helpers", [])]}
 

@@ -142,7 +142,8 @@ def _check_sizes(outputs: dict[int, Path], gt: Path | None) -> list[list[int]]:
             shapes[path] = read_output(path).shape
             continue
         gt_file = gt / f"{scene_id(number)}-gt.tif"
-        shapes[path] = output_header(path, tiff_header(gt_file)[0][:2] if gt_file.is_file() else None)
+        hw = tiff_header(gt_file)[0][:2] if gt_file.is_file() else None
+        shapes[path] = output_header(path, None if hw is None else (hw[0], hw[1]))
     distinct = sorted({tuple(v) for v in shapes.values()})
     if len(distinct) > 1:
         raise HarnessError(f"outputs of different sizes: {', '.join('x'.join(map(str, d)) for d in distinct)}")

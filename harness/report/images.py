@@ -14,14 +14,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
 
-from harness.data.scenes import Scene, reference_rgb  # noqa: E402
-from harness.io import read_gt, read_output  # noqa: E402
-from harness.metrics import quantize_gt  # noqa: E402
+from harness.data.scenes import Scene, reference_rgb
+from harness.io import read_gt, read_output
+from harness.metrics import quantize_gt
 
 PREVIEW_WIDTH = 768
 THUMB_WIDTH = 192

@@ -12,21 +12,31 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from harness.challenge import IMAGE_SIZE, REFERENCE_PSNR  # noqa: E402
-from harness.data import discover_scenes  # noqa: E402
-from harness.data.scenes import Scene, reference_rgb  # noqa: E402
-from harness.report.images import CROP, box_argmax, compare_panels, crop, heatmap, png_uri, preview, thumbnails, webp_uri  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output  # noqa: E402
-from harness.metrics import quantize_gt  # noqa: E402
-from harness.progress import Progress  # noqa: E402
-from harness.run import RunFolder, RunSummary  # noqa: E402
-from harness.tables import fmt  # noqa: E402
+from harness.challenge import IMAGE_SIZE, REFERENCE_PSNR
+from harness.data import discover_scenes
+from harness.data.scenes import Scene, reference_rgb
+from harness.errors import HarnessError
+from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output
+from harness.metrics import quantize_gt
+from harness.progress import Progress
+from harness.report.images import (
+    CROP,
+    box_argmax,
+    compare_panels,
+    crop,
+    heatmap,
+    png_uri,
+    preview,
+    thumbnails,
+    webp_uri,
+)
+from harness.run import RunFolder, RunSummary
+from harness.tables import fmt
 
 TEMPLATES = Path(__file__).parent / "templates"
 REFERENCES = list(REFERENCE_PSNR)
@@ -49,7 +59,8 @@ def _plots(table: pd.DataFrame, summary: RunSummary, brightness: dict[str, float
     plots: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(8, 2.8))
     ax.bar(table["scene"].str.replace("Scene-", ""), table["psnr"], color="#4a7ab5")
-    ax.axhline(summary.psnr, color="k", lw=1, ls="--", label=f"mean {summary.psnr:.2f} dB")
+    if summary.psnr is not None:
+        ax.axhline(summary.psnr, color="k", lw=1, ls="--", label=f"mean {summary.psnr:.2f} dB")
     ax.set_ylabel("PSNR (dB)")
     ax.set_xlabel("scene")
     ax.legend()
@@ -68,7 +79,7 @@ def _plots(table: pd.DataFrame, summary: RunSummary, brightness: dict[str, float
     plots["brightness"] = png(fig)
     fig, ax = plt.subplots(figsize=(6, 2.6))
     names = ["this run"] + [n for n, _ in REFERENCES]
-    values = [summary.psnr] + [v for _, v in REFERENCES]
+    values = [float("nan") if summary.psnr is None else summary.psnr] + [v for _, v in REFERENCES]
     ax.barh(names, values, color=["#b5574a"] + ["#999"] * len(REFERENCES))
     ax.set_xlabel("PSNR (dB)")
     ax.invert_yaxis()
@@ -204,7 +215,7 @@ def render_run_report(
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render_compare(run_dirs: list[Path], out: Path) -> Path:

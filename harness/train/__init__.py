@@ -1,1 +1,1 @@
-"""."""
+"""The published training protocol (``harness train``): data, augmentation, the loop, memory estimates."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any

@@ -1,0 +1,93 @@
+"""The building blocks of every model source: what a source is recorded as, and how outside code is imported.
+
+:mod:`harness.sources` resolves a ``--model`` spelling with these and
+:mod:`harness.submission` reads code submissions with them; neither imports
+the other's internals.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from harness.archive import safe_extract
+from harness.errors import HarnessError
+from harness.io import atomic_folder, first_line, sha256_file
+
+Args = list[Any] | dict[str, Any]
+
+
+@dataclass
+class ModelSource:
+    """What a model was built from: recorded in ``run.json``, ``summary.json`` and the report."""
+
+    spec: str
+    kind: str  # registered | file | module | plugin | submission
+    name: str
+    args: Args = field(default_factory=dict)
+    file: str | None = None
+    sha256: str | None = None
+    weights: str | None = None  # a submission's own checkpoint
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def needs_trust(self) -> bool:
+        return self.kind == "submission"
+
+
+def call_factory(factory: Any, args: Args, label: str) -> nn.Module:
+    try:
+        model = factory(*args) if isinstance(args, list) else factory(**args)
+    except TypeError as exc:
+        raise HarnessError(f"model {label!r}: {exc}") from None
+    except Exception as exc:  # somebody else's constructor: any error is bad input, said in one line
+        raise HarnessError(f"model {label!r}: construction failed ({type(exc).__name__}: {first_line(exc)})") from None
+    if not isinstance(model, nn.Module):
+        raise HarnessError(f"model {label!r}: built a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def import_file(path: Path, roots: list[Path]) -> Any:
+    """Import a Python file as a module of its own package (its folder), so that its helper modules
+    import as siblings (``from .helper import x``) and, with ``roots`` on sys.path, by name."""
+    package = f"harness_user_{sha256_file(path)[:16]}"
+    name = f"{package}.{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    holder = types.ModuleType(package)
+    holder.__path__ = [str(path.parent)]
+    sys.modules.setdefault(package, holder)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HarnessError(f"{path}: cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    for root in reversed(roots):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        del sys.modules[name]
+        raise HarnessError(f"{path}: needs the module {exc.name!r}, which is not installed (pip install {exc.name})") from None
+    except Exception as exc:
+        del sys.modules[name]
+        raise HarnessError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None
+    return module
+
+
+def extract_cached(zip_path: Path, cache: Path) -> Path:
+    """A zip's contents, extracted safely once into ``cache/<sha256>``."""
+    target = cache / sha256_file(zip_path)
+    if not target.is_dir():
+        with atomic_folder(target) as tmp:
+            safe_extract(zip_path, tmp, allowed_suffixes=None)
+    return target
