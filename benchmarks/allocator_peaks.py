@@ -66,8 +66,10 @@ def main() -> None:
     for name, runs in results.items():
         peaks = sorted(r["peak_mb"] for r in runs)
         times = sorted(r["seconds"] for r in runs)
-        print(f"{name:>8}: peak {peaks[0]:.0f}-{peaks[-1]:.0f} MB, time {times[0]:.2f}-{times[-1]:.2f} s over {len(runs)} runs "
-              f"({args.model}, {args.size}, {args.precision})")
+        print(
+            f"{name:>8}: peak {peaks[0]:.0f}-{peaks[-1]:.0f} MB, time {times[0]:.2f}-{times[-1]:.2f} s over {len(runs)} runs "
+            f"({args.model}, {args.size}, {args.precision})"
+        )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,22 @@ from harness.errors import HarnessError
 from harness.inference import Device, Precision
 
 
-def run(model: str, backend: str, precision: Precision, args: argparse.Namespace, trust: bool = False) -> dict[str, Any] | str:
+def run(
+    model: str, backend: str, precision: Precision, args: argparse.Namespace, trust: bool = False
+) -> dict[str, Any] | str:
     try:
-        doc = bench(BenchConfig(model, parse_size(args.size), Device.cpu, threads=args.threads, repeats=args.repeats,
-                                precision=precision, backends=[backend], trust_code=trust))
+        doc = bench(
+            BenchConfig(
+                model,
+                parse_size(args.size),
+                Device.cpu,
+                threads=args.threads,
+                repeats=args.repeats,
+                precision=precision,
+                backends=[backend],
+                trust_code=trust,
+            )
+        )
     except HarnessError as exc:
         return str(exc)
     return doc["runs"][0]
@@ -42,15 +54,23 @@ def main() -> None:
     parser.add_argument("--published")
     args = parser.parse_args()
     m = machine()
-    print(f"{m['cpu']}, ISA {m['isa']}, AMX {m['amx']}, AVX512-BF16 {m['avx512_bf16']}, {m['cores']} cores, torch {m['torch']}; "
-          f"{args.size}, {args.threads} threads, load {m['load_average'][0]}\n")
+    print(
+        f"{m['cpu']}, ISA {m['isa']}, AMX {m['amx']}, AVX512-BF16 {m['avx512_bf16']}, {m['cores']} cores, torch {m['torch']}; "
+        f"{args.size}, {args.threads} threads, load {m['load_average'][0]}\n"
+    )
     published = None
     if args.published:
         got = run(args.published, "eager", Precision.fp32, args, trust=True)
         published = got["median_seconds"] if isinstance(got, dict) else None
-        print(f"published code, eager fp32: {got['median_seconds']:.2f} s\n" if isinstance(got, dict) else f"published code: {got}\n")
-    print("| model | backend | precision | seconds | x eager fp32 | x published | max diff | peak MB | set-up s |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+        print(
+            f"published code, eager fp32: {got['median_seconds']:.2f} s\n"
+            if isinstance(got, dict)
+            else f"published code: {got}\n"
+        )
+    print(
+        "| model | backend | precision | seconds | x eager fp32 | x published | max diff | peak MB | set-up s |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
     for model in args.models.split(","):
         eager = None
         for backend in args.backends.split(","):
@@ -63,10 +83,17 @@ def main() -> None:
                 if backend == "eager" and name == "fp32":
                     eager = s
                 gate = got["gate"]
-                diff = "0 (reference)" if gate is None else f"{gate['max_abs_diff']:.2g}" + (" REFUSED" if got["refused"] else "")
+                diff = (
+                    "0 (reference)"
+                    if gate is None
+                    else f"{gate['max_abs_diff']:.2g}" + (" REFUSED" if got["refused"] else "")
+                )
                 vs_pub = f"{published / s:.2f}" if published and model.startswith("flowcnrdb") else ""
-                print(f"| {model} | {backend} | {name} | {s:.2f} | {'' if eager is None else f'{eager / s:.2f}'} | {vs_pub} | {diff} | "
-                      f"{got['peak_memory_mb']:.0f} | {got['setup_seconds']:.1f} |", flush=True)
+                print(
+                    f"| {model} | {backend} | {name} | {s:.2f} | {'' if eager is None else f'{eager / s:.2f}'} | {vs_pub} | {diff} | "
+                    f"{got['peak_memory_mb']:.0f} | {got['setup_seconds']:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

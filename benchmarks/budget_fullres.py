@@ -24,7 +24,8 @@ def main() -> None:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "budget", "--model", args.model, "--size", args.size, "--json"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2

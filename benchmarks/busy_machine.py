@@ -58,8 +58,12 @@ def main() -> None:
     if args.published:
         configs += [("published", args.published, None), ("published, 1 thread", args.published, 1)]
     print(f"{args.model} 1x9x{size[0]}x{size[1]}, median of {args.repeats} after one warm-up, seconds\n")
-    print("| busy processes | " + " | ".join(name for name, _, _ in configs) + " | ours / ours 1 thread |"
-          + (" published / ours |" if args.published else ""))
+    print(
+        "| busy processes | "
+        + " | ".join(name for name, _, _ in configs)
+        + " | ours / ours 1 thread |"
+        + (" published / ours |" if args.published else "")
+    )
     print("|---" * (len(configs) + 2 + bool(args.published)) + "|")
     for count in (int(c) for c in args.busy.split(",")):
         with competitors(count, args.max_seconds):

@@ -44,7 +44,11 @@ from harness.models.flowcnrdb import FlowCNRDB
 
 aten = torch.ops.aten
 PRODUCTS = {aten.mm.default, aten.mm.out, aten.addmm.default, aten.addmm.out, aten.addmm_.default}
-CONVOLUTIONS = {aten.conv2d.default, aten.conv2d.padding, aten.convolution.default}  # conv2d: what inference mode dispatches
+CONVOLUTIONS = {
+    aten.conv2d.default,
+    aten.conv2d.padding,
+    aten.convolution.default,
+}  # conv2d: what inference mode dispatches
 
 
 def _fused_product() -> set[Any]:
@@ -142,8 +146,14 @@ def record(model_name: str, size: tuple[int, int], precision: Precision) -> Dens
     return calls
 
 
-def best_time(func: Any, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], threads: int, repeats: int,
-              narrow: torch.dtype | None = None) -> float:
+def best_time(
+    func: Any,
+    args: tuple[Any, ...],
+    kwargs: tuple[tuple[str, Any], ...],
+    threads: int,
+    repeats: int,
+    narrow: torch.dtype | None = None,
+) -> float:
     """The best of ``repeats`` calls (after one warm-up) on ``threads`` threads, on random tensors of the recorded layouts."""
     made = tree_map(lambda a: a.make(narrow) if isinstance(a, Layout) else a, (list(args), dict(kwargs)))
     before = torch.get_num_threads()
@@ -189,7 +199,9 @@ def print_floor(name: str, groups: dict[str, list[float]]) -> float:
     for group, (count, mac, seconds) in sorted(groups.items(), key=lambda kv: -kv[1][2]):
         print(f"| {group} | {count:.0f} | {mac / 1e9:.1f} | {seconds:.2f} | {mac / 1e9 / seconds:.0f} |")
     mac = sum(g[1] for g in groups.values())
-    print(f"| all | {sum(g[0] for g in groups.values()):.0f} | {mac / 1e9:.1f} | **{total:.2f}** | {mac / 1e9 / total:.0f} |")
+    print(
+        f"| all | {sum(g[0] for g in groups.values()):.0f} | {mac / 1e9:.1f} | **{total:.2f}** | {mac / 1e9 / total:.0f} |"
+    )
     return total
 
 
@@ -207,24 +219,37 @@ def main() -> None:
     calls = record(args.model, size, Precision.fp32)
     floors = {Precision.fp32: print_floor("float32", floor(calls, args.repeats))}
     if cpu_has_bf16():
-        floors[Precision.bf16] = print_floor("bfloat16 as it runs", floor(record(args.model, size, Precision.bf16), args.repeats))
+        floors[Precision.bf16] = print_floor(
+            "bfloat16 as it runs", floor(record(args.model, size, Precision.bf16), args.repeats)
+        )
         every = print_floor("float32's calls, every one in bfloat16", floor(calls, args.repeats, torch.bfloat16))
     seconds = {p: timed(args.model, size, p, args.repeats) for p in floors}
-    print("\n" + "\n".join(f"forward {p.value}: {s:.2f} s, of which the dense floor {floors[p]:.2f} s ({floors[p] / s:.0%})"
-                           for p, s in seconds.items()))
+    print(
+        "\n"
+        + "\n".join(
+            f"forward {p.value}: {s:.2f} s, of which the dense floor {floors[p]:.2f} s ({floors[p] / s:.0%})"
+            for p, s in seconds.items()
+        )
+    )
     if Precision.bf16 in floors:
         fp32, bound = seconds[Precision.fp32], seconds[Precision.fp32] - floors[Precision.fp32] + every
-        print(f"bfloat16: {fp32 / seconds[Precision.bf16]:.2f}x faster than float32; with every product and convolution"
-              f" in bfloat16 at its floor and the rest as in float32, about {fp32 / bound:.2f}x ({bound:.2f} s)")
+        print(
+            f"bfloat16: {fp32 / seconds[Precision.bf16]:.2f}x faster than float32; with every product and convolution"
+            f" in bfloat16 at its floor and the rest as in float32, about {fp32 / bound:.2f}x ({bound:.2f} s)"
+        )
         rest, need = fp32 - floors[Precision.fp32], (floors[Precision.fp32] - BF16_GOAL * every) / (BF16_GOAL - 1)
-        print(f"  the rest, float32 in both: {rest:.2f} s; (rest + {floors[Precision.fp32]:.2f}) / (rest + {every:.2f}) is at"
-              f" most {floors[Precision.fp32] / every:.2f}x (no rest at all), "
-              + (f"{BF16_GOAL}x only with the rest under {need:.2f} s" if need > 0 else f"never {BF16_GOAL}x"))
+        print(
+            f"  the rest, float32 in both: {rest:.2f} s; (rest + {floors[Precision.fp32]:.2f}) / (rest + {every:.2f}) is at"
+            f" most {floors[Precision.fp32] / every:.2f}x (no rest at all), "
+            + (f"{BF16_GOAL}x only with the rest under {need:.2f} s" if need > 0 else f"never {BF16_GOAL}x")
+        )
     if args.published:
         published = timed(args.published, size, Precision.fp32, args.repeats)
-        print(f"published: {published:.2f} s, {published / seconds[Precision.fp32]:.2f}x ours; 10x would be"
-              f" {published / 10:.2f} s, the float32 dense floor alone is {floors[Precision.fp32]:.2f} s"
-              f" (so in float32 at most {published / floors[Precision.fp32]:.2f}x faster than the published code)")
+        print(
+            f"published: {published:.2f} s, {published / seconds[Precision.fp32]:.2f}x ours; 10x would be"
+            f" {published / 10:.2f} s, the float32 dense floor alone is {floors[Precision.fp32]:.2f} s"
+            f" (so in float32 at most {published / floors[Precision.fp32]:.2f}x faster than the published code)"
+        )
 
 
 if __name__ == "__main__":

@@ -31,24 +31,47 @@ from harness.inference import Device, Precision
 
 def speed(args: argparse.Namespace, size: tuple[int, int]) -> None:
     print(f"{args.model} 1x9x{size[0]}x{size[1]}, seeded weights, warm-up {args.warmup}, {args.repeats} timed:\n")
-    print("| model | precision | median ms | IQR ms | peak memory MB | max abs difference to IEEE float32 |\n"
-          "|---|---|---|---|---|---|")
+    print(
+        "| model | precision | median ms | IQR ms | peak memory MB | max abs difference to IEEE float32 |\n"
+        "|---|---|---|---|---|---|"
+    )
     for precision in Precision:
-        doc = bench(BenchConfig(args.model, size, Device.cuda, warmup=args.warmup, repeats=args.repeats,
-                                precision=precision, backends=["eager"]))
+        doc = bench(
+            BenchConfig(
+                args.model,
+                size,
+                Device.cuda,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                precision=precision,
+                backends=["eager"],
+            )
+        )
         gate = doc["runs"][0]["gate"]
         _row(args.model, doc, "0" if gate is None else f"{gate['max_abs_diff']:.3g}")
     if args.published:
         for precision in (Precision.fp32, Precision.tf32):
-            doc = bench(BenchConfig(args.published, size, Device.cuda, warmup=args.warmup, repeats=args.repeats,
-                                    precision=precision, trust_code=True))
+            doc = bench(
+                BenchConfig(
+                    args.published,
+                    size,
+                    Device.cuda,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    precision=precision,
+                    trust_code=True,
+                )
+            )
             _row("published", doc, "")
 
 
 def _row(name: str, doc: dict, diff: str) -> None:
     run = doc["runs"][0]
-    print(f"| {name} | {doc['precision']} | {1000 * run['median_seconds']:.1f} | {1000 * run['iqr_seconds']:.1f} | "
-          f"{run['peak_memory_mb']:.0f} | {diff} |", flush=True)
+    print(
+        f"| {name} | {doc['precision']} | {1000 * run['median_seconds']:.1f} | {1000 * run['iqr_seconds']:.1f} | "
+        f"{run['peak_memory_mb']:.0f} | {diff} |",
+        flush=True,
+    )
 
 
 def main() -> None:

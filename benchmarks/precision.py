@@ -28,15 +28,26 @@ COMPARED = (Precision.fp32, Precision.bf16)  # float16 and TF32 are GPUs' (bench
 def compare_outputs(model: str, tmp: Path, runs: list[tuple[Device, Precision]]) -> None:
     """``harness evaluate`` of ``model`` on the embedded validation scenes once per (device, precision); prints
     a Markdown table of each run's PSNR and its 8-bit output values against the first run's."""
-    results = {run: evaluate(EvalConfig(model, out=tmp / f"{run[0].value}-{run[1].value}", device=run[0], precision=run[1]))
-               for run in runs}
+    results = {
+        run: evaluate(EvalConfig(model, out=tmp / f"{run[0].value}-{run[1].value}", device=run[0], precision=run[1]))
+        for run in runs
+    }
     first = runs[0]
-    print(f"{model}, {len(results[first].scenes)} embedded validation scenes, each run against {first[0].value} {first[1].value}:\n")
-    print("| device | precision | PSNR dB | change dB | values within 1 LSB | largest difference LSB |\n|---|---|---|---|---|---|")
+    print(
+        f"{model}, {len(results[first].scenes)} embedded validation scenes, each run against {first[0].value} {first[1].value}:\n"
+    )
+    print(
+        "| device | precision | PSNR dB | change dB | values within 1 LSB | largest difference LSB |\n|---|---|---|---|---|---|"
+    )
     for run, result in results.items():
-        d = np.concatenate([np.abs(_output(tmp, run, scene) - _output(tmp, first, scene)).ravel() for scene in results[first].scenes])
-        print(f"| {run[0].value} | {run[1].value} | {result.psnr:.4f} | {result.psnr - results[first].psnr:+.4f} | "
-              f"{100 * np.mean(d <= 1):.2f}% | {d.max()} |", flush=True)
+        d = np.concatenate(
+            [np.abs(_output(tmp, run, scene) - _output(tmp, first, scene)).ravel() for scene in results[first].scenes]
+        )
+        print(
+            f"| {run[0].value} | {run[1].value} | {result.psnr:.4f} | {result.psnr - results[first].psnr:+.4f} | "
+            f"{100 * np.mean(d <= 1):.2f}% | {d.max()} |",
+            flush=True,
+        )
 
 
 def _output(tmp: Path, run: tuple[Device, Precision], scene: str) -> np.ndarray:
@@ -46,8 +57,11 @@ def _output(tmp: Path, run: tuple[Device, Precision], scene: str) -> np.ndarray:
 def timed(model: str, size: tuple[int, int], precision: Precision, repeats: int) -> float:
     """``harness bench``'s median seconds for ``model`` in ``precision`` on the CPU (a fresh process); median and peak printed."""
     run = bench(BenchConfig(model, size, Device.cpu, repeats=repeats, precision=precision, trust_code=True))["runs"][0]
-    print(f"{model} 1x9x{size[0]}x{size[1]} {precision.value}: median {run['median_seconds']:.2f} s, "
-          f"peak {run['peak_memory_mb']:.0f} MB", flush=True)
+    print(
+        f"{model} 1x9x{size[0]}x{size[1]} {precision.value}: median {run['median_seconds']:.2f} s, "
+        f"peak {run['peak_memory_mb']:.0f} MB",
+        flush=True,
+    )
     return float(run["median_seconds"])
 
 

@@ -28,15 +28,44 @@ from harness.models.flowcnrdb import FlowCNRDB
 GROUPS = {
     "matrix products (1x1 convolutions)": ("aten::addmm", "aten::mm", "aten::bmm"),
     "convolutions (depth-wise and dense)": ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution"),
-    "copies and dtype or layout changes": ("aten::copy_", "aten::_to_copy", "aten::cat", "aten::clone", "aten::contiguous"),
-    "GRN window sums and normalisation": ("aten::add", "aten::add_", "aten::sub_", "aten::addcmul", "aten::addcmul_",
-                                          "aten::sqrt_", "aten::clamp_min_", "aten::div_", "aten::mul_", "aten::sum",
-                                          "aten::mean", "aten::linalg_vector_norm", "aten::zero_", "aten::fill_", "aten::cumsum"),
+    "copies and dtype or layout changes": (
+        "aten::copy_",
+        "aten::_to_copy",
+        "aten::cat",
+        "aten::clone",
+        "aten::contiguous",
+    ),
+    "GRN window sums and normalisation": (
+        "aten::add",
+        "aten::add_",
+        "aten::sub_",
+        "aten::addcmul",
+        "aten::addcmul_",
+        "aten::sqrt_",
+        "aten::clamp_min_",
+        "aten::div_",
+        "aten::mul_",
+        "aten::sum",
+        "aten::mean",
+        "aten::linalg_vector_norm",
+        "aten::zero_",
+        "aten::fill_",
+        "aten::cumsum",
+    ),
     "LayerNorm": ("aten::native_layer_norm",),
     "SiLU": ("aten::silu_", "aten::silu"),
     "grid sampling (warp)": ("aten::grid_sampler_2d",),
-    "slicing and views (Python dispatch)": ("aten::select", "aten::slice", "aten::as_strided", "aten::view", "aten::permute",
-                                            "aten::narrow", "aten::empty", "aten::empty_strided", "aten::expand"),
+    "slicing and views (Python dispatch)": (
+        "aten::select",
+        "aten::slice",
+        "aten::as_strided",
+        "aten::view",
+        "aten::permute",
+        "aten::narrow",
+        "aten::empty",
+        "aten::empty_strided",
+        "aten::expand",
+    ),
 }
 
 
@@ -72,8 +101,10 @@ def main() -> None:
         g = group_of.get(e.key, "other")
         ms[g] += e.self_cpu_time_total / 1e3
         calls[g] += e.count
-    print(f"{args.model} 1x9x{h}x{w} {args.precision}: unprofiled forward {plain:.2f} s, "
-          f"profiled self CPU time {total / 1e6:.2f} s over {torch.get_num_threads()} thread(s)\n")
+    print(
+        f"{args.model} 1x9x{h}x{w} {args.precision}: unprofiled forward {plain:.2f} s, "
+        f"profiled self CPU time {total / 1e6:.2f} s over {torch.get_num_threads()} thread(s)\n"
+    )
     print("| operator group | share | self CPU ms | calls |\n|---|---|---|---|")
     for g in sorted(ms, key=ms.get, reverse=True):
         print(f"| {g} | {100 * ms[g] * 1e3 / total:.1f}% | {ms[g]:.0f} | {calls[g]} |")

@@ -57,8 +57,10 @@ def main() -> None:
         compare = render_compare(runs, root / "compare.html")
         compare_s = time.perf_counter() - t0
         for label, page, seconds in (("run report", report, report_s), ("3-run comparison", compare, compare_s)):
-            print(f"{args.scenes} full-size scenes, {label}: {page.stat().st_size / 1e6:.2f} MB (goal < 25), "
-                  f"rendered in {seconds:.1f} s, opened in {_open_seconds(page):.2f} s (goal < 2)")
+            print(
+                f"{args.scenes} full-size scenes, {label}: {page.stat().st_size / 1e6:.2f} MB (goal < 25), "
+                f"rendered in {seconds:.1f} s, opened in {_open_seconds(page):.2f} s (goal < 2)"
+            )
 
 
 if __name__ == "__main__":

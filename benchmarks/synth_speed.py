@@ -1,6 +1,6 @@
 """Time to synthesise 20 scenes at 768 x 1536 (run by hand; goal: under 60 s).
 
-    python benchmarks/synth_speed.py [--scenes 20] [--size 768x1536]
+python benchmarks/synth_speed.py [--scenes 20] [--size 768x1536]
 """
 
 from __future__ import annotations

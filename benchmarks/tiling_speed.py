@@ -46,10 +46,14 @@ def main() -> None:
     t0 = time.perf_counter()
     tiled_out = run_model(forward, frames, mult, tiling=tiling)
     tiled = time.perf_counter() - t0
-    print(f"{args.model} at {h}x{w}, --tile {args.tile} --overlap {args.overlap}, {args.batch} tiles per pass, {torch.get_num_threads()} threads")
+    print(
+        f"{args.model} at {h}x{w}, --tile {args.tile} --overlap {args.overlap}, {args.batch} tiles per pass, {torch.get_num_threads()} threads"
+    )
     print(f"untiled {untiled:.1f} s; tiled {tiled:.1f} s; pixels processed / image pixels {ratio:.3f}")
     print(f"tiled / (untiled x pixel ratio) = {tiled / (untiled * ratio):.3f} (goal: at most 1.2)")
-    print(f"max |tiled - untiled| = {float((tiled_out - full).abs().max()):.4g} (FlowCNRDB's windowed GRN and U-Net see beyond the overlap)")
+    print(
+        f"max |tiled - untiled| = {float((tiled_out - full).abs().max()):.4g} (FlowCNRDB's windowed GRN and U-Net see beyond the overlap)"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def main() -> None:
         F.mse_loss(model(x), y).backward()
         opt.step()
     grown = peak_rss() - before
-    print(f"{args.model}, batch {args.batch} of {args.crop}x{args.crop}: estimate {estimate / 2**30:.2f} GiB, "
-          f"peak resident memory grew {grown / 2**30:.2f} GiB ({estimate / grown:.2f}x)")
+    print(
+        f"{args.model}, batch {args.batch} of {args.crop}x{args.crop}: estimate {estimate / 2**30:.2f} GiB, "
+        f"peak resident memory grew {grown / 2**30:.2f} GiB ({estimate / grown:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def main() -> None:
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
         mean = sum(times) / len(times)
-        print(f"{name:16s} batch {args.batch} (pieces of {micro}) x {args.crop}^2: {mean:.2f} s/iteration, {1 / mean:.4f} it/s",
-              flush=True)
+        print(
+            f"{name:16s} batch {args.batch} (pieces of {micro}) x {args.crop}^2: {mean:.2f} s/iteration, {1 / mean:.4f} it/s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,14 @@ import importlib
 from typing import Any
 
 __version__ = "0.2.0"
-_HOMES = {"create_model": "harness.sources", "resolve_model": "harness.sources", "load_checkpoint": "harness.checkpoint",
-          "list_models": "harness.registry", "model_entry": "harness.registry", "register_model": "harness.registry"}
+_HOMES = {
+    "create_model": "harness.sources",
+    "resolve_model": "harness.sources",
+    "load_checkpoint": "harness.checkpoint",
+    "list_models": "harness.registry",
+    "model_entry": "harness.registry",
+    "register_model": "harness.registry",
+}
 __all__ = [*sorted(_HOMES), "__version__"]
 
 

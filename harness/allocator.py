@@ -19,19 +19,35 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-M_MXFAST, M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = 1, -1, -2, -3, -8  # glibc's mallopt parameters (malloc.h)
+M_MXFAST, M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = (
+    1,
+    -1,
+    -2,
+    -3,
+    -8,
+)  # glibc's mallopt parameters (malloc.h)
 TCACHE_COUNT = "glibc.malloc.tcache_count"  # the tunable that sizes (0: turns off) each thread's cache of freed chunks
 
 
-def keep_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31) - 1, top_pad: int = 1 << 29) -> bool:
+def keep_freed_memory(
+    mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31) - 1, top_pad: int = 1 << 29
+) -> bool:
     """Ask glibc to keep blocks below ``mmap_threshold`` in its heap, not to return freed memory below
     ``trim_threshold``, to give all threads one arena and to merge freed small chunks at once (no fast
     bins); True when the C library took the settings (False elsewhere: musl, macOS, Windows)."""
     libc = _glibc()
     if libc is None:
         return False
-    return all(libc.mallopt(param, value) == 1 for param, value in
-               ((M_MMAP_THRESHOLD, mmap_threshold), (M_TRIM_THRESHOLD, trim_threshold), (M_TOP_PAD, top_pad), (M_ARENA_MAX, 1), (M_MXFAST, 0)))
+    return all(
+        libc.mallopt(param, value) == 1
+        for param, value in (
+            (M_MMAP_THRESHOLD, mmap_threshold),
+            (M_TRIM_THRESHOLD, trim_threshold),
+            (M_TOP_PAD, top_pad),
+            (M_ARENA_MAX, 1),
+            (M_MXFAST, 0),
+        )
+    )
 
 
 def without_tcache(environ: Mapping[str, str]) -> dict[str, str] | None:
@@ -57,7 +73,7 @@ def tcache_off() -> bool:
         start = Path("/proc/self/environ").read_bytes().split(b"\0")
     except OSError:
         return False
-    tunables = next((v[len(b"GLIBC_TUNABLES="):].decode() for v in start if v.startswith(b"GLIBC_TUNABLES=")), "")
+    tunables = next((v[len(b"GLIBC_TUNABLES=") :].decode() for v in start if v.startswith(b"GLIBC_TUNABLES=")), "")
     return _parsed(tunables).get(TCACHE_COUNT) == "0"
 
 
@@ -70,7 +86,9 @@ def describe(kept: bool) -> str:
     """This process's allocator in words, ``kept`` being what :func:`keep_freed_memory` returned."""
     if not kept:
         return "the C library's defaults"
-    return "glibc: freed memory kept, one arena, no fast bins, " + ("no thread cache" if tcache_off() else "thread cache on")
+    return "glibc: freed memory kept, one arena, no fast bins, " + (
+        "no thread cache" if tcache_off() else "thread cache on"
+    )
 
 
 def _glibc() -> ctypes.CDLL | None:

@@ -44,7 +44,9 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
         raise HarnessError(f"{path}: member {name!r} uses an unknown compression method ({info.compress_type})")
     if info.file_size > MIN_RATIO_CHECKED and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        raise HarnessError(f"{path}: member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x (zip bomb?)")
+        raise HarnessError(
+            f"{path}: member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x (zip bomb?)"
+        )
 
 
 def check_zip(path: Path, allowed_suffixes: tuple[str, ...] | None = (".tif",)) -> ZipCheck:
@@ -85,7 +87,9 @@ def _copy_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> Non
         while chunk := src.read(min(1 << 20, left + 1)):
             left -= len(chunk)
             if left < 0:
-                raise HarnessError(f"member {info.filename!r} holds more than its declared {info.file_size} bytes (refused)")
+                raise HarnessError(
+                    f"member {info.filename!r} holds more than its declared {info.file_size} bytes (refused)"
+                )
             dst.write(chunk)
 
 
@@ -107,5 +111,7 @@ def safe_extract(path: Path, target: Path, allowed_suffixes: tuple[str, ...] | N
             except HarnessError as exc:
                 raise HarnessError(f"{path}: {exc}") from None
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
-                raise HarnessError(f"{path}: member {info.filename!r} cannot be extracted ({first_line(exc, 160)})") from None
+                raise HarnessError(
+                    f"{path}: member {info.filename!r} cannot be extracted ({first_line(exc, 160)})"
+                ) from None
     return check

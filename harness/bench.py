@@ -56,20 +56,35 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
     """What the figures were measured on: the host, and on a CUDA ``device`` the GPU (else ``gpu`` is None)."""
     model = ""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     load = os.getloadavg()
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "load_average": [round(v, 2) for v in load], **cpu_isa(),
-            "gpu": describe_gpu(device)}
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average": [round(v, 2) for v in load],
+        **cpu_isa(),
+        "gpu": describe_gpu(device),
+    }
 
 
 def cpu_isa() -> dict[str, Any]:
     """The vector ISA torch's kernels use here, and whether the CPU has AMX tiles and AVX512-BF16."""
-    return {"isa": torch.backends.cpu.get_cpu_capability(), "amx": bool(torch.cpu._is_amx_tile_supported()),
-            "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported())}
+    return {
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "amx": bool(torch.cpu._is_amx_tile_supported()),
+        "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+    }
 
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +122,9 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {**runner.describe(), "seconds": seconds, "peak_memory_mb": peak, "allocator": allocator, "refused": refused}
 
 
-def _timed(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> list[float]:
+def _timed(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, warmup: int, repeats: int
+) -> list[float]:
     import time
 
     times = []
@@ -136,11 +153,25 @@ def _peak_mb(device: torch.device) -> float:
 
 
 def _measure(cfg: BenchConfig, backend: str, device: torch.device) -> dict[str, Any]:
-    spec = {"model": cfg.model, "model_args": cfg.model_args, "trust_code": cfg.trust_code, "threads": cfg.threads,
-            "weights": cfg.weights, "precision": cfg.precision.value, "backend": backend,
-            "device": str(device), "size": list(cfg.size), "warmup": cfg.warmup, "repeats": cfg.repeats}
-    proc = subprocess.run([sys.executable, "-m", "harness.bench", json.dumps(spec)], capture_output=True, text=True,
-                          env=without_tcache(os.environ))  # None (inherit) when already set
+    spec = {
+        "model": cfg.model,
+        "model_args": cfg.model_args,
+        "trust_code": cfg.trust_code,
+        "threads": cfg.threads,
+        "weights": cfg.weights,
+        "precision": cfg.precision.value,
+        "backend": backend,
+        "device": str(device),
+        "size": list(cfg.size),
+        "warmup": cfg.warmup,
+        "repeats": cfg.repeats,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.bench", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=without_tcache(os.environ),
+    )  # None (inherit) when already set
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"bench of {cfg.model} (backend {backend}) failed: {last}")
@@ -176,11 +207,24 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         r["speedup_vs_eager_fp32"] = None if eager is None else eager / r["median_seconds"]
     warnings = []
     if start["load_average"][0] > BUSY_LOAD * (start["cores"] or 1):
-        warnings.append(f"the machine is busy (load average {start['load_average'][0]} on {start['cores']} cores): "
-                        "these figures are not a quiet machine's")
-    return {"model": cfg.model, "source": source.as_dict(), "size": list(cfg.size), "device": str(device),
-            "precision": cfg.precision.value, "warmup": cfg.warmup, "repeats": cfg.repeats, "machine": start, "runs": runs,
-            "skipped": skipped, "warnings": warnings, "config": asdict(cfg)}
+        warnings.append(
+            f"the machine is busy (load average {start['load_average'][0]} on {start['cores']} cores): "
+            "these figures are not a quiet machine's"
+        )
+    return {
+        "model": cfg.model,
+        "source": source.as_dict(),
+        "size": list(cfg.size),
+        "device": str(device),
+        "precision": cfg.precision.value,
+        "warmup": cfg.warmup,
+        "repeats": cfg.repeats,
+        "machine": start,
+        "runs": runs,
+        "skipped": skipped,
+        "warnings": warnings,
+        "config": asdict(cfg),
+    }
 
 
 if __name__ == "__main__":  # the worker of one measurement, in a fresh process

@@ -52,8 +52,17 @@ def _load_failure(exc: BaseException) -> str:
     """Why torch.load (weights only) failed, without torch's advice to turn the safe loader off."""
     text = str(exc)
     if "Weights only load failed" in text or "weights_only" in text:
-        cause = next((line.strip() for line in text.splitlines() if line.strip().startswith(("WeightsUnpickler error", "Unsupported"))), "")
-        return f"refused by the safe loader: it holds Python objects beyond tensors ({cause[:160] or 'not weights only'})"
+        cause = next(
+            (
+                line.strip()
+                for line in text.splitlines()
+                if line.strip().startswith(("WeightsUnpickler error", "Unsupported"))
+            ),
+            "",
+        )
+        return (
+            f"refused by the safe loader: it holds Python objects beyond tensors ({cause[:160] or 'not weights only'})"
+        )
     return f"not a PyTorch checkpoint ({first_line(exc, 160)})"
 
 
@@ -77,7 +86,9 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
     for key, value in obj.items():
         name = _strip(str(key))
         if name in out:
-            raise CheckpointError(f"{path}: holds {name!r} twice (with and without a wrapper prefix); which one is meant?")
+            raise CheckpointError(
+                f"{path}: holds {name!r} twice (with and without a wrapper prefix); which one is meant?"
+            )
         if value.layout != torch.strided:
             raise CheckpointError(f"{path}: {key!r} is a {value.layout} tensor; weights must be dense")
         out[name] = value
@@ -94,12 +105,20 @@ def check_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str 
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
-    dtypes = [f"{k} is {state[k].dtype}, not floating point" for k, v in expected.items()
-              if k in state and v.is_floating_point() and not state[k].is_floating_point()]
+    dtypes = [
+        f"{k} is {state[k].dtype}, not floating point"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
     if not (missing or unexpected or shapes or dtypes):
         return
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes), ("wrong dtype", dtypes)):
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", shapes),
+        ("wrong dtype", dtypes),
+    ):
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             parts.append(f"{len(items)} {label} ({shown})")

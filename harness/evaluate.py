@@ -133,7 +133,9 @@ def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSou
         hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
     else:
         hint = " (the submission's model_zoo/ holds no checkpoint)"
-    raise HarnessError(f"model {cfg.model!r} has no weights: pass --weights PATH{hint}, or --random-init for a smoke test")
+    raise HarnessError(
+        f"model {cfg.model!r} has no weights: pass --weights PATH{hint}, or --random-init for a smoke test"
+    )
 
 
 def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: int) -> None:
@@ -141,7 +143,9 @@ def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: in
     for scene in scenes:
         scene.frame_paths()
         if scored and scene.gt is None:
-            raise HarnessError(f"{scene.id}: ground truth {scene.id}-gt.tif missing in {data} (split {cfg.split.value!r} is scored)")
+            raise HarnessError(
+                f"{scene.id}: ground truth {scene.id}-gt.tif missing in {data} (split {cfg.split.value!r} is scored)"
+            )
     for scene in scenes:
         shape = frame_shape(scene)
         if len(shape) != 2 or shape[0] % multiple or shape[1] % multiple:
@@ -163,8 +167,16 @@ def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
 
 def _settings(cfg: EvalConfig, prep: Prepared, backend: str) -> RunSettings:
     return RunSettings(
-        model=cfg.model, source=prep.source.as_dict(), model_config=model_config(prep.model), weights=prep.weights, weights_sha256=prep.weights_sha256,
-        data=str(prep.data.resolve()), quantize=cfg.quantize.value, precision=cfg.precision.value, tile=cfg.tile, overlap=cfg.overlap,
+        model=cfg.model,
+        source=prep.source.as_dict(),
+        model_config=model_config(prep.model),
+        weights=prep.weights,
+        weights_sha256=prep.weights_sha256,
+        data=str(prep.data.resolve()),
+        quantize=cfg.quantize.value,
+        precision=cfg.precision.value,
+        tile=cfg.tile,
+        overlap=cfg.overlap,
         backend=backend,
     )
 
@@ -183,9 +195,13 @@ def _open_run(folder: RunFolder, settings: RunSettings, force: bool) -> dict[str
     else:
         previous = folder.read_settings()
         if previous is None and folder.holds_outputs():
-            raise HarnessError(f"{folder.root}: holds outputs but no run.json (not a harness run); pass --force to clear it, or another --out")
+            raise HarnessError(
+                f"{folder.root}: holds outputs but no run.json (not a harness run); pass --force to clear it, or another --out"
+            )
         if previous is not None and previous != settings:
-            raise HarnessError(f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out")
+            raise HarnessError(
+                f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out"
+            )
     folder.summary_json.unlink(missing_ok=True)  # incomplete until this run ends
     folder.res.mkdir(parents=True, exist_ok=True)
     folder.write_settings(settings)
@@ -198,8 +214,10 @@ def _reusable(folder: RunFolder, row: dict[str, Any], scene: Scene | None, finge
     """A recorded row is reused only when its inputs are the scene's files as they are now and its output is intact."""
     out = folder.res / f"{row['scene']}-out.tif"
     if scene is None or fingerprint_now != row.get("inputs_sha256"):
-        raise HarnessError(f"{row['scene']}: the data changed since this run was made (inputs differ or are gone); "
-                           f"pass --force to start {folder.root} again, or another --out")
+        raise HarnessError(
+            f"{row['scene']}: the data changed since this run was made (inputs differ or are gone); "
+            f"pass --force to start {folder.root} again, or another --out"
+        )
     return out.is_file() and sha256_file(out) == row.get("output_sha256")
 
 
@@ -249,8 +267,11 @@ def _run_scene(cfg: EvalConfig, prep: Prepared, scene: Scene, runner: Runner) ->
 def _kept_rows(prep: Prepared, recorded: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The recorded rows that still hold (same inputs, intact output); outputs without a row are removed."""
     scenes = {s.id: s for s in discover_scenes(prep.data)}
-    kept = {sid: row for sid, row in recorded.items()
-            if _reusable(prep.folder, row, scenes.get(sid), fingerprint(scenes[sid]) if sid in scenes else None)}
+    kept = {
+        sid: row
+        for sid, row in recorded.items()
+        if _reusable(prep.folder, row, scenes.get(sid), fingerprint(scenes[sid]) if sid in scenes else None)
+    }
     for out in prep.folder.res.iterdir():
         if out.name.removesuffix("-out.tif") not in kept:
             out.unlink()  # written by an interrupted run before its row: computed again below
@@ -280,17 +301,27 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
             rows[scene.id] = _run_scene(cfg, prep, scene, runner)
             prep.folder.write_metrics(pd.DataFrame([rows[sid] for sid in sorted(rows)]))
         psnr = rows[scene.id].get("psnr")
-        notify(progress, k + 1, len(prep.scenes), f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id)
+        notify(
+            progress,
+            k + 1,
+            len(prep.scenes),
+            f"{scene.id} {psnr:.2f} dB" if psnr is not None and psnr == psnr else scene.id,
+        )
     table = pd.DataFrame([rows[sid] for sid in sorted(rows)])
     prep.folder.write_metrics(table)
-    runtime = runner.describe() if runner is not None else {"backend": backend, "note": "every scene reused from the run folder"}
+    runtime = (
+        runner.describe()
+        if runner is not None
+        else {"backend": backend, "note": "every scene reused from the run folder"}
+    )
     summary = _summary(cfg, prep, table, device, time.perf_counter() - t_start, runtime)
     prep.folder.write_summary(summary)
     return summary
 
 
-def _summary(cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float,
-             runtime: dict[str, Any]) -> RunSummary:
+def _summary(
+    cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float, runtime: dict[str, Any]
+) -> RunSummary:
     scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
     return RunSummary(
         **mean_scores(scored),

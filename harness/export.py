@@ -50,7 +50,9 @@ def parity(reference: torch.Tensor, candidate: torch.Tensor) -> Parity:
     return Parity(diff, math.inf if mse == 0 else 10 * math.log10(1 / mse))
 
 
-def export_model(model: nn.Module, fmt: Format, size: tuple[int, int], out: Path, threads: int | None = None) -> tuple[list[Path], Parity]:
+def export_model(
+    model: nn.Module, fmt: Format, size: tuple[int, int], out: Path, threads: int | None = None
+) -> tuple[list[Path], Parity]:
     """Write ``model`` (eval mode) in ``fmt`` for (1, 9, H, W) bursts to ``out`` (``.onnx``, or ``.xml`` beside its ``.bin``)."""
     multiple = model_multiple(model)
     if size[0] % multiple or size[1] % multiple:

@@ -39,8 +39,12 @@ def describe_gpu(device: torch.device | None) -> dict[str, Any] | None:
     if device is None or device.type != "cuda":
         return None
     props = torch.cuda.get_device_properties(device)
-    return {"name": props.name, "memory_mb": round(props.total_memory / 2**20), "capability": f"{props.major}.{props.minor}",
-            "cuda": torch.version.cuda}
+    return {
+        "name": props.name,
+        "memory_mb": round(props.total_memory / 2**20),
+        "capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+    }
 
 
 class Precision(str, Enum):
@@ -63,7 +67,9 @@ def cpu_has_bf16() -> bool:
 def check_precision(precision: Precision, device: torch.device) -> None:
     """Refuse reduced precision where the hardware lacks it, in one line."""
     if precision is Precision.bf16 and device.type == "cpu" and not cpu_has_bf16():
-        raise HarnessError("--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX); use fp32")
+        raise HarnessError(
+            "--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX); use fp32"
+        )
     if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise HarnessError("--precision bf16: this GPU has no bfloat16 arithmetic; use fp32")
     if precision is Precision.fp16 and device.type != "cuda":
@@ -154,7 +160,9 @@ def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
     b, _, h, w = x.shape
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (b, 3, h, w):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise HarnessError(f"the model's output is {got} for an input of {tuple(x.shape)}; expected {(b, 3, h, w)} (RGB)")
+        raise HarnessError(
+            f"the model's output is {got} for an input of {tuple(x.shape)}; expected {(b, 3, h, w)} (RGB)"
+        )
     return out
 
 
@@ -164,7 +172,9 @@ def run_model(forward: Forward, frames: torch.Tensor, multiple: int, tiling: Til
         return _checked(forward(frames), frames)[0]
     _, _, h, w = frames.shape
     th, tw = min(tiling.tile, h), min(tiling.tile, w)
-    places = [(y, y0, y1, x, x0, x1) for y, y0, y1 in tiling.spans(h, multiple) for x, x0, x1 in tiling.spans(w, multiple)]
+    places = [
+        (y, y0, y1, x, x0, x1) for y, y0, y1 in tiling.spans(h, multiple) for x, x0, x1 in tiling.spans(w, multiple)
+    ]
     out = torch.empty(3, h, w)
     for i in range(0, len(places), max(tiling.batch, 1)):
         group = places[i : i + max(tiling.batch, 1)]

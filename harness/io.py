@@ -160,8 +160,10 @@ def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int,
         raise HarnessError(f"{path}: declares shape {declared}, expected {tuple(shape)}")
     pixels = prod(declared[:2]) if len(declared) >= 2 else prod(declared)
     if pixels > max_pixels:
-        raise HarnessError(f"{path}: declares {'x'.join(map(str, declared))}, more than the {max_pixels:,} pixels "
-                           "any image here may have (refused before decoding)")
+        raise HarnessError(
+            f"{path}: declares {'x'.join(map(str, declared))}, more than the {max_pixels:,} pixels "
+            "any image here may have (refused before decoding)"
+        )
     try:
         return tifffile.imread(path, key=0)
     except Exception as exc:  # tifffile raises several types for damaged files
@@ -181,7 +183,9 @@ def read_gt(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     if shape is not None and declared[:2] != tuple(shape):
         raise HarnessError(f"{path}: ground truth is {declared[0]}x{declared[1]}, expected {shape[0]}x{shape[1]}")
     if dtype.kind != "f":
-        raise HarnessError(f"{path}: ground truth must be float in [0, 1], got {dtype} (an 8-bit GT would be scored wrongly)")
+        raise HarnessError(
+            f"{path}: ground truth must be float in [0, 1], got {dtype} (an 8-bit GT would be scored wrongly)"
+        )
     gt = np.ascontiguousarray(read_tiff(path), dtype=np.float32)
     if not np.isfinite(gt).all():
         raise HarnessError(f"{path}: ground truth holds {int((~np.isfinite(gt)).sum())} non-finite value(s)")
@@ -191,7 +195,9 @@ def read_gt(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     return gt
 
 
-def output_header(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> tuple[int, ...]:
+def output_header(
+    path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH
+) -> tuple[int, ...]:
     """The shape an output TIFF declares, refused unless uint8 H x W x 3 (of ``shape`` when given) and no larger
     than ``max_pixels`` (or ``shape``): nothing is decoded."""
     declared, dtype = tiff_header(path)
@@ -203,11 +209,15 @@ def output_header(path: Path, shape: tuple[int, int] | None = None, max_pixels: 
         raise HarnessError(f"{path}: size {declared[0]}x{declared[1]}, expected {shape[0]}x{shape[1]}")
     limit = max(max_pixels, prod(shape) if shape else 0)
     if prod(declared[:2]) > limit:
-        raise HarnessError(f"{path}: declares {'x'.join(map(str, declared))}, more than the {limit:,} pixels an output may have "
-                           "(refused before decoding)")
+        raise HarnessError(
+            f"{path}: declares {'x'.join(map(str, declared))}, more than the {limit:,} pixels an output may have "
+            "(refused before decoding)"
+        )
     return declared
 
 
-def read_output(path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH) -> np.ndarray:
+def read_output(
+    path: Path, shape: tuple[int, int] | None = None, max_pixels: int = IMAGE_HEIGHT * IMAGE_WIDTH
+) -> np.ndarray:
     """An output TIFF as uint8 H x W x 3 (of ``shape`` when given), checked from its header before decoding."""
     return read_tiff(path, max(max_pixels, prod(output_header(path, shape, max_pixels)[:2])))

@@ -77,7 +77,9 @@ def import_file(path: Path, roots: list[Path]) -> Any:
         spec.loader.exec_module(module)
     except ModuleNotFoundError as exc:
         del sys.modules[name]
-        raise HarnessError(f"{path}: needs the module {exc.name!r}, which is not installed (pip install {exc.name})") from None
+        raise HarnessError(
+            f"{path}: needs the module {exc.name!r}, which is not installed (pip install {exc.name})"
+        ) from None
     except Exception as exc:
         del sys.modules[name]
         raise HarnessError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None

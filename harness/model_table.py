@@ -31,8 +31,16 @@ def plugin_rows(pattern: str = "*") -> list[dict[str, Any]]:
             params_m: float | str = params / 1000**2
         except Exception as exc:  # a broken plugin must not hide the others
             params, params_m = 0, f"failed: {type(exc).__name__}"
-        rows.append({"name": name, "params": params, "params_m": params_m, "key_config": "",
-                     "description": f"plugin: {ep.value}", "weights": "its own"})
+        rows.append(
+            {
+                "name": name,
+                "params": params,
+                "params_m": params_m,
+                "key_config": "",
+                "description": f"plugin: {ep.value}",
+                "weights": "its own",
+            }
+        )
     return rows
 
 

@@ -23,8 +23,17 @@ import harness.variants  # noqa: F401  # the built-in variants register themselv
 from harness.errors import HarnessError
 from harness.model_registry import _REGISTRY, WEIGHTS_DIR, ModelEntry, WeightsInfo, register_model
 
-__all__ = ["WEIGHTS_DIR", "ModelEntry", "WeightsInfo", "create_model", "list_models", "model_config", "model_entry",
-           "model_multiple", "register_model"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "ModelEntry",
+    "WeightsInfo",
+    "create_model",
+    "list_models",
+    "model_config",
+    "model_entry",
+    "model_multiple",
+    "register_model",
+]
 
 
 def _registered() -> dict[str, ModelEntry]:

@@ -168,7 +168,9 @@ class RunFolder:
         """The summary of a complete and consistent run: summary, metrics rows and res/ files agree, and every
         output is the file its row recorded (sha256). Anything else is refused in one line."""
         if not self.summary_json.is_file():
-            raise HarnessError(f"{self.root}: incomplete run (no summary.json): finish it with `harness evaluate` or start again")
+            raise HarnessError(
+                f"{self.root}: incomplete run (no summary.json): finish it with `harness evaluate` or start again"
+            )
         summary = self.read_summary()
         table = self.read_metrics()
         if "scene" not in table or sorted(map(str, table["scene"])) != sorted(summary.scenes):
@@ -180,11 +182,15 @@ class RunFolder:
     def _verify_outputs(self, table: pd.DataFrame, scenes: list[str]) -> None:
         present = sorted(p.name for p in self.res.glob("*")) if self.res.is_dir() else []
         if present != sorted(f"{s}-out.tif" for s in scenes):
-            raise HarnessError(f"{self.root}: inconsistent run: res/ holds {len(present)} file(s) for {len(scenes)} scene(s)")
+            raise HarnessError(
+                f"{self.root}: inconsistent run: res/ holds {len(present)} file(s) for {len(scenes)} scene(s)"
+            )
         for row in table.to_dict("records"):
             expected = row.get("output_sha256")
             if not isinstance(expected, str) or sha256_file(self.res / f"{row['scene']}-out.tif") != expected:
-                raise HarnessError(f"{self.root}: inconsistent run: res/{row['scene']}-out.tif is not the output its row recorded")
+                raise HarnessError(
+                    f"{self.root}: inconsistent run: res/{row['scene']}-out.tif is not the output its row recorded"
+                )
 
     def scored_metrics(self) -> pd.DataFrame:
         """The rows with a PSNR (scenes with ground truth)."""

@@ -45,7 +45,9 @@ def score_pair(gt: np.ndarray, out_u8: np.ndarray, name: str = "") -> dict[str, 
     }
     for a, b in (("psnr", "psnr_torch"), ("ssim", "ssim_torch")):
         if not (row[a] == row[b] or abs(row[a] - row[b]) <= CROSS_CHECK_TOL):
-            raise HarnessError(f"{name}: {a} {row[a]!r} and its torch cross-check {row[b]!r} differ by more than {CROSS_CHECK_TOL}")
+            raise HarnessError(
+                f"{name}: {a} {row[a]!r} and its torch cross-check {row[b]!r} differ by more than {CROSS_CHECK_TOL}"
+            )
     return row
 
 
@@ -121,13 +123,30 @@ def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None 
         warnings.warn(HarnessWarning(f"{read_from / name}: ignored (the server reads *.tif files only)"), stacklevel=2)
     present = len(list(gt_dir.glob("Scene-*-gt.tif")))
     if present > len(table):
-        warnings.warn(HarnessWarning(f"scored {len(table)} of the {present} ground-truth scenes in {gt_dir}: the mean is over those {len(table)}"), stacklevel=2)
+        warnings.warn(
+            HarnessWarning(
+                f"scored {len(table)} of the {present} ground-truth scenes in {gt_dir}: the mean is over those {len(table)}"
+            ),
+            stacklevel=2,
+        )
     for row in table.to_dict("records"):
         if row["swapped_psnr_gain"] > SWAP_WARNING_DB:
-            warnings.warn(HarnessWarning(f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue "
-                                         f"swapped; {BGR_HINT}"), stacklevel=2)
-    summary = RunSummary(**mean_scores(table), num_scenes=int(len(table)), num_scored=int(len(table)),
-                         scenes=list(table["scene"]), data=str(gt_dir), res=str(res_dir), command=" ".join(sys.argv))
+            warnings.warn(
+                HarnessWarning(
+                    f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue "
+                    f"swapped; {BGR_HINT}"
+                ),
+                stacklevel=2,
+            )
+    summary = RunSummary(
+        **mean_scores(table),
+        num_scenes=int(len(table)),
+        num_scored=int(len(table)),
+        scenes=list(table["scene"]),
+        data=str(gt_dir),
+        res=str(res_dir),
+        command=" ".join(sys.argv),
+    )
     folder = RunFolder(out)
     folder.write_metrics(table)
     folder.write_summary(summary)

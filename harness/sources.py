@@ -91,7 +91,9 @@ def _from_plugin(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     try:
         factory = ep.load()
     except ModuleNotFoundError as exc:
-        raise HarnessError(f"plugin model {spec!r} ({ep.value}): needs the module {exc.name!r}, which is not installed") from None
+        raise HarnessError(
+            f"plugin model {spec!r} ({ep.value}): needs the module {exc.name!r}, which is not installed"
+        ) from None
     model = call_factory(factory, args, spec)
     file = getattr(sys.modules.get(ep.module), "__file__", None)
     return model, ModelSource(spec, "plugin", spec, args, file, sha256_file(file) if file else None)
@@ -99,11 +101,14 @@ def _from_plugin(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
 
 def _from_registry(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     if isinstance(args, list):
-        raise HarnessError(f"--model-args: registered model {spec!r} takes keyword arguments (a JSON object), not a list")
+        raise HarnessError(
+            f"--model-args: registered model {spec!r} takes keyword arguments (a JSON object), not a list"
+        )
     entry = model_entry(spec)
     file = entry.source_file
-    return create_registered(spec, **args), ModelSource(spec, "registered", spec, args, str(file) if file else None,
-                                                        sha256_file(file) if file else None)
+    return create_registered(spec, **args), ModelSource(
+        spec, "registered", spec, args, str(file) if file else None, sha256_file(file) if file else None
+    )
 
 
 def resolve_model(spec: str, args: Args | None = None, trust_code: bool = False) -> tuple[nn.Module, ModelSource]:
@@ -119,7 +124,9 @@ def resolve_model(spec: str, args: Args | None = None, trust_code: bool = False)
         file_part = spec.rpartition(":")[0]
         return _from_file(spec, args) if file_part.endswith(".py") or "/" in file_part else _from_module(spec, args)
     known = ", ".join(list_models() + sorted(plugins()))
-    raise HarnessError(f"unknown model {spec!r}; known: {known} (or FILE.py:NAME, package.module:NAME, submission:PATH)")
+    raise HarnessError(
+        f"unknown model {spec!r}; known: {known} (or FILE.py:NAME, package.module:NAME, submission:PATH)"
+    )
 
 
 def create_model(spec: str, *args: Any, trust_code: bool = False, **kwargs: Any) -> nn.Module:

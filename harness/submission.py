@@ -62,8 +62,13 @@ def _imported_classes(tree: ast.Module) -> dict[str, tuple[str, str]]:
 
 def _constants(tree: ast.Module) -> dict[str, ast.expr]:
     """Module-level ``NAME = value`` assignments (values resolved only when they are literals)."""
-    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
+    return {
+        t.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
 
 
 def _literal(node: ast.expr, constants: dict[str, ast.expr]) -> Any:
@@ -79,12 +84,18 @@ def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], d
             try:
                 args: list[Any] = []
                 for a in node.args:
-                    args.extend(_literal(a.value, constants) if isinstance(a, ast.Starred) else [_literal(a, constants)])
+                    args.extend(
+                        _literal(a.value, constants) if isinstance(a, ast.Starred) else [_literal(a, constants)]
+                    )
                 kwargs: dict[str, Any] = {}
                 for kw in node.keywords:
-                    kwargs.update(_literal(kw.value, constants) if kw.arg is None else {kw.arg: _literal(kw.value, constants)})
+                    kwargs.update(
+                        _literal(kw.value, constants) if kw.arg is None else {kw.arg: _literal(kw.value, constants)}
+                    )
             except (ValueError, TypeError):
-                raise HarnessError(f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args") from None
+                raise HarnessError(
+                    f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args"
+                ) from None
             return args, kwargs
     return [], {}
 
@@ -93,7 +104,9 @@ def _checkpoint(root: Path) -> Path | None:
     zoo = root / "model_zoo"
     files = sorted(p for p in zoo.rglob("*") if p.is_file() and not p.name.startswith(".")) if zoo.is_dir() else []
     if len(files) > 1:
-        raise HarnessError(f"{zoo}: {len(files)} files ({', '.join(p.name for p in files[:4])}); pass --weights to choose one")
+        raise HarnessError(
+            f"{zoo}: {len(files)} files ({', '.join(p.name for p in files[:4])}); pass --weights to choose one"
+        )
     return files[0] if files else None
 
 
@@ -107,7 +120,9 @@ def read_submission(path: Path) -> Submission:
         raise HarnessError(f"{demo}: unreadable ({exc})") from None
     classes = _imported_classes(tree)
     if not classes:
-        raise HarnessError(f"{demo}: imports no model class from models/ (expected `from models.Model_XX_Name import Class`)")
+        raise HarnessError(
+            f"{demo}: imports no model class from models/ (expected `from models.Model_XX_Name import Class`)"
+        )
     local, (module, class_name) = next(iter(classes.items()))
     model_file = root / "models" / f"{module.replace('.', '/')}.py"
     if not model_file.is_file():
@@ -129,8 +144,10 @@ def from_submission(spec: str, args: Args, trust_code: bool) -> tuple[nn.Module,
     """Build the model of ``submission:PATH``; its model file is imported only with ``trust_code``."""
     sub = read_submission(submission_folder(Path(spec.split(":", 1)[1]).expanduser()))
     if not trust_code:
-        raise HarnessError(f"{sub.model_file}: a code submission's model file is somebody else's code; "
-                           "pass --trust-code to import and run it")
+        raise HarnessError(
+            f"{sub.model_file}: a code submission's model file is somebody else's code; "
+            "pass --trust-code to import and run it"
+        )
     module = import_file(sub.model_file, [sub.model_file.parent, sub.root])
     if not hasattr(module, sub.class_name):
         raise HarnessError(f"{sub.model_file}: has no class {sub.class_name!r}")
@@ -138,8 +155,17 @@ def from_submission(spec: str, args: Args, trust_code: bool) -> tuple[nn.Module,
     if args:
         chosen, model = args, call_factory(cls, args, spec)
     else:  # as test_demo.py constructs it
-        chosen = sub.kwargs if not sub.args else sub.args if not sub.kwargs else {"args": sub.args, "kwargs": sub.kwargs}
+        chosen = (
+            sub.kwargs if not sub.args else sub.args if not sub.kwargs else {"args": sub.args, "kwargs": sub.kwargs}
+        )
         model = call_factory(lambda: cls(*sub.args, **sub.kwargs), {}, spec)
-    source = ModelSource(spec, "submission", sub.class_name, chosen, str(sub.model_file), sha256_file(sub.model_file),
-                         str(sub.checkpoint) if sub.checkpoint else None)
+    source = ModelSource(
+        spec,
+        "submission",
+        sub.class_name,
+        chosen,
+        str(sub.model_file),
+        sha256_file(sub.model_file),
+        str(sub.checkpoint) if sub.checkpoint else None,
+    )
     return model, source

@@ -68,8 +68,14 @@ def _counter_table(doc: dict[str, Any]) -> Table:
             table.add_row(name, "-", "-", "-", "-", f"failed: {c['failed']}")
             continue
         unc = sum(c["uncounted"].values())
-        table.add_row(name, f"{c['macs'] / 1e12:.4f}", f"{c['reported']:.4g} {c['unit']}", f"{unc / 1e12:.4f}",
-                      f"{(c['macs'] + unc) / 1e12:.4f}", c["how"])
+        table.add_row(
+            name,
+            f"{c['macs'] / 1e12:.4f}",
+            f"{c['reported']:.4g} {c['unit']}",
+            f"{unc / 1e12:.4f}",
+            f"{(c['macs'] + unc) / 1e12:.4f}",
+            c["how"],
+        )
     return table
 
 
@@ -80,7 +86,9 @@ def _notes(console: Console, doc: dict[str, Any]) -> None:
             ops = ", ".join(f"{o['op']} ({o['calls']} calls, {o['elements']:,} elements)" for o in c["uncounted_ops"])
             console.print(f"[red]uncounted[/] by the analytic counter (no cost formula): {ops}")
         if c.get("unsupported_ops"):
-            console.print(f"{name} skipped: " + ", ".join(f"{op} x{n}" for op, n in sorted(c["unsupported_ops"].items())))
+            console.print(
+                f"{name} skipped: " + ", ".join(f"{op} x{n}" for op, n in sorted(c["unsupported_ops"].items()))
+            )
 
 
 def _reconciliation_table(doc: dict[str, Any]) -> Table:
@@ -103,7 +111,9 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
     _notes(console, doc)
     same = doc["same_padding_convs"]
     if same:
-        console.print(f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same))
+        console.print(
+            f"{len(same)} padding='same' convolutions (fvcore: aten::_convolution_mode, counted 0): " + ", ".join(same)
+        )
     for label, v in doc["verdicts"].items():
         if v is None:
             continue
@@ -111,5 +121,9 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
             console.print(f"{label}: [yellow]n/a[/] - {v['na']}", highlight=False)
             continue
         mark = "[yellow]UNDECIDED[/]" if v["pass"] is None else "[green]PASS[/]" if v["pass"] else "[red]FAIL[/]"
-        detail = f"{v['flops_t']:.4f} T fvcore" if "flops_t" in v else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())
+        detail = (
+            f"{v['flops_t']:.4f} T fvcore"
+            if "flops_t" in v
+            else ", ".join(f"{k} {t:.4f} T" for k, t in v["complete_t"].items())
+        )
         console.print(f"{label}: {mark} ({v['params_m']:.3f} M params; {detail}) - {v.get('undecided') or v['rule']}")

@@ -43,12 +43,16 @@ def _create_flowcnrdb(**kwargs: Any) -> FlowCNRDB:
     return FlowCNRDB(FlowCNRDBConfig(**kwargs))
 
 
-@_flowcnrdb_family("FlowCNRDB as published: flow alignment U-Net + 14 CNRDB fusion blocks", "stem 32x5, reg 32..512, merge 64/32 x14")
+@_flowcnrdb_family(
+    "FlowCNRDB as published: flow alignment U-Net + 14 CNRDB fusion blocks", "stem 32x5, reg 32..512, merge 64/32 x14"
+)
 def flowcnrdb(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**kwargs)
 
 
-@_flowcnrdb_family("About half the compute: stem depth 3, reg widths 24..384, merge depth 6", "stem 32x3, reg 24..384, merge 64/32 x6")
+@_flowcnrdb_family(
+    "About half the compute: stem depth 3, reg widths 24..384, merge depth 6", "stem 32x3, reg 24..384, merge 64/32 x6"
+)
 def flowcnrdb_small(**kwargs: Any) -> nn.Module:
     args: dict[str, Any] = dict(stem_depth=3, reg_widths=(24, 48, 96, 192, 384), merge_depth=6)
     return _create_flowcnrdb(**{**args, **kwargs})
@@ -86,7 +90,9 @@ def flowcnrdb_noalign(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{"align": "none", **kwargs})
 
 
-@_flowcnrdb_family("Stage 2 predicts one homography per frame from a pooled head (sparse alignment)", "align=homography")
+@_flowcnrdb_family(
+    "Stage 2 predicts one homography per frame from a pooled head (sparse alignment)", "align=homography"
+)
 def flowcnrdb_homography(**kwargs: Any) -> nn.Module:
     return _create_flowcnrdb(**{"align": "homography", **kwargs})
 

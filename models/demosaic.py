@@ -43,7 +43,9 @@ def bilinear_demosaic(mosaic: Tensor) -> Tensor:
     """(B, 1, H, W) GRBG mosaic -> (B, 3, H, W) RGB by normalised bilinear interpolation."""
     _, _, h, w = mosaic.shape
     masks = grbg_masks(h, w, mosaic.device).to(mosaic.dtype).unsqueeze(0)
-    kernel = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=mosaic.dtype, device=mosaic.device)
+    kernel = torch.tensor(
+        [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=mosaic.dtype, device=mosaic.device
+    )
     kernel = kernel.expand(3, 1, 3, 3)
     sampled = F.conv2d(F.pad(mosaic * masks, (1, 1, 1, 1), mode="reflect"), kernel, groups=3)
     weight = F.conv2d(F.pad(masks.expand_as(sampled), (1, 1, 1, 1), mode="reflect"), kernel, groups=3)

@@ -195,7 +195,9 @@ class Stem(nn.Module):
 
 
 class DownLevel(nn.Module):
-    def __init__(self, in_ch: int, width: int, depth: int, kernel_size: int, expand_ratio: float, window: int, drop: float) -> None:
+    def __init__(
+        self, in_ch: int, width: int, depth: int, kernel_size: int, expand_ratio: float, window: int, drop: float
+    ) -> None:
         super().__init__()
         self.proj_in = nn.Conv2d(in_ch, width, 2, stride=2) if in_ch else None
         self.blocks = nn.Sequential(
@@ -220,7 +222,9 @@ class PixelShuffleUp(nn.Module):
 
 
 class UpLevel(nn.Module):
-    def __init__(self, in_ch: int, width: int, depth: int, kernel_size: int, expand_ratio: float, window: int, drop: float) -> None:
+    def __init__(
+        self, in_ch: int, width: int, depth: int, kernel_size: int, expand_ratio: float, window: int, drop: float
+    ) -> None:
         super().__init__()
         self.upsample = PixelShuffleUp(in_ch, width)
         self.skip_conv = nn.Conv2d(2 * width, width, 3, padding=1)
@@ -311,7 +315,9 @@ def flow_warp(x: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
         gy = pos[:, 1] / ((h - 1) / 2) - 1
         grid = torch.stack([gx, gy], dim=-1)
         ones = torch.ones(n, 1, h, w, dtype=wide, device=x.device)
-        both = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        both = F.grid_sample(
+            torch.cat([x, ones], dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
     return both[:, :-1], both[:, -1:]
 
 
@@ -380,7 +386,9 @@ def homography_flow(hom: Tensor, z: Tensor) -> Tensor:
 class DenseLayer(nn.Sequential):
     """One CNRDB layer: 1x1 to base, CN(base, k, r, s), 1x1 to grow, SiLU."""
 
-    def __init__(self, in_ch: int, base: int, grow: int, kernel_size: int, expand_ratio: float, window: int, drop: float) -> None:
+    def __init__(
+        self, in_ch: int, base: int, grow: int, kernel_size: int, expand_ratio: float, window: int, drop: float
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_ch, base, 1),
             ConvNeXtBlock(base, kernel_size, expand_ratio, window, drop),
@@ -423,7 +431,9 @@ class MergeModel(nn.Module):
         self.conv_in = nn.Conv2d(per_frame * cfg.num_brackets, base, 1)
         self.blocks = nn.Sequential(
             *[
-                CNRDB(base, cfg.merge_grow_channels, cfg.merge_kernel_size, cfg.merge_expand_ratio, window, cfg.merge_drop)
+                CNRDB(
+                    base, cfg.merge_grow_channels, cfg.merge_kernel_size, cfg.merge_expand_ratio, window, cfg.merge_drop
+                )
                 for _ in range(cfg.merge_depth)
             ]
         )
@@ -461,7 +471,12 @@ class FlowCNRDB(nn.Module):
         cfg = config or FlowCNRDBConfig(**overrides)  # type: ignore[arg-type]
         self.config = cfg
         self.stem = Stem(
-            cfg.stem_width, cfg.stem_depth, cfg.stem_kernel_size, cfg.stem_expand_ratio, cfg.train_size // 2, cfg.stem_drop
+            cfg.stem_width,
+            cfg.stem_depth,
+            cfg.stem_kernel_size,
+            cfg.stem_expand_ratio,
+            cfg.train_size // 2,
+            cfg.stem_drop,
         )
         self.reg_model: nn.Module | None
         if cfg.align == "flow":
@@ -510,5 +525,10 @@ class FlowCNRDB(nn.Module):
         out = self.merge_model(per_frame.unflatten(0, (b, t)).flatten(1, 2))  # stage 3
         if not return_intermediates:
             return out
-        return {"output": out, "stem_features": z, "flow": flow.unflatten(0, (b, t)), "mask": mask.unflatten(0, (b, t)),
-                "warped_features": warped.unflatten(0, (b, t))}
+        return {
+            "output": out,
+            "stem_features": z,
+            "flow": flow.unflatten(0, (b, t)),
+            "mask": mask.unflatten(0, (b, t)),
+            "warped_features": warped.unflatten(0, (b, t)),
+        }

@@ -11,7 +11,9 @@ import pytest
 
 from harness.allocator import TCACHE_COUNT, without_tcache
 
-GLIBC = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt and tunables")
+GLIBC = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt and tunables"
+)
 
 PROBE = """
 import ctypes, sys, threading
@@ -69,7 +71,9 @@ def _clean_env() -> dict[str, str]:
 @GLIBC
 def test_a_freed_aligned_block_is_reused_once_the_thread_cache_is_off():
     def stretch(env: dict[str, str]) -> int:
-        return int(subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True, check=True, env=env).stdout)
+        return int(
+            subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True, check=True, env=env).stdout
+        )
 
     assert stretch(_clean_env()) > 8  # new blocks past the old ones: a freed block's hole is pinned by cached crumbs
     assert stretch(without_tcache(_clean_env())) <= 3  # two live blocks and a place to alternate with
@@ -87,22 +91,40 @@ main()
 
 def test_the_command_starts_no_second_process():
     """``harness --version`` (any command) runs in the process that started it: no re-execution, no child."""
-    done = subprocess.run([sys.executable, "-c", "import os\ndef refuse(*a): raise SystemExit('re-executed')\n"
-                           "os.execve = os.execv = os.fork = refuse\n" + RESTART], capture_output=True, text=True, env=_clean_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os\ndef refuse(*a): raise SystemExit('re-executed')\n"
+            "os.execve = os.execv = os.fork = refuse\n" + RESTART,
+        ],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+    )
     assert done.returncode == 0, done.stderr
     import harness
 
-    assert done.stdout.split() == ["False", "harness", harness.__version__]  # started once, with glibc's defaults, and ran
+    assert done.stdout.split() == [
+        "False",
+        "harness",
+        harness.__version__,
+    ]  # started once, with glibc's defaults, and ran
 
 
 @GLIBC
 def test_the_tunable_joins_a_users_others():
     assert without_tcache({"GLIBC_TUNABLES": "glibc.malloc.mxfast=0", "A": "1"}) == {
-        "GLIBC_TUNABLES": f"glibc.malloc.mxfast=0:{TCACHE_COUNT}=0", "A": "1"}
+        "GLIBC_TUNABLES": f"glibc.malloc.mxfast=0:{TCACHE_COUNT}=0",
+        "A": "1",
+    }
     assert without_tcache({}) == {"GLIBC_TUNABLES": f"{TCACHE_COUNT}=0"}
     assert without_tcache({"GLIBC_TUNABLES": f"{TCACHE_COUNT}=3"}) is None
 
 
 def test_importing_the_package_and_its_command_line_loads_no_torch():
     code = "import sys, harness, harness.cli, harness.allocator; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

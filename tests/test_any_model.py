@@ -91,19 +91,52 @@ def toy_file(tmp_path) -> Path:
 
 def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file, small_data):
     spec = f"{toy_file}:Toy"
-    code, out = _run("evaluate", "--model", spec, "--model-args", '{"width": 4}', "--data", str(small_data), "--out", str(tmp_path / "run"))
+    code, out = _run(
+        "evaluate",
+        "--model",
+        spec,
+        "--model-args",
+        '{"width": 4}',
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 0, out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["source"]["kind"] == "file" and summary["source"]["name"] == "Toy"
     assert summary["source"]["sha256"] == sha256_file(toy_file) and summary["source"]["args"] == {"width": 4}
     assert json.loads((tmp_path / "run" / "run.json").read_text())["source"] == summary["source"]
     assert sha256_file(toy_file) in (tmp_path / "run" / "report.html").read_text()
-    code, out = _run("budget", "--model", spec, "--size", "64x128", "--json", "--counters", "fvcore,flop_counter_mode,analytic")
+    code, out = _run(
+        "budget", "--model", spec, "--size", "64x128", "--json", "--counters", "fvcore,flop_counter_mode,analytic"
+    )
     assert code == 0, out
     doc = json.loads(out)
     assert doc["source"]["kind"] == "file" and doc["params"] == sum(p.numel() for p in create_model(spec).parameters())
-    code, out = _run("train", "--model", spec, "--data", str(small_data), "--out", str(tmp_path / "train"), "--iters", "2",
-                     "--crop", "32", "--batch", "2", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0")
+    code, out = _run(
+        "train",
+        "--model",
+        spec,
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "train"),
+        "--iters",
+        "2",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "2",
+        "--log-every",
+        "1",
+        "--val-crop",
+        "64",
+        "--workers",
+        "0",
+    )
     assert code == 0, out
     assert json.loads((tmp_path / "train" / "config.json").read_text())["source"]["kind"] == "file"
     assert (tmp_path / "train" / "last.pth").is_file()
@@ -114,7 +147,9 @@ def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file
 def test_a_model_without_weights_is_built_the_same_in_every_run(tmp_path, toy_file, small_data):
     for run in ("a", "b"):
         torch.manual_seed(17 if run == "a" else 99)  # whatever the caller's random state
-        code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / run))
+        code, out = _run(
+            "evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / run)
+        )
         assert code == 0, out
     a, b = sorted((tmp_path / "a" / "res").iterdir()), sorted((tmp_path / "b" / "res").iterdir())
     assert [p.name for p in a] == [p.name for p in b] and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
@@ -127,9 +162,16 @@ def test_positional_arguments_and_a_changed_file_refuses_reuse(tmp_path, toy_fil
     model = create_model(f"{toy_file}:Toy", 6, 3)
     assert model.inp.out_channels == 6
     run = str(tmp_path / "run")
-    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run)[0] == 0
+    assert (
+        _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run)[
+            0
+        ]
+        == 0
+    )
     toy_file.write_text(toy_file.read_text() + "\n# edited\n")
-    code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run)
+    code, out = _run(
+        "evaluate", "--model", f"{toy_file}:Toy", "--model-args", "[6]", "--data", str(small_data), "--out", run
+    )
     assert code == 2 and "source" in _one_error(out)
 
 
@@ -151,7 +193,9 @@ def test_installed_plugin_by_entry_point(tmp_path, monkeypatch, small_data):
     (info / "entry_points.txt").write_text("[harness.models]\ntoy_plugin = toy_plugin_mod:build\n")
     monkeypatch.syspath_prepend(str(site))
     listing = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
-    assert listing.exit_code == 0 and "toy_plugin" in listing.output and "plugin: toy_plugin_mod:build" in listing.output
+    assert (
+        listing.exit_code == 0 and "toy_plugin" in listing.output and "plugin: toy_plugin_mod:build" in listing.output
+    )
     assert type(create_model("toy_plugin", width=4)).__name__ == "Toy"
     code, out = _run("evaluate", "--model", "toy_plugin", "--data", str(small_data), "--out", str(tmp_path / "run"))
     assert code == 0, out
@@ -163,12 +207,38 @@ def _budget_train_package(spec: str, tmp_path: Path, small_data: Path, *extra: s
     """budget, train (2 iterations) and a results zip of the run in tmp_path/run, for one model source."""
     code, out = _run("budget", "--model", spec, *extra, "--size", "64x128", "--json", "--counters", "analytic")
     assert code == 0 and json.loads(out)["counters"]["analytic"]["uncounted_ops"] == [], out
-    code, out = _run("train", "--model", spec, *extra, "--data", str(small_data), "--out", str(tmp_path / "train"), "--iters", "2",
-                     "--crop", "32", "--batch", "2", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0")
+    code, out = _run(
+        "train",
+        "--model",
+        spec,
+        *extra,
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "train"),
+        "--iters",
+        "2",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "2",
+        "--log-every",
+        "1",
+        "--val-crop",
+        "64",
+        "--workers",
+        "0",
+    )
     assert code == 0 and (tmp_path / "train" / "last.pth").is_file(), out
     code, out = _run("package", "results", str(tmp_path / "run"), "--out", str(tmp_path / "results.zip"))
     assert code == 0, out
-    assert zipfile.ZipFile(tmp_path / "results.zip").namelist() == ["Scene-280-out.tif", "Scene-281-out.tif", "Scene-282-out.tif"]
+    assert zipfile.ZipFile(tmp_path / "results.zip").namelist() == [
+        "Scene-280-out.tif",
+        "Scene-281-out.tif",
+        "Scene-282-out.tif",
+    ]
 
 
 def make_submission(root: Path, weights_from: torch.nn.Module) -> Path:
@@ -176,11 +246,14 @@ def make_submission(root: Path, weights_from: torch.nn.Module) -> Path:
     write_toy(root / "models", helper_import="models.toy_helper", name="Model_09_Toy.py", marker=True)
     (root / "models" / "__init__.py").write_text("")
     with open(root / "models" / "toy_helper.py", "a") as fh:  # a third-party import, as real teams' code has
-        fh.write("\nfrom einops import rearrange\n\n\ndef tokens(t):\n    return rearrange(t, 'b c h w -> b (h w) c')\n")
+        fh.write(
+            "\nfrom einops import rearrange\n\n\ndef tokens(t):\n    return rearrange(t, 'b c h w -> b (h w) c')\n"
+        )
     (root / "model_zoo").mkdir()
     wrapped = {"params": {f"module.{k}": v for k, v in weights_from.state_dict().items()}}
     torch.save(wrapped, root / "model_zoo" / "Ckpt_09_Toy.pth")
-    (root / "test_demo.py").write_text(textwrap.dedent('''
+    (root / "test_demo.py").write_text(
+        textwrap.dedent("""
         import torch
         from models.Model_09_Toy import Toy as My_model
 
@@ -191,7 +264,8 @@ def make_submission(root: Path, weights_from: torch.nn.Module) -> Path:
 
         if __name__ == "__main__":
             test()
-    '''))
+    """)
+    )
     return root
 
 
@@ -206,7 +280,9 @@ def trained_toy(toy_file) -> torch.nn.Module:
 
 def test_submission_refused_without_trust_and_nothing_imported(tmp_path, trained_toy, small_data):
     sub = make_submission(tmp_path / "sub", trained_toy)
-    code, out = _run("evaluate", "--model", f"submission:{sub}", "--data", str(small_data), "--out", str(tmp_path / "run"))
+    code, out = _run(
+        "evaluate", "--model", f"submission:{sub}", "--data", str(small_data), "--out", str(tmp_path / "run")
+    )
     assert code == 2 and "Model_09_Toy.py" in _one_error(out) and "--trust-code" in out
     assert not (sub / "models" / "IMPORTED").exists() and not (tmp_path / "run").exists()
     code, out = _run("budget", "--model", f"submission:{sub}", "--size", "64x128", "--counters", "analytic")
@@ -217,16 +293,38 @@ def test_submission_folder_and_zip_evaluate_with_their_own_checkpoint(tmp_path, 
     sub = make_submission(tmp_path / "sub", trained_toy)
     plain = tmp_path / "plain.pth"
     torch.save(trained_toy.state_dict(), plain)
-    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", '{"width": 6}', "--weights", str(plain),
-                "--data", str(small_data), "--out", str(tmp_path / "ref"))[0] == 0
+    assert (
+        _run(
+            "evaluate",
+            "--model",
+            f"{toy_file}:Toy",
+            "--model-args",
+            '{"width": 6}',
+            "--weights",
+            str(plain),
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / "ref"),
+        )[0]
+        == 0
+    )
     zipped = tmp_path / "sub.zip"
     with zipfile.ZipFile(zipped, "w") as zf:
         for path in sorted(sub.rglob("*")):
             if path.is_file():
                 zf.write(path, f"Team09/{path.relative_to(sub)}")
     for label, path in (("folder", sub), ("zip", zipped)):
-        code, out = _run("evaluate", "--model", f"submission:{path}", "--trust-code", "--data", str(small_data),
-                         "--out", str(tmp_path / label))
+        code, out = _run(
+            "evaluate",
+            "--model",
+            f"submission:{path}",
+            "--trust-code",
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / label),
+        )
         assert code == 0, out
         summary = json.loads((tmp_path / label / "summary.json").read_text())
         assert summary["source"]["kind"] == "submission" and summary["source"]["args"] == {"width": 6}
@@ -245,18 +343,31 @@ def test_code_submission_of_a_file_model_runs_without_harness(tmp_path, toy_file
 
     torch.save(trained_toy.state_dict(), tmp_path / "toy.pth")
     manifest = tmp_path / "toy.toml"
-    manifest.write_text(f'[team]\nid = "09"\nname = "Toys"\n[model]\nname = "Toy"\nfile = "{toy_file}"\nclass = "Toy"\n'
-                        f'args = {{width = 6}}\nhelpers = ["{toy_file.with_name("toy_helper.py")}"]\nweights = "toy.pth"\n')
+    manifest.write_text(
+        f'[team]\nid = "09"\nname = "Toys"\n[model]\nname = "Toy"\nfile = "{toy_file}"\nclass = "Toy"\n'
+        f'args = {{width = 6}}\nhelpers = ["{toy_file.with_name("toy_helper.py")}"]\nweights = "toy.pth"\n'
+    )
     zip_path = package_code(manifest, tmp_path / "code.zip")
     with zipfile.ZipFile(zip_path) as zf:
-        assert {"models/Model_09_Toy.py", "models/toy_helper.py", "model_zoo/Ckpt_09_Toy.pth", "test_demo.py"} <= set(zf.namelist())
+        assert {"models/Model_09_Toy.py", "models/toy_helper.py", "model_zoo/Ckpt_09_Toy.pth", "test_demo.py"} <= set(
+            zf.namelist()
+        )
     result = verify_code(zip_path, manifest, small_data)
     assert result["identical"] and result["scenes"] == 3
 
 
 def test_a_model_with_the_wrong_output_is_refused_before_anything_is_written(tmp_path, toy_file, small_data):
-    code, out = _run("evaluate", "--model", f"{toy_file}:Toy", "--model-args", '{"out_channels": 1}', "--data", str(small_data),
-                     "--out", str(tmp_path / "run"))
+    code, out = _run(
+        "evaluate",
+        "--model",
+        f"{toy_file}:Toy",
+        "--model-args",
+        '{"out_channels": 1}',
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 2 and "expected (1, 3, 64, 128)" in _one_error(out)
     assert not list((tmp_path / "run" / "res").glob("*.tif"))
 
@@ -278,7 +389,10 @@ def test_unknown_sources_say_what_is_accepted(tmp_path):
 
 
 def test_tiff_outputs_of_a_file_model_are_rgb_uint8(tmp_path, toy_file, small_data):
-    assert _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / "run"))[0] == 0
+    assert (
+        _run("evaluate", "--model", f"{toy_file}:Toy", "--data", str(small_data), "--out", str(tmp_path / "run"))[0]
+        == 0
+    )
     out = tifffile.imread(tmp_path / "run" / "res" / "Scene-281-out.tif")
     assert out.dtype == np.uint8 and out.shape == (64, 128, 3)
 
@@ -306,25 +420,37 @@ def test_budget_counts_every_operator_of_the_toy_and_of_every_registered_model(t
 
 def test_an_operator_without_a_formula_is_named_and_the_strict_verdict_undecided(tmp_path):
     path = tmp_path / "sorter.py"
-    path.write_text("import torch\nfrom torch import nn\n\nclass Sorter(nn.Module):\n    def __init__(self):\n"
-                    "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 1)\n\n    def forward(self, x):\n"
-                    "        return torch.sort(self.conv(x), dim=1).values\n")
+    path.write_text(
+        "import torch\nfrom torch import nn\n\nclass Sorter(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 1)\n\n    def forward(self, x):\n"
+        "        return torch.sort(self.conv(x), dim=1).values\n"
+    )
     code, doc = _budget_json("--model", f"{path}:Sorter", "--counters", "flop_counter_mode,analytic")
     assert code == 0
     assert [op["op"] for op in doc["counters"]["analytic"]["uncounted_ops"]] == ["sort"]
     assert doc["counters"]["analytic"]["uncounted_ops"][0] == {"op": "sort", "calls": 1, "elements": 3 * 768 * 1536}
     assert doc["verdicts"]["strict"]["pass"] is None and "sort" in doc["verdicts"]["strict"]["undecided"]
-    result = runner.invoke(app, ["budget", "--model", f"{path}:Sorter", "--counters", "analytic"], env={"COLUMNS": "250"})
-    assert "uncounted by the analytic counter" in result.output and "sort (1 calls" in result.output and "UNDECIDED" in result.output
+    result = runner.invoke(
+        app, ["budget", "--model", f"{path}:Sorter", "--counters", "analytic"], env={"COLUMNS": "250"}
+    )
+    assert (
+        "uncounted by the analytic counter" in result.output
+        and "sort (1 calls" in result.output
+        and "UNDECIDED" in result.output
+    )
 
 
 def test_a_counter_that_cannot_trace_a_model_fails_alone(tmp_path):
     path = tmp_path / "untraceable.py"
-    path.write_text("import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n    def __init__(self):\n"
-                    "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 3, padding=1)\n\n    def forward(self, x):\n"
-                    "        if torch.jit.is_tracing():\n            raise RuntimeError('this model cannot be traced')\n"
-                    "        return self.conv(x)\n")
+    path.write_text(
+        "import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 3, padding=1)\n\n    def forward(self, x):\n"
+        "        if torch.jit.is_tracing():\n            raise RuntimeError('this model cannot be traced')\n"
+        "        return self.conv(x)\n"
+    )
     code, doc = _budget_json("--model", f"{path}:Net", "--counters", "fvcore,flop_counter_mode,analytic")
     assert doc["counters"]["fvcore"]["failed"].startswith("RuntimeError: this model cannot be traced")
-    assert doc["counters"]["analytic"]["macs"] == doc["counters"]["flop_counter_mode"]["macs"] + 3 * 768 * 1536  # + bias
+    assert (
+        doc["counters"]["analytic"]["macs"] == doc["counters"]["flop_counter_mode"]["macs"] + 3 * 768 * 1536
+    )  # + bias
     assert doc["verdicts"]["official"] is None and code == 0

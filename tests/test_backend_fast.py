@@ -31,7 +31,16 @@ def _close(fast: dict[str, torch.Tensor], slow: dict[str, torch.Tensor], tol: fl
 @pytest.mark.parametrize(
     "shape,window",
     [((8, 8), 8), ((6, 5), 8), ((13, 9), 8), ((9, 13), 8), ((8, 30), 8), ((31, 7), 8), ((17, 17), 4), ((20, 40), 20)],
-    ids=["global", "global-small", "both-windowed-odd", "both-windowed-odd-t", "k-spans-h", "k-spans-w", "small-window", "even"],
+    ids=[
+        "global",
+        "global-small",
+        "both-windowed-odd",
+        "both-windowed-odd-t",
+        "k-spans-h",
+        "k-spans-w",
+        "small-window",
+        "even",
+    ],
 )
 def test_grn_channels_last_matches_the_module(shape, window):
     grn = GRN(6, window)
@@ -44,7 +53,9 @@ def test_grn_channels_last_matches_the_module(shape, window):
     assert (got - want).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize(("shape", "window"), [((40, 48), 16), ((23, 64), 8), ((30, 20), 8)], ids=["even", "odd-rows", "k-spans-w"])
+@pytest.mark.parametrize(
+    ("shape", "window"), [((40, 48), 16), ((23, 64), 8), ((30, 20), 8)], ids=["even", "odd-rows", "k-spans-w"]
+)
 def test_grn_statistics_in_chunks_of_rows_give_the_bits_of_one_piece(monkeypatch, shape, window):
     grn = GRN(5, window)
     torch.nn.init.normal_(grn.gamma)
@@ -57,7 +68,10 @@ def test_grn_statistics_in_chunks_of_rows_give_the_bits_of_one_piece(monkeypatch
             assert torch.equal(kernels.grn_scale(grn, rows), whole), per_chunk
 
 
-@pytest.mark.parametrize(("shape", "k"), [((1, 5, 768, 3), 128), ((2, 3, 40, 4), 8), ((1, 2, 64, 3), 32), ((1, 3, 37, 2), 5), ((1, 4, 24, 2), 24)])
+@pytest.mark.parametrize(
+    ("shape", "k"),
+    [((1, 5, 768, 3), 128), ((2, 3, 40, 4), 8), ((1, 2, 64, 3), 32), ((1, 3, 37, 2), 5), ((1, 4, 24, 2), 24)],
+)
 def test_column_window_sums_equal_summing_every_window(shape, k):
     x = torch.rand(shape, dtype=torch.float64)
     want = x.unfold(-2, k, 1).sum(-1)
@@ -65,7 +79,9 @@ def test_column_window_sums_equal_summing_every_window(shape, k):
     assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [(64, 320), (96, 64), (32, 32)], ids=["windowed-odd-remainder", "windowed-deep-levels", "global"])
+@pytest.mark.parametrize(
+    "size", [(64, 320), (96, 64), (32, 32)], ids=["windowed-odd-remainder", "windowed-deep-levels", "global"]
+)
 def test_fast_equals_the_published_forward_in_the_published_config(size):
     model = _randomise(create_model("flowcnrdb"), std=0.05).eval()
     x = torch.rand(1, 9, *size)
@@ -136,7 +152,15 @@ def test_bf16_runs_matrix_products_in_bf16_and_keeps_norms_grn_statistics_and_wa
     assert 0 < (got - want).abs().max() < 0.02 * want.abs().max()
     seen = _input_dtypes(lambda t: fast_forward(model, t, torch.bfloat16), x)
     assert torch.bfloat16 in seen["addmm"] and torch.bfloat16 in seen["conv2d"]
-    for op in ("layer_norm", "grid_sampler", "addcmul", "addcmul_", "sqrt_", "mean", "div_"):  # norms, GRN statistics, warp
+    for op in (
+        "layer_norm",
+        "grid_sampler",
+        "addcmul",
+        "addcmul_",
+        "sqrt_",
+        "mean",
+        "div_",
+    ):  # norms, GRN statistics, warp
         assert seen[op] == {torch.float32}, op
     assert torch.bfloat16 not in set().union(*_input_dtypes(lambda t: fast_forward(model, t), x).values())
 
@@ -264,7 +288,9 @@ def test_expansions_go_through_onednns_fused_silu_where_it_pays(monkeypatch, ava
     monkeypatch.setattr(fast_module, "fused_expansion_works", lambda dtype=torch.float32: available)
     calls: list[tuple[torch.Size, torch.dtype]] = []
     fused_product = kernels._fused_silu_product
-    monkeypatch.setattr(kernels, "_fused_silu_product", lambda x, w, b: calls.append((x.shape, x.dtype)) or fused_product(x, w, b))
+    monkeypatch.setattr(
+        kernels, "_fused_silu_product", lambda x, w, b: calls.append((x.shape, x.dtype)) or fused_product(x, w, b)
+    )
     model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
     x = torch.rand(1, 9, 64, 128)
     with torch.inference_mode():
@@ -277,7 +303,9 @@ def test_expansions_go_through_onednns_fused_silu_where_it_pays(monkeypatch, ava
     elif precision is torch.float32:
         assert len(calls) == 9 * per_frame and all(shape[0] == 1 and len(shape) == 4 for shape, _ in calls)
     else:
-        assert len(calls) == 9 * per_frame + merge and all(len(shape) == 2 and d == torch.bfloat16 for shape, d in calls)
+        assert len(calls) == 9 * per_frame + merge and all(
+            len(shape) == 2 and d == torch.bfloat16 for shape, d in calls
+        )
     assert (fast - slow).abs().max() < (1e-4 if precision is torch.float32 else 0.02 * slow.abs().max())
 
 
@@ -296,7 +324,9 @@ def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
 def test_frames_go_side_by_side_on_single_threads_and_the_callers_count_comes_back():
     model = _randomise(create_model("flowcnrdb"), std=0.05).eval()
     stems: list[tuple[str, int]] = []
-    model.stem.patch.register_forward_pre_hook(lambda m, a: stems.append((threading.current_thread().name, torch.get_num_threads())))
+    model.stem.patch.register_forward_pre_hook(
+        lambda m, a: stems.append((threading.current_thread().name, torch.get_num_threads()))
+    )
     x = torch.rand(1, 9, 64, 320)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -326,7 +356,13 @@ def test_side_by_side_steps_keep_their_order_and_the_callers_modes_and_restore_t
         with torch.inference_mode():
             seen = run_side_by_side(first, then, range(0, 9, 2), 2)
         assert [s[0] for s in seen] == [0, 2, 4, 6, 8] and all(s[3] for s in seen)
-        assert [s[4] for s in seen] == [1, 1, 1, 1, 2]  # the fifth step does not fill a round: its second part on the caller's threads
+        assert [s[4] for s in seen] == [
+            1,
+            1,
+            1,
+            1,
+            2,
+        ]  # the fifth step does not fill a round: its second part on the caller's threads
         assert [s[2] == main for s in seen] == [False] * 4 + [True]
 
         def fails(i: int, f: object) -> int:

@@ -112,14 +112,47 @@ def perturbed():
 
 def test_the_gate_refuses_a_backend_that_moves_the_output_and_nothing_is_written(tmp_path, small_data, perturbed):
     out = tmp_path / "run"
-    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", out, "--backend", "perturbed", "--no-report")
+    result = invoke(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        small_data,
+        "--out",
+        out,
+        "--backend",
+        "perturbed",
+        "--no-report",
+    )
     assert result.exit_code == 1
     line = one_error(result.output)
     assert "backend perturbed (fp32) is not equivalent" in line and "max |diff| 0.01" in line and "<= 0.0001" in line
     assert not list((out / "res").glob("*.tif")) and not (out / "summary.json").exists()
-    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "nan", "--backend", "poisoned", "--no-report")
+    result = invoke(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "nan",
+        "--backend",
+        "poisoned",
+        "--no-report",
+    )
     assert result.exit_code == 1 and "non-finite values" in one_error(result.output)
-    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "ok", "--backend", "nudged", "--no-report")
+    result = invoke(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "ok",
+        "--backend",
+        "nudged",
+        "--no-report",
+    )
     assert result.exit_code == 0, result.output  # within 1e-4: accepted
 
 
@@ -132,7 +165,8 @@ def test_a_backend_that_cannot_serve_says_so_and_the_advice_works(tmp_path, smal
     result = invoke(*args, "--out", tmp_path / "b", "--backend", "eager")
     assert result.exit_code == 0, result.output
     assert one_error(invoke(*args, "--out", tmp_path / "c", "--backend", "warp9").output).endswith(
-        "known: auto, eager, fast, compile, onnxruntime, openvino")
+        "known: auto, eager, fast, compile, onnxruntime, openvino"
+    )
 
 
 def test_the_backend_is_recorded_and_the_callers_thread_count_is_left_as_it_was(tmp_path, small_data):
@@ -150,27 +184,57 @@ def test_the_backend_is_recorded_and_the_callers_thread_count_is_left_as_it_was(
     assert settings["backend"] == summary["backend"] == summary["runtime"]["backend"] == "fast"
     assert summary["runtime"]["threads"] == 1 and summary["runtime"]["gate"]["passed"]
     assert "fast" in (out / "report.html").read_text()
-    again = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", out, "--backend", "eager", "--no-report")
+    again = invoke(
+        "evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", out, "--backend", "eager", "--no-report"
+    )
     assert again.exit_code == 2 and "backend" in one_error(again.output)  # another backend is another run
 
 
 def test_bench_times_every_backend_in_a_fresh_process_and_names_the_isa(tmp_path):
-    result = invoke("bench", "--model", "unet_baseline", "--size", "64x64", "--backend", "eager,onnxruntime,openvino",
-                    "--threads", "1", "--warmup", "0", "--repeats", "1", "--json")
+    result = invoke(
+        "bench",
+        "--model",
+        "unet_baseline",
+        "--size",
+        "64x64",
+        "--backend",
+        "eager,onnxruntime,openvino",
+        "--threads",
+        "1",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout.strip().splitlines()[-1])
     assert [r["backend"] for r in doc["runs"]] == ["eager", "onnxruntime", "openvino"]
     assert doc["machine"]["isa"] == torch.backends.cpu.get_cpu_capability() and isinstance(doc["machine"]["amx"], bool)
     assert all(r["threads"] == 1 and r["refused"] is None and r["speedup_vs_eager_fp32"] > 0 for r in doc["runs"])
     assert all(r["gate"]["max_abs_diff"] <= 1e-4 for r in doc["runs"][1:])
-    result = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "64x64", "--backend", "eager,fast", "--warmup", "0", "--repeats", "1")
+    result = invoke(
+        "bench",
+        "--model",
+        "flowcnrdb_tiny",
+        "--size",
+        "64x64",
+        "--backend",
+        "eager,fast",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert "fast fp32" in result.output and "gate: max |diff|" in result.output
 
 
 def test_export_writes_the_model_and_a_parity_line_and_names_an_operator_it_cannot_export(tmp_path):
     out = tmp_path / "unet.onnx"
-    result = invoke("export", "--model", "unet_baseline", "--random-init", "--format", "onnx", "--size", "64x64", "--out", out)
+    result = invoke(
+        "export", "--model", "unet_baseline", "--random-init", "--format", "onnx", "--size", "64x64", "--out", out
+    )
     assert result.exit_code == 0, result.output
     import onnxruntime
 
@@ -181,12 +245,23 @@ def test_export_writes_the_model_and_a_parity_line_and_names_an_operator_it_cann
     model_file.write_text(
         "import torch\nfrom torch import nn\n\n\nclass Spectral(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.conv = nn.Conv2d(9, 3, 3, padding=1)\n\n    def forward(self, x):\n"
-        "        return self.conv(torch.fft.irfft2(torch.fft.rfft2(x) * 0.5, s=x.shape[-2:]))\n")
+        "        return self.conv(torch.fft.irfft2(torch.fft.rfft2(x) * 0.5, s=x.shape[-2:]))\n"
+    )
     bad = tmp_path / "bad" / "spectral.onnx"
     result = invoke("export", "--model", f"{model_file}:Spectral", "--format", "onnx", "--size", "64x64", "--out", bad)
     assert result.exit_code == 2
     assert one_error(result.output) == "error: ONNX export failed: operator aten::fft_rfft2 is not supported"
     assert not any(p.is_file() for p in bad.parent.rglob("*"))  # nothing half-written
-    result = invoke("export", "--model", f"{model_file}:Spectral", "--format", "openvino", "--size", "64x64", "--out", tmp_path / "ov" / "s.xml")
+    result = invoke(
+        "export",
+        "--model",
+        f"{model_file}:Spectral",
+        "--format",
+        "openvino",
+        "--size",
+        "64x64",
+        "--out",
+        tmp_path / "ov" / "s.xml",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ov" / "s.xml").is_file() and (tmp_path / "ov" / "s.bin").is_file()

@@ -55,7 +55,9 @@ def test_conv_only_network_analytic_equals_flop_counter_and_ptflops_aten():
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.ones(1, 9, 64, 96))
-    aten, _ = get_model_complexity_info(model, (9, 64, 96), as_strings=False, backend="aten", print_per_layer_stat=False)
+    aten, _ = get_model_complexity_info(
+        model, (9, 64, 96), as_strings=False, backend="aten", print_per_layer_stat=False
+    )
     assert analytic == counter.get_total_flops() // 2 == aten
     assert analytic_count(model, (1, 9, 64, 96)).same_padding_convs == ["b"]
 
@@ -92,7 +94,12 @@ def test_flowcnrdb_reconciliation_and_uncounted():
     code, doc = _json("--model", "flowcnrdb_tiny", "--size", "64x128")
     assert code == 0
     fv = doc["counters"]["fvcore"]
-    assert set(fv["uncounted"]) >= {"conv_same", "elementwise", "cumsum", "activation"}  # the GRN is elementwise, cumsum and reduction
+    assert set(fv["uncounted"]) >= {
+        "conv_same",
+        "elementwise",
+        "cumsum",
+        "activation",
+    }  # the GRN is elementwise, cumsum and reduction
     assert fv["unsupported_ops"]["aten::_convolution_mode"] == len(doc["same_padding_convs"])
     # Where fvcore counts, it agrees with the analytic formulas to the MAC.
     assert fv["difference_to_analytic_on_covered_operators"] == 0
@@ -106,8 +113,15 @@ def test_flowcnrdb_reconciliation_and_uncounted():
 
 
 def test_exit_codes():
-    assert runner.invoke(app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic"]).exit_code == 0
-    fail = runner.invoke(app, ["budget", "--model", "unet_baseline", "--model-args", '{"width": 256}', "--counters", "fvcore"])
+    assert (
+        runner.invoke(
+            app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic"]
+        ).exit_code
+        == 0
+    )
+    fail = runner.invoke(
+        app, ["budget", "--model", "unet_baseline", "--model-args", '{"width": 256}', "--counters", "fvcore"]
+    )
     assert fail.exit_code == 1 and "fails the official limits" in fail.output
     other_size = runner.invoke(app, ["budget", "--model", "flowcnrdb", "--size", "1536x3072", "--counters", "analytic"])
     assert other_size.exit_code == 0 and "n/a" in other_size.output and "768x1536" in other_size.output
@@ -117,7 +131,19 @@ def test_exit_codes():
 
 
 def test_json_is_one_document():
-    result = runner.invoke(app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--json", "--counters", "analytic,flop_counter_mode"])
+    result = runner.invoke(
+        app,
+        [
+            "budget",
+            "--model",
+            "flowcnrdb_tiny",
+            "--size",
+            "64x128",
+            "--json",
+            "--counters",
+            "analytic,flop_counter_mode",
+        ],
+    )
     doc = json.loads(result.stdout)
     assert set(doc) >= {"params", "input", "counters", "verdicts"}
     for c in doc["counters"].values():

@@ -30,7 +30,9 @@ def test_bundled_tiny_beats_demosaic_by_4_db_and_reaches_30(tmp_path):
         result = runner.invoke(app, ["evaluate", "--model", model, "--out", str(tmp_path / model), "--no-report"])
         assert result.exit_code == 0, result.output
         scores[model] = json.loads((tmp_path / model / "summary.json").read_text())["psnr"]
-    print(f"embedded validation: flowcnrdb_tiny {scores['flowcnrdb_tiny']:.3f} dB, demosaic {scores['demosaic']:.3f} dB")
+    print(
+        f"embedded validation: flowcnrdb_tiny {scores['flowcnrdb_tiny']:.3f} dB, demosaic {scores['demosaic']:.3f} dB"
+    )
     assert scores["flowcnrdb_tiny"] >= 30.0
     assert scores["flowcnrdb_tiny"] - scores["demosaic"] >= 4.0
 

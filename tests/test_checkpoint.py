@@ -13,8 +13,17 @@ from harness import create_model, load_checkpoint
 from harness.checkpoint import CheckpointError
 from harness.cli import app
 
-TINY = dict(train_size=32, stem_width=8, stem_depth=1, reg_widths=(8, 8, 8, 8, 8), reg_depths=(1, 1, 1, 1, 1),
-            merge_base_channels=8, merge_grow_channels=4, merge_depth=1, merge_features=8)
+TINY = dict(
+    train_size=32,
+    stem_width=8,
+    stem_depth=1,
+    reg_widths=(8, 8, 8, 8, 8),
+    reg_depths=(1, 1, 1, 1, 1),
+    merge_base_channels=8,
+    merge_grow_channels=4,
+    merge_depth=1,
+    merge_features=8,
+)
 
 
 def _model(seed: int = 0):
@@ -87,7 +96,18 @@ def _bad_files(tmp_path):
     return cases
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "unsafe-pickle", "not-a-state-dict", "wrong-keys", "wrong-shape", "bad-safetensors"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "not-a-checkpoint",
+        "unsafe-pickle",
+        "not-a-state-dict",
+        "wrong-keys",
+        "wrong-shape",
+        "bad-safetensors",
+    ],
+)
 def test_refused_cleanly_and_nothing_loaded(tmp_path, case, capsys):
     path = _bad_files(tmp_path)[case]
     model = _model(1)
@@ -107,8 +127,20 @@ def test_refused_cleanly_and_nothing_loaded(tmp_path, case, capsys):
 @pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "unsafe-pickle", "wrong-keys", "wrong-shape"])
 def test_cli_exits_2_with_one_line(tmp_path, small_data, case):
     path = _bad_files(tmp_path)[case]
-    result = CliRunner().invoke(app, ["evaluate", "--model", "flowcnrdb_tiny", "--weights", str(path), "--data", str(small_data),
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "flowcnrdb_tiny",
+            "--weights",
+            str(path),
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and path.name in errors[0]

@@ -16,7 +16,10 @@ runner = CliRunner()
 
 def test_package_sub_commands_write_and_read_the_zip_and_the_old_single_command_is_gone(tmp_path, small_data):
     run = tmp_path / "run"
-    assert runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(run)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(run)]).exit_code
+        == 0
+    )
     new = runner.invoke(app, ["package", "results", str(run), "--out", str(tmp_path / "new.zip")])
     assert new.exit_code == 0, new.output
     verify = runner.invoke(app, ["package", "verify", str(tmp_path / "new.zip"), "--gt", str(small_data)])
@@ -29,10 +32,15 @@ def test_package_code_does_not_verify_unless_asked(tmp_path, monkeypatch):
     import harness.package.code as code
 
     monkeypatch.setattr(code, "verify_code", lambda *a, **k: pytest.fail("verified without --verify"))
-    result = runner.invoke(app, ["package", "code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "c.zip")])
+    result = runner.invoke(
+        app, ["package", "code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "c.zip")]
+    )
     assert result.exit_code == 0, result.output
     assert "test_demo.py" in zipfile.ZipFile(tmp_path / "c.zip").namelist()
-    old = runner.invoke(app, ["package", "--code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "d.zip"), "--no-verify-code"])
+    old = runner.invoke(
+        app,
+        ["package", "--code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "d.zip"), "--no-verify-code"],
+    )
     assert old.exit_code == 0, old.output
 
 
@@ -58,4 +66,6 @@ def test_version():
 def test_an_error_prints_nothing_but_the_error(tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(tmp_path / "none")])
     assert result.exit_code == 2
-    assert [line for line in result.output.splitlines() if line.strip()] == [f"error: {tmp_path / 'none'}: no such data folder"]
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        f"error: {tmp_path / 'none'}: no such data folder"
+    ]

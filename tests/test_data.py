@@ -22,9 +22,13 @@ runner = CliRunner()
 def _write_scene(folder: Path, number: int, h: int = 32, w: int = 64, gt: bool = True) -> None:
     rng = np.random.default_rng(number)
     for i in range(9):
-        tifffile.imwrite(folder / f"Scene-{number:03d}-in-{i}.tif", rng.random((h, w), dtype=np.float32), photometric="minisblack")
+        tifffile.imwrite(
+            folder / f"Scene-{number:03d}-in-{i}.tif", rng.random((h, w), dtype=np.float32), photometric="minisblack"
+        )
     if gt:
-        tifffile.imwrite(folder / f"Scene-{number:03d}-gt.tif", rng.random((h, w, 3), dtype=np.float32), photometric="rgb")
+        tifffile.imwrite(
+            folder / f"Scene-{number:03d}-gt.tif", rng.random((h, w, 3), dtype=np.float32), photometric="rgb"
+        )
 
 
 def test_numeric_order_whatever_the_creation_order(tmp_path):
@@ -124,7 +128,9 @@ def test_synth_is_deterministic_and_documented(tmp_path):
 def test_synth_refuses_non_empty_folder(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
-    result = runner.invoke(app, ["data", "synth", str(tmp_path / "x"), "--train-scenes", "1", "--val-scenes", "0", "--size", "32x64"])
+    result = runner.invoke(
+        app, ["data", "synth", str(tmp_path / "x"), "--train-scenes", "1", "--val-scenes", "0", "--size", "32x64"]
+    )
     assert result.exit_code == 2 and "--force" in result.output
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
 

@@ -43,7 +43,16 @@ def _server_score(res: Path, gt_dir: Path) -> tuple[float, float]:
 
 
 def test_evaluate_matches_an_independent_scorer(tmp_path, small_data):
-    code, output = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", str(small_data), "--out", str(tmp_path / "run"))
+    code, output = _run(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--random-init",
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 0, output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     table = pd.read_csv(tmp_path / "run" / "metrics.csv")
@@ -51,7 +60,19 @@ def test_evaluate_matches_an_independent_scorer(tmp_path, small_data):
     psnr, ssim = _server_score(tmp_path / "run" / "res", small_data)
     assert abs(summary["psnr"] - psnr) < 1e-9 and abs(summary["ssim"] - ssim) < 1e-9
     assert summary["psnr"] == pytest.approx(table["psnr"].mean(), abs=1e-12)
-    for key in ("model", "weights_sha256", "data", "split", "quantize", "device", "precision", "tiling", "versions", "timings", "peak_memory_mb"):
+    for key in (
+        "model",
+        "weights_sha256",
+        "data",
+        "split",
+        "quantize",
+        "device",
+        "precision",
+        "tiling",
+        "versions",
+        "timings",
+        "peak_memory_mb",
+    ):
         assert key in summary
     out = tifffile.imread(tmp_path / "run" / "res" / "Scene-280-out.tif")
     assert out.dtype == np.uint8 and out.shape == (64, 128, 3)
@@ -61,7 +82,9 @@ def test_score_command_reads_like_the_server(tmp_path, small_data):
     assert _run("evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(tmp_path / "run"))[0] == 0
     nested = tmp_path / "submission" / "inner"
     shutil.copytree(tmp_path / "run" / "res", nested)
-    code, output = _run("score", str(tmp_path / "submission"), "--gt", str(small_data), "--out", str(tmp_path / "score"))
+    code, output = _run(
+        "score", str(tmp_path / "submission"), "--gt", str(small_data), "--out", str(tmp_path / "score")
+    )
     assert code == 0, output
     a = json.loads((tmp_path / "run" / "summary.json").read_text())
     b = json.loads((tmp_path / "score" / "summary.json").read_text())
@@ -125,20 +148,41 @@ def test_tiled_inference_equals_full_image_where_the_receptive_field_fits(tmp_pa
 
     torch.nn.Module.__call__ = spy
     try:
-        code, output = _run("evaluate", "--model", "demosaic", "--data", str(small_data), "--tile", "32", "--overlap", "8",
-                            "--out", str(tmp_path / "tiled"), "--scenes", "280", "--no-report")
+        code, output = _run(
+            "evaluate",
+            "--model",
+            "demosaic",
+            "--data",
+            str(small_data),
+            "--tile",
+            "32",
+            "--overlap",
+            "8",
+            "--out",
+            str(tmp_path / "tiled"),
+            "--scenes",
+            "280",
+            "--no-report",
+        )
     finally:
         torch.nn.Module.__call__ = original
     assert code == 0, output
-    assert calls and all(shape[2:] == (32, 32) for shape in calls) and sum(s[0] for s in calls) == 15  # 3 x 5 tiles, batched
+    assert (
+        calls and all(shape[2:] == (32, 32) for shape in calls) and sum(s[0] for s in calls) == 15
+    )  # 3 x 5 tiles, batched
     assert json.loads((tmp_path / "tiled" / "summary.json").read_text())["tiling"] == {"tile": 32, "overlap": 8}
-    full = _run("evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(tmp_path / "full"), "--scenes", "280")
+    full = _run(
+        "evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(tmp_path / "full"), "--scenes", "280"
+    )
     assert full[0] == 0
     name = "res/Scene-280-out.tif"
     assert (tmp_path / "tiled" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
 
 
-@pytest.mark.parametrize("size,tile,overlap,multiple", [(64, 32, 8, 2), (128, 64, 16, 32), (100, 32, 10, 2), (64, 64, 0, 32), (96, 32, 0, 32)])
+@pytest.mark.parametrize(
+    "size,tile,overlap,multiple",
+    [(64, 32, 8, 2), (128, 64, 16, 32), (100, 32, 10, 2), (64, 64, 0, 32), (96, 32, 0, 32)],
+)
 def test_tiles_cover_every_pixel_once_away_from_inner_edges(size, tile, overlap, multiple):
     spans = Tiling(tile, overlap).spans(size, multiple)
     kept = [p for _, lo, hi in spans for p in range(lo, hi)]

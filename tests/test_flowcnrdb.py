@@ -65,8 +65,13 @@ def test_parameter_counts():
 
 def test_unet_baseline_state_dict_names():
     names = set(UNetBaseline().state_dict())
-    for expected in ("down_path.0.block.0.weight", "down_path.3.block.2.bias", "up_path.0.up.weight",
-                     "up_path.2.conv_block.block.2.weight", "last.weight"):
+    for expected in (
+        "down_path.0.block.0.weight",
+        "down_path.3.block.2.bias",
+        "up_path.0.up.weight",
+        "up_path.2.conv_block.block.2.weight",
+        "last.weight",
+    ):
         assert expected in names
 
 

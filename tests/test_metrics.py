@@ -60,7 +60,11 @@ def test_torch_cross_check_on_random_images(seed):
     rng = np.random.default_rng(100 + seed)
     h, w = rng.integers(7, 90, 2)
     gt = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    out = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if seed % 2 else np.clip(gt + rng.integers(0, 5, gt.shape), 0, 255).astype(np.uint8)
+    out = (
+        rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if seed % 2
+        else np.clip(gt + rng.integers(0, 5, gt.shape), 0, 255).astype(np.uint8)
+    )
     assert abs(psnr(gt, out) - psnr_torch(gt, out)) <= 1e-6
     assert abs(ssim(gt, out) - ssim_torch(gt, out, 2.0)) <= 1e-6
     assert abs(ssim_standard(gt, out) - ssim_torch(gt, out, 1.0)) <= 1e-6

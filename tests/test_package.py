@@ -46,7 +46,9 @@ def test_zip_is_deterministic_flat_and_sorted(tmp_path, run_dir):
     with zipfile.ZipFile(a) as zf:
         names = zf.namelist()
         assert names == sorted(names) == ["Scene-280-out.tif", "Scene-281-out.tif", "Scene-282-out.tif"]
-        assert all(i.date_time == (1980, 1, 1, 0, 0, 0) and (i.external_attr >> 16) & 0o777 == 0o644 for i in zf.infolist())
+        assert all(
+            i.date_time == (1980, 1, 1, 0, 0, 0) and (i.external_attr >> 16) & 0o777 == 0o644 for i in zf.infolist()
+        )
 
 
 def test_verify_scores_like_the_run(tmp_path, run_dir, small_data):
@@ -159,13 +161,20 @@ def test_code_zip_runs_without_harness_and_matches_evaluate(tmp_path, small_data
         torch.nn.init.normal_(p, std=0.05)
     torch.save(model.state_dict(), tmp_path / "tiny.pth")
     manifest = tmp_path / "tiny.toml"
-    manifest.write_text('[team]\nid = "07"\nname = "Test"\n[model]\nregistered = "flowcnrdb_tiny"\nname = "Tiny"\n'
-                        'weights = "tiny.pth"\n[factsheet]\ntitle = "t"\n')
+    manifest.write_text(
+        '[team]\nid = "07"\nname = "Test"\n[model]\nregistered = "flowcnrdb_tiny"\nname = "Tiny"\n'
+        'weights = "tiny.pth"\n[factsheet]\ntitle = "t"\n'
+    )
     zip_path = package_code(manifest, tmp_path / "code.zip")
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
-        assert {"models/Model_07_Tiny.py", "model_zoo/Ckpt_07_Tiny.pth", "test_demo.py", "factsheet/config_table.tex",
-                "README.md"} <= names
+        assert {
+            "models/Model_07_Tiny.py",
+            "model_zoo/Ckpt_07_Tiny.pth",
+            "test_demo.py",
+            "factsheet/config_table.tex",
+            "README.md",
+        } <= names
         source = zf.read("models/Model_07_Tiny.py").decode()
         assert "import harness" not in source and "from harness" not in source
         assert "merge\\_depth & 3" in zf.read("factsheet/config_table.tex").decode()

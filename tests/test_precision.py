@@ -17,14 +17,29 @@ from harness.inference import Precision, precision_mode
 def test_bf16_evaluation_stays_within_the_psnr_and_lsb_bounds(tmp_path, small_data):
     docs = {}
     for p in ("fp32", "bf16"):
-        result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / p,
-                        "--device", "cpu", "--precision", p, "--no-report", "--json")
+        result = invoke(
+            "evaluate",
+            "--model",
+            "flowcnrdb_tiny",
+            "--data",
+            small_data,
+            "--out",
+            tmp_path / p,
+            "--device",
+            "cpu",
+            "--precision",
+            p,
+            "--no-report",
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         docs[p] = json.loads(result.stdout)
     assert docs["fp32"]["precision"] == "fp32" and docs["bf16"]["precision"] == "bf16"
     assert abs(docs["bf16"]["psnr"] - docs["fp32"]["psnr"]) <= 0.05
-    diffs = [np.abs(tifffile.imread(tmp_path / "bf16" / "res" / f.name).astype(int) - tifffile.imread(f).astype(int))
-             for f in sorted((tmp_path / "fp32" / "res").glob("*-out.tif"))]
+    diffs = [
+        np.abs(tifffile.imread(tmp_path / "bf16" / "res" / f.name).astype(int) - tifffile.imread(f).astype(int))
+        for f in sorted((tmp_path / "fp32" / "res").glob("*-out.tif"))
+    ]
     assert len(diffs) == docs["fp32"]["num_scenes"] == 3
     d = np.concatenate([x.ravel() for x in diffs])
     assert np.mean(d <= 1) >= 0.99
@@ -35,8 +50,19 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(monkeypatch, tmp_pat
     import harness.inference
 
     monkeypatch.setattr(harness.inference, "cpu_has_bf16", lambda: False)
-    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run",
-                    "--device", "cpu", "--precision", "bf16")
+    result = invoke(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+    )
     assert result.exit_code == 2 and "bfloat16" in one_error(result.output)
     assert not (tmp_path / "run").exists()  # refused before anything was written
     bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "bf16")
@@ -68,7 +94,18 @@ def test_on_a_gpu_tf32_alone_runs_float32_on_tensor_cores_and_the_settings_come_
 def test_tf32_is_refused_in_one_line_on_a_cpu(tmp_path, small_data):
     bench = invoke("bench", "--model", "flowcnrdb_tiny", "--size", "32x32", "--device", "cpu", "--precision", "tf32")
     assert bench.exit_code == 2 and "TF32" in one_error(bench.output) and "GPU" in one_error(bench.output)
-    result = invoke("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "run",
-                    "--device", "cpu", "--precision", "tf32")
+    result = invoke(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--precision",
+        "tf32",
+    )
     assert result.exit_code == 2 and "TF32" in one_error(result.output)
     assert not (tmp_path / "run").exists()

@@ -66,7 +66,9 @@ def test_your_own_model_section_runs_as_written(tmp_path):
             assert proc.returncode == 0, proc.stderr
         else:
             for line in body.splitlines():
-                proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                proc = subprocess.run(
+                    ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+                )
                 assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
                 outputs.append(proc.stdout)
     assert "my_net" in outputs[3] and "plugin: my_net:MyNet" in outputs[3]

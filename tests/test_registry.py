@@ -10,8 +10,16 @@ from harness.cli import app
 from harness.errors import HarnessError
 from harness.registry import register_model
 
-EXPECTED = {"flowcnrdb", "flowcnrdb_small", "flowcnrdb_tiny", "flowcnrdb_nomask", "flowcnrdb_noalign",
-            "flowcnrdb_homography", "unet_baseline", "demosaic"}
+EXPECTED = {
+    "flowcnrdb",
+    "flowcnrdb_small",
+    "flowcnrdb_tiny",
+    "flowcnrdb_nomask",
+    "flowcnrdb_noalign",
+    "flowcnrdb_homography",
+    "unet_baseline",
+    "demosaic",
+}
 
 
 def test_all_variants_registered():
@@ -26,6 +34,7 @@ def test_unknown_model_names_the_known_ones():
 
 def test_duplicate_registration_refused():
     with pytest.raises(ValueError, match="registered twice"):
+
         @register_model("x", "dup")
         def flowcnrdb():
             raise AssertionError

@@ -48,7 +48,9 @@ def declare_huge(path: Path, height: int, width: int, channels: int = 0, compres
     """A small TIFF whose header declares height x width (x channels): decoding it would take gigabytes."""
     shape = (16, 16, channels) if channels else (16, 16)
     data = np.zeros(shape, np.uint8 if channels else np.float32)
-    tifffile.imwrite(path, data, photometric="rgb" if channels else "minisblack", compression="zlib" if compress else None)
+    tifffile.imwrite(
+        path, data, photometric="rgb" if channels else "minisblack", compression="zlib" if compress else None
+    )
     with tifffile.TiffFile(path, mode="r+b") as tif:
         tif.pages[0].tags["ImageWidth"].overwrite(width)
         tif.pages[0].tags["ImageLength"].overwrite(height)
@@ -56,6 +58,7 @@ def declare_huge(path: Path, height: int, width: int, channels: int = 0, compres
 
 
 # --------------------------------------------------------------------------- bad data: evaluate refuses in one line
+
 
 def _nan_frame(data: Path) -> None:
     arr = tifffile.imread(data / "Scene-281-in-4.tif")
@@ -85,8 +88,14 @@ DATA_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "uint16-frames": (_uint16_frames, "must be float"),
     "tif-and-tiff": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-281-in-2.tiff"), "the same file"),
     "frame-9": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-281-in-9.tif"), "Scene-281-in-9.tif"),
-    "four-digit-scene": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-1282-in-0.tif"), "Scene-1282-in-0.tif"),
-    "letters-scene": (lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-abc-in-0.tif"), "not a RawFusion name"),
+    "four-digit-scene": (
+        lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-1282-in-0.tif"),
+        "Scene-1282-in-0.tif",
+    ),
+    "letters-scene": (
+        lambda d: shutil.copy(d / "Scene-281-in-2.tif", d / "Scene-abc-in-0.tif"),
+        "not a RawFusion name",
+    ),
     "huge-frame-header": (lambda d: declare_huge(d / "Scene-281-in-0.tif", 30000, 60000), "refused before decoding"),
 }
 
@@ -114,7 +123,19 @@ def test_corrupt_dataset_json_is_data_without_metadata(tmp_path, data):
 
 def test_test_split_scenes_need_no_ground_truth(tmp_path, data):
     (data / "Scene-281-gt.tif").unlink()
-    code, out = _run("evaluate", "--model", "demosaic", "--data", data, "--split", "test", "--scenes", "281", "--out", tmp_path / "run")
+    code, out = _run(
+        "evaluate",
+        "--model",
+        "demosaic",
+        "--data",
+        data,
+        "--split",
+        "test",
+        "--scenes",
+        "281",
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 0, out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["num_scored"] == 0
 
@@ -134,8 +155,19 @@ BAD_OPTIONS = [
     ("synth-large", ["data", "synth", "OUT", "--size", "16384x32768"], "--size"),
 ] + [
     (f"train{'-'.join(opt)}", ["train", "--model", "flowcnrdb_tiny", "--out", "T", *opt], opt[0])
-    for opt in (("--iters", "-5"), ("--iters", "0"), ("--lr", "0"), ("--lr", "-1e-3"), ("--lr", "nan"), ("--batch", "0"),
-                ("--crop", "0"), ("--val-every", "0"), ("--log-every", "0"), ("--workers", "-1"), ("--val-crop", "0"))
+    for opt in (
+        ("--iters", "-5"),
+        ("--iters", "0"),
+        ("--lr", "0"),
+        ("--lr", "-1e-3"),
+        ("--lr", "nan"),
+        ("--batch", "0"),
+        ("--crop", "0"),
+        ("--val-every", "0"),
+        ("--log-every", "0"),
+        ("--workers", "-1"),
+        ("--val-crop", "0"),
+    )
 ]
 
 
@@ -147,11 +179,17 @@ def test_out_of_range_options_are_one_line(tmp_path, case, args, needle):
 
 
 def test_train_crop_larger_than_the_scenes(tmp_path, small_data):
-    code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "128")
+    code, out = _run(
+        "train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "128"
+    )
     assert code == 2 and "too small for --crop 128" in _one_error(out)
     assert "take --crop 32 at most" in _one_error(out)  # 64-pixel scenes, crops of a multiple of 32 and 2 spare
-    code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "48")
-    assert code == 2 and "--crop 48" in _one_error(out) and "multiples of 32" in _one_error(out)  # before any estimate or forward
+    code, out = _run(
+        "train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "48"
+    )
+    assert (
+        code == 2 and "--crop 48" in _one_error(out) and "multiples of 32" in _one_error(out)
+    )  # before any estimate or forward
     assert not (tmp_path / "t").exists()
 
 
@@ -165,6 +203,7 @@ def _evaluated(tmp_path: Path, small_data: Path, *extra: str) -> Path:
     assert code == 0, out
     return run
 
+
 def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data):
     run = tmp_path / "R"
     assert _run("evaluate", "--model", "demosaic", "--split", "all", "--data", small_data, "--out", run)[0] == 0
@@ -174,7 +213,10 @@ def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate(EvalConfig("flowcnrdb_tiny", random_init=True, split="all", data=small_data, out=run, force=True), kill_after_two)
+        evaluate(
+            EvalConfig("flowcnrdb_tiny", random_init=True, split="all", data=small_data, out=run, force=True),
+            kill_after_two,
+        )
     assert not (run / "summary.json").exists()
     assert json.loads((run / "run.json").read_text())["model"] == "flowcnrdb_tiny"
     assert sorted(p.name for p in (run / "res").iterdir()) == ["Scene-000-out.tif", "Scene-001-out.tif"]
@@ -182,13 +224,42 @@ def test_a_killed_forced_run_is_never_packaged_as_a_mixture(tmp_path, small_data
         code, out = _run(*command)
         assert code == 2 and "incomplete run" in _one_error(out)
     assert not (tmp_path / "s.zip").exists()
-    assert _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--split", "all", "--data", small_data, "--out", run)[0] == 0
+    assert (
+        _run(
+            "evaluate",
+            "--model",
+            "flowcnrdb_tiny",
+            "--random-init",
+            "--split",
+            "all",
+            "--data",
+            small_data,
+            "--out",
+            run,
+        )[0]
+        == 0
+    )
     assert _run("package", "results", run, "--out", tmp_path / "s.zip")[0] == 0
 
 
 def test_force_with_fewer_scenes_leaves_only_the_new_run(tmp_path, small_data):
     run = _evaluated(tmp_path, small_data)
-    assert _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", run, "--force", "--scenes", "281")[0] == 0
+    assert (
+        _run(
+            "evaluate",
+            "--model",
+            "flowcnrdb_tiny",
+            "--random-init",
+            "--data",
+            small_data,
+            "--out",
+            run,
+            "--force",
+            "--scenes",
+            "281",
+        )[0]
+        == 0
+    )
     assert [p.name for p in (run / "res").iterdir()] == ["Scene-281-out.tif"]
     assert list(pd.read_csv(run / "metrics.csv")["scene"]) == ["Scene-281"]
     code, out = _run("score", run / "res", "--gt", small_data, "--out", tmp_path / "score")
@@ -235,13 +306,19 @@ def test_leftover_temporary_files_are_swept(tmp_path, small_data):
 def test_corrupt_run_files_are_one_line(tmp_path, small_data, name):
     run = _evaluated(tmp_path, small_data)
     (run / name).write_bytes(b"\x00\xff{not")
-    command = ["report", run] if name == "summary.json" else ["evaluate", "--model", "demosaic", "--data", small_data, "--out", run]
+    command = (
+        ["report", run]
+        if name == "summary.json"
+        else ["evaluate", "--model", "demosaic", "--data", small_data, "--out", run]
+    )
     code, out = _run(*command)
     assert code == 2 and name in _one_error(out)
 
 
 def test_random_init_wins_over_bundled_weights(tmp_path, small_data):
-    code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", tmp_path / "r")
+    code, out = _run(
+        "evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", small_data, "--out", tmp_path / "r"
+    )
     assert code == 0 and json.loads((tmp_path / "r" / "summary.json").read_text())["weights"] == "random-init"
 
 
@@ -264,7 +341,9 @@ def test_report_refuses_a_foreign_or_other_models_budget(tmp_path, small_data):
     (tmp_path / "foreign.json").write_text('{"hello": 1}')
     code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "foreign.json")
     assert code == 2 and "not a `harness budget --json` document" in _one_error(out)
-    result = runner.invoke(app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic", "--json"])
+    result = runner.invoke(
+        app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic", "--json"]
+    )
     (tmp_path / "tiny.json").write_text(result.stdout)
     code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "tiny.json")
     assert code == 2 and "not of this run's demosaic" in _one_error(out)
@@ -272,20 +351,75 @@ def test_report_refuses_a_foreign_or_other_models_budget(tmp_path, small_data):
 
 # --------------------------------------------------------------------------- training resume
 
+
 def _train(out: Path, data: Path, *extra: str) -> tuple[int, str]:
-    return _run("train", "--model", "flowcnrdb_tiny", "--data", data, "--out", out, "--iters", "4", "--crop", "32", "--batch", "2",
-                "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0", *extra)
+    return _run(
+        "train",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--iters",
+        "4",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "2",
+        "--log-every",
+        "1",
+        "--val-crop",
+        "64",
+        "--workers",
+        "0",
+        *extra,
+    )
 
 
 def test_resume_refuses_a_changed_schedule_and_keeps_its_config(tmp_path, small_data):
     assert _train(tmp_path / "t", small_data, "--stop-after", "1")[0] == 0
     before = (tmp_path / "t" / "config.json").read_bytes()
     for change in (("--iters", "8"), ("--batch", "3"), ("--lr", "1e-3"), ("--seed", "5"), ("--crop", "64")):
-        code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--iters", "4",
-                         "--crop", "32", "--batch", "2", "--workers", "0", "--resume", *change)
+        code, out = _run(
+            "train",
+            "--model",
+            "flowcnrdb_tiny",
+            "--data",
+            small_data,
+            "--out",
+            tmp_path / "t",
+            "--iters",
+            "4",
+            "--crop",
+            "32",
+            "--batch",
+            "2",
+            "--workers",
+            "0",
+            "--resume",
+            *change,
+        )
         if change[0] == "--iters":
-            code, out = _run("train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", tmp_path / "t", "--crop", "32",
-                             "--batch", "2", "--workers", "0", "--resume", *change)
+            code, out = _run(
+                "train",
+                "--model",
+                "flowcnrdb_tiny",
+                "--data",
+                small_data,
+                "--out",
+                tmp_path / "t",
+                "--crop",
+                "32",
+                "--batch",
+                "2",
+                "--workers",
+                "0",
+                "--resume",
+                *change,
+            )
         assert code == 2 and change[0] in _one_error(out)
     assert (tmp_path / "t" / "config.json").read_bytes() == before
 
@@ -298,11 +432,14 @@ def test_resume_with_a_corrupt_state_is_one_line(tmp_path, small_data):
 
 
 def test_overlapping_train_and_val_scenes_warn(tmp_path, small_data):
-    code, out = _train(tmp_path / "t", small_data, "--stop-after", "1", "--train-scenes", "0,281", "--val-scenes", "281")
+    code, out = _train(
+        tmp_path / "t", small_data, "--stop-after", "1", "--train-scenes", "0,281", "--val-scenes", "281"
+    )
     assert code == 0 and "warning: scene(s) Scene-281 both train and validate" in out
 
 
 # --------------------------------------------------------------------------- checkpoints
+
 
 def _state() -> dict[str, torch.Tensor]:
     return create_model("flowcnrdb_tiny").state_dict()
@@ -327,8 +464,19 @@ def test_checkpoints(tmp_path, small_data, case):
         path.write_bytes(b"\x13\x37garbage" * 512)
     else:
         torch.save(obj, path)
-    code, out = _run("evaluate", "--model", "flowcnrdb_tiny", "--weights", path, "--data", small_data, "--out", tmp_path / "r",
-                     "--scenes", "280")
+    code, out = _run(
+        "evaluate",
+        "--model",
+        "flowcnrdb_tiny",
+        "--weights",
+        path,
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "r",
+        "--scenes",
+        "280",
+    )
     if needle is None:
         assert code == 0, out
     else:
@@ -336,6 +484,7 @@ def test_checkpoints(tmp_path, small_data, case):
 
 
 # --------------------------------------------------------------------------- zips and outputs from anyone
+
 
 def _zip_cases(zip_path: Path, case: str, out_tif: Path) -> None:
     with zipfile.ZipFile(zip_path, "w") as zf:
@@ -368,7 +517,9 @@ def _zip_cases(zip_path: Path, case: str, out_tif: Path) -> None:
     zip_path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("case", ["lying-size", "corrupt-data", "encrypted", "unknown-compression", "dir-file-clash", "long-name"])
+@pytest.mark.parametrize(
+    "case", ["lying-size", "corrupt-data", "encrypted", "unknown-compression", "dir-file-clash", "long-name"]
+)
 def test_broken_zips_are_one_line(tmp_path, small_data, case):
     run = tmp_path / "R"
     assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", run, "--scenes", "280")[0] == 0
@@ -440,7 +591,10 @@ def test_many_megabyte_members_are_refused_as_a_bomb(tmp_path):
 
 def test_manifests_are_validated(tmp_path):
     for text, needle in (
-        ('[team]\nid = "01"\nname = "T"\n[model]\nregistered = "flowcnrdb_tiny"\nname = "x/../../../ESCAPED"\n', "[A-Za-z0-9_]+"),
+        (
+            '[team]\nid = "01"\nname = "T"\n[model]\nregistered = "flowcnrdb_tiny"\nname = "x/../../../ESCAPED"\n',
+            "[A-Za-z0-9_]+",
+        ),
         ('team = 5\n[model]\nregistered = "flowcnrdb_tiny"\nname = "X"\n', "[team]"),
     ):
         (tmp_path / "m.toml").write_text(text)
@@ -515,8 +669,23 @@ def test_writing_where_a_file_stands_is_one_line(tmp_path, small_data, command):
         "synth": ["data", "synth", blocker / "sub", "--train-scenes", "1", "--val-scenes", "0", "--size", "64x128"],
         "evaluate": ["evaluate", "--model", "demosaic", "--data", small_data, "--out", blocker / "run"],
         "score": ["score", run / "res" if run else "", "--gt", small_data, "--out", blocker / "s"],
-        "train": ["train", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", blocker, "--iters", "1", "--crop", "32",
-                  "--batch", "1", "--workers", "0"],
+        "train": [
+            "train",
+            "--model",
+            "flowcnrdb_tiny",
+            "--data",
+            small_data,
+            "--out",
+            blocker,
+            "--iters",
+            "1",
+            "--crop",
+            "32",
+            "--batch",
+            "1",
+            "--workers",
+            "0",
+        ],
         "package": ["package", "results", run or "", "--out", blocker / "s.zip"],
         "compare": ["compare", run or "", run or "", "--out", blocker / "c.html"],
     }[command]

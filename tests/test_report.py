@@ -22,8 +22,17 @@ SECTIONS = ("header", "summary", "budget", "scenes", "plots", "visual")
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1280,2000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
     yield driver
@@ -33,11 +42,21 @@ def browser():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, small_data):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = runner.invoke(app, ["evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", str(small_data), "--out", str(out)])
+    result = runner.invoke(
+        app, ["evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", str(small_data), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "report.html").is_file()
-    pd.DataFrame({"iteration": [10, 20], "loss": [0.1, 0.05], "lr": [3e-4, 1e-7], "val_psnr": [20.0, 25.0],
-                  "val_ssim": [0.5, 0.7], "seconds": [1.0, 2.0]}).to_csv(out / "train_log.csv", index=False)
+    pd.DataFrame(
+        {
+            "iteration": [10, 20],
+            "loss": [0.1, 0.05],
+            "lr": [3e-4, 1e-7],
+            "val_psnr": [20.0, 25.0],
+            "val_ssim": [0.5, 0.7],
+            "seconds": [1.0, 2.0],
+        }
+    ).to_csv(out / "train_log.csv", index=False)
     return out
 
 
@@ -49,12 +68,16 @@ def _images_decoded(browser) -> None:
     images = browser.find_elements(By.TAG_NAME, "img")
     assert images
     broken = browser.execute_script(
-        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);")
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);"
+    )
     assert broken == []
 
 
 def _first_column(browser) -> list[str]:
-    return [r.find_elements(By.TAG_NAME, "td")[1].text for r in browser.find_elements(By.CSS_SELECTOR, "#scene-table tbody tr")]
+    return [
+        r.find_elements(By.TAG_NAME, "td")[1].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#scene-table tbody tr")
+    ]
 
 
 def test_run_report_in_chromium(browser, run_dir, tmp_path):
@@ -113,14 +136,22 @@ def test_compare_needs_shared_scenes(tmp_path, run_dir):
 
 def test_compare_shows_where_runs_differ_losslessly_and_1_to_1(browser, tmp_path, run_dir, small_data):
     demosaic = tmp_path / "demosaic"
-    assert runner.invoke(app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(demosaic), "--no-report"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(demosaic), "--no-report"]
+        ).exit_code
+        == 0
+    )
     _open_compare(browser, tmp_path, demosaic, run_dir)
     crops = browser.find_elements(By.CSS_SELECTOR, "#visual img")
     # 3 scenes x (reference, 2 outputs, ground truth, 2 error maps, 1 difference map)
     assert len(crops) == 3 * 7
     sizes = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#visual img')).map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.src.slice(0, 22)]);")
-    assert all(s[0] == s[2] == 96 and s[1] == 64 and s[3] == "data:image/png;base64," for s in sizes), sizes  # 96 x 64 crops of 64 x 128 scenes, 1:1
+        "return Array.from(document.querySelectorAll('#visual img')).map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.src.slice(0, 22)]);"
+    )
+    assert all(s[0] == s[2] == 96 and s[1] == 64 and s[3] == "data:image/png;base64," for s in sizes), (
+        sizes
+    )  # 96 x 64 crops of 64 x 128 scenes, 1:1
     thumbs = browser.find_elements(By.CSS_SELECTOR, "#thumbnails tr")
     assert len(thumbs) == 1 + 3 and len(thumbs[1].find_elements(By.TAG_NAME, "img")) == 2
     captions = browser.find_element(By.ID, "visual").text

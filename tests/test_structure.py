@@ -21,7 +21,9 @@ def test_no_function_over_50_lines():
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 50:
-                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+                long.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                )
     assert not long, long
 
 
@@ -72,8 +74,17 @@ LAYERS = [
     ("harness.errors", "harness.challenge", "harness.progress", "harness.io", "harness.archive", "harness.allocator"),
     ("harness.models",),
     ("harness.data",),
-    ("harness", "harness.model_registry", "harness.variants", "harness.registry", "harness.checkpoint", "harness.model_table",
-     "harness.model_import", "harness.submission", "harness.sources"),
+    (
+        "harness",
+        "harness.model_registry",
+        "harness.variants",
+        "harness.registry",
+        "harness.checkpoint",
+        "harness.model_table",
+        "harness.model_import",
+        "harness.submission",
+        "harness.sources",
+    ),
     ("harness.metrics", "harness.inference", "harness.backends"),
     ("harness.scoring", "harness.run", "harness.tables"),
     ("harness.evaluate", "harness.train", "harness.budget", "harness.bench", "harness.export"),
@@ -83,7 +94,9 @@ LAYERS = [
 
 
 def _layer(module: str) -> int:
-    best = max((prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")), key=len)
+    best = max(
+        (prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")), key=len
+    )
     return next(i for i, layer in enumerate(LAYERS) if best in layer)
 
 
@@ -98,7 +111,13 @@ def test_imports_flow_one_way_through_the_rooms():
     for path in SOURCES:
         name = _module_name(path)
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            targets = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             for target in targets:
                 if (target == "harness" or target.startswith("harness.")) and _layer(target) > _layer(name):
                     wrong.append(f"{name} imports {target}")
@@ -120,7 +139,9 @@ def _import_graph() -> dict[str, set[str]]:
                 continue
             for target in targets:
                 parts = target.split(".")
-                known = next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in names), None)
+                known = next(
+                    (".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in names), None
+                )
                 if known is not None:
                     edges.add(known)
                     break
@@ -177,4 +198,7 @@ def test_model_files_import_only_torch():
                 roots = {(node.module or "").split(".")[0]}
             else:
                 continue
-            assert roots <= {"torch", "__future__"} | sys.stdlib_module_names, (path.name, roots)  # nothing to install but torch
+            assert roots <= {"torch", "__future__"} | sys.stdlib_module_names, (
+                path.name,
+                roots,
+            )  # nothing to install but torch

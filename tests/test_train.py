@@ -60,8 +60,30 @@ def test_cosine_schedule_end_points():
 
 
 def _train(out, data, *extra):
-    args = ["train", "--model", "flowcnrdb_tiny", "--data", str(data), "--out", str(out), "--iters", "4", "--crop", "32",
-            "--batch", "2", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "1", *extra]
+    args = [
+        "train",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--iters",
+        "4",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "2",
+        "--log-every",
+        "1",
+        "--val-crop",
+        "64",
+        "--workers",
+        "1",
+        *extra,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return result
@@ -88,24 +110,65 @@ def test_scene_lists_override_the_splits(tmp_path, small_data):
     stopped = _train(tmp_path / "run", small_data, "--stop-after", "1", "--train-scenes", "1,3", "--val-scenes", "281")
     assert "iteration 1: loss" in stopped.output and "not validated at this iteration (every 2)" in stopped.output
     assert "nan" not in stopped.output.lower()
-    bad = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "x"),
-                              "--train-scenes", "9"])
+    bad = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "flowcnrdb_tiny",
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / "x"),
+            "--train-scenes",
+            "9",
+        ],
+    )
     assert bad.exit_code == 2 and "009" in bad.output
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, small_data):
     _train(tmp_path / "run", small_data, "--stop-after", "1")
-    again = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "run")])
+    again = runner.invoke(
+        app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "run")]
+    )
     assert again.exit_code == 2 and "--resume" in again.output
-    nothing = runner.invoke(app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "x"), "--resume"])
+    nothing = runner.invoke(
+        app, ["train", "--model", "flowcnrdb_tiny", "--data", str(small_data), "--out", str(tmp_path / "x"), "--resume"]
+    )
     assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
 
 
 def test_two_process_gloo_ddp(tmp_path, small_data):
     torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
-    cmd = [*torchrun.split(), "--nproc-per-node", "2", "--no-python", "harness", "train", "--model", "flowcnrdb_tiny",
-           "--data", str(small_data), "--out", str(tmp_path / "ddp"), "--iters", "3", "--crop", "32", "--batch", "2",
-           "--val-every", "3", "--val-crop", "64", "--workers", "0", "--device", "cpu"]
+    cmd = [
+        *torchrun.split(),
+        "--nproc-per-node",
+        "2",
+        "--no-python",
+        "harness",
+        "train",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        str(small_data),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--iters",
+        "3",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "3",
+        "--val-crop",
+        "64",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     load_checkpoint(create_model("flowcnrdb_tiny"), tmp_path / "ddp" / "last.pth")
@@ -118,11 +181,24 @@ def test_a_model_the_meta_device_cannot_run_trains_unestimated_and_any_model_tak
     (tmp_path / "item_net.py").write_text(
         "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.conv = torch.nn.Conv2d(9, 3, 3, padding=1)\n\n"
-        "    def forward(self, x):\n        return self.conv(x) * (1 + 0 * x.mean().item())  # .item(): no meta kernel\n")
+        "    def forward(self, x):\n        return self.conv(x) * (1 + 0 * x.mean().item())  # .item(): no meta kernel\n"
+    )
     result = _train(tmp_path / "run", small_data, "--model", f"{tmp_path / 'item_net.py'}:Net", "--stop-after", "1")
     assert "no memory estimate for" in result.output and "item_net.py:Net" in result.output
     assert (tmp_path / "run" / "last.pth").is_file()
-    odd = runner.invoke(app, ["train", "--model", f"{tmp_path / 'item_net.py'}:Net", "--data", str(small_data),
-                              "--out", str(tmp_path / "odd"), "--crop", "33"])
+    odd = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            f"{tmp_path / 'item_net.py'}:Net",
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / "odd"),
+            "--crop",
+            "33",
+        ],
+    )
     assert odd.exit_code == 2 and "multiples of 2" in odd.output  # any model: crops keep the Bayer phase
     assert not (tmp_path / "odd").exists()

@@ -26,8 +26,21 @@ def _run(*args: object, cwd: Path | None = None) -> tuple[int, str, str]:
 def challenge(tmp_path_factory) -> Path:
     """A synthetic training set with held-out scenes 280-282 and, in test/, two scenes without ground truth."""
     root = tmp_path_factory.mktemp("walk")
-    code, _, out = _run("data", "synth", root / "data", "--train-scenes", "2", "--val-scenes", "3", "--test-scenes", "2",
-                        "--size", "64x128", "--seed", "5")
+    code, _, out = _run(
+        "data",
+        "synth",
+        root / "data",
+        "--train-scenes",
+        "2",
+        "--val-scenes",
+        "3",
+        "--test-scenes",
+        "2",
+        "--size",
+        "64x128",
+        "--seed",
+        "5",
+    )
     assert code == 0, out
     return root
 
@@ -39,7 +52,17 @@ def walked(challenge) -> Path:
     steps = [
         ("evaluate", "--model", "demosaic", "--data", data, "--split", "val", "--out", runs / "val-demosaic"),
         ("evaluate", "--model", "flowcnrdb_tiny", "--data", data, "--split", "val", "--out", runs / "val-tiny"),
-        ("evaluate", "--model", "flowcnrdb_tiny", "--data", data / "test", "--split", "test", "--out", runs / "test-tiny"),
+        (
+            "evaluate",
+            "--model",
+            "flowcnrdb_tiny",
+            "--data",
+            data / "test",
+            "--split",
+            "test",
+            "--out",
+            runs / "test-tiny",
+        ),
         ("report", runs / "val-tiny"),
         ("report", runs / "test-tiny"),
         ("compare", runs / "val-demosaic", runs / "val-tiny", "--out", runs / "compare.html"),
@@ -56,7 +79,11 @@ def test_the_whole_path(challenge, walked):
     data, runs = challenge / "data", walked
     assert not list((data / "test").glob("*-gt.tif")) and len(list((data / "test").glob("*-in-*.tif"))) == 18
     test_summary = json.loads((runs / "test-tiny" / "summary.json").read_text())
-    assert test_summary["psnr"] is None and test_summary["num_scored"] == 0 and test_summary["scenes"] == ["Scene-300", "Scene-301"]
+    assert (
+        test_summary["psnr"] is None
+        and test_summary["num_scored"] == 0
+        and test_summary["scenes"] == ["Scene-300", "Scene-301"]
+    )
     html = (runs / "test-tiny" / "report.html").read_text()
     assert "No ground truth" in html and "reference frame 0" in html
     assert "Every mean is over the 3 scene(s)" in (runs / "compare.html").read_text()
@@ -68,7 +95,10 @@ def test_compare_refuses_runs_without_ground_truth_or_with_other_data(walked, tm
     code, _, out = _run("compare", runs / "val-tiny", runs / "test-tiny", "--out", tmp_path / "c.html")
     assert code == 2 and "no ground truth" in _one_error(out)
     other = tmp_path / "other"
-    assert _run("data", "synth", other, "--train-scenes", "0", "--val-scenes", "3", "--size", "64x128", "--seed", "9")[0] == 0
+    assert (
+        _run("data", "synth", other, "--train-scenes", "0", "--val-scenes", "3", "--size", "64x128", "--seed", "9")[0]
+        == 0
+    )
     assert _run("evaluate", "--model", "flowcnrdb_tiny", "--data", other, "--out", tmp_path / "val-other")[0] == 0
     code, _, out = _run("compare", runs / "val-tiny", tmp_path / "val-other", "--out", tmp_path / "c.html")
     assert code == 2 and "different ground truth" in _one_error(out)
@@ -128,8 +158,29 @@ def test_json_output_is_one_document_on_stdout(challenge, tmp_path):
 def test_micro_batches_give_the_full_batch_step(challenge, tmp_path):
     data = challenge / "data"
     no_dropout = '{"stem_drop": 0, "reg_drop": 0, "merge_drop": 0}'
-    common = ("train", "--model", "flowcnrdb_tiny", "--model-args", no_dropout, "--data", data, "--iters", "2", "--crop", "32",
-              "--batch", "4", "--val-every", "2", "--log-every", "1", "--val-crop", "64", "--workers", "0")
+    common = (
+        "train",
+        "--model",
+        "flowcnrdb_tiny",
+        "--model-args",
+        no_dropout,
+        "--data",
+        data,
+        "--iters",
+        "2",
+        "--crop",
+        "32",
+        "--batch",
+        "4",
+        "--val-every",
+        "2",
+        "--log-every",
+        "1",
+        "--val-crop",
+        "64",
+        "--workers",
+        "0",
+    )
     assert _run(*common, "--out", tmp_path / "full")[0] == 0
     code, _, out = _run(*common, "--out", tmp_path / "micro", "--micro-batch", "1")
     assert code == 0, out
@@ -144,7 +195,9 @@ def test_the_memory_estimate_counts_what_autograd_keeps_once():
 
     net = torch.nn.Sequential(torch.nn.Conv2d(9, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
     weights = 4 * sum(p.numel() * 4 for p in net.parameters())  # weights, gradients, AdamW's two moments
-    kept = 2 * 8 * 8 * (9 + 4)  # the input (the first convolution keeps it) and the ReLU's output (it and the second keep it)
+    kept = (
+        2 * 8 * 8 * (9 + 4)
+    )  # the input (the first convolution keeps it) and the ReLU's output (it and the second keep it)
     assert memory.training_memory(net, 2, 8) == int(memory.BACKWARD_MARGIN * kept * 4) + weights
     assert memory.training_memory(net, 2, 8, half=True) == int(memory.BACKWARD_MARGIN * kept * 2) + weights
 
@@ -154,8 +207,23 @@ def test_a_configuration_that_will_not_fit_warns(challenge, tmp_path, monkeypatc
 
     assert memory.training_memory(__import__("harness").create_model("flowcnrdb"), 10, 256) > 24 * 2**30
     monkeypatch.setattr(memory, "available_memory", lambda device: 2**20)
-    code, _, out = _run("train", "--model", "flowcnrdb_tiny", "--data", challenge / "data", "--iters", "1", "--crop", "32",
-                        "--batch", "2", "--workers", "0", "--out", tmp_path / "t")
+    code, _, out = _run(
+        "train",
+        "--model",
+        "flowcnrdb_tiny",
+        "--data",
+        challenge / "data",
+        "--iters",
+        "1",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        tmp_path / "t",
+    )
     assert code == 0 and "warning: this configuration needs about" in out and "--micro-batch" in out
 
 
@@ -167,8 +235,18 @@ def test_the_distribution_has_a_name_of_its_own():
 def test_the_readme_says_how_to_use_the_real_data():
     text = (ROOT / "README.md").read_text()
     section = " ".join(text[text.index("## Using the RawFusion data") :].split())
-    for needle in ("Codalab", "starter kit", "300", "280–299", "--split val", "--split test", "Ckpt_01_FlowCNRDB.pth",
-                   "harness data check", "harness package results", "harness package verify"):
+    for needle in (
+        "Codalab",
+        "starter kit",
+        "300",
+        "280–299",
+        "--split val",
+        "--split test",
+        "Ckpt_01_FlowCNRDB.pth",
+        "harness data check",
+        "harness package results",
+        "harness package verify",
+    ):
         assert needle in section, needle
 
 

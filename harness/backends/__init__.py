@@ -14,5 +14,19 @@ from harness.backends.gate import GateResult, NotEquivalent
 from harness.backends.registry import AUTO, BACKENDS, backend_names, choose_backend, parse_backends, register_backend
 from harness.backends.runner import Runner, prepare_runner
 
-__all__ = ["AUTO", "BACKENDS", "Backend", "BackendUnavailable", "GateResult", "NotEquivalent", "Prepared", "Runner", "Settings",
-           "backend_names", "choose_backend", "parse_backends", "prepare_runner", "register_backend"]
+__all__ = [
+    "AUTO",
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "GateResult",
+    "NotEquivalent",
+    "Prepared",
+    "Runner",
+    "Settings",
+    "backend_names",
+    "choose_backend",
+    "parse_backends",
+    "prepare_runner",
+    "register_backend",
+]

@@ -35,7 +35,10 @@ class Compile:
             compiled = torch.compile(model, dynamic=False)
 
         def run(x: Tensor) -> Any:
-            with inductor.patch(freezing=True), precision_mode(Precision.fp32 if device.type == "cpu" else precision, device):
+            with (
+                inductor.patch(freezing=True),
+                precision_mode(Precision.fp32 if device.type == "cpu" else precision, device),
+            ):
                 return compiled(x)
 
         prepared = Forward(run, device, {"precision": precision.value, "inductor": "freezing"})

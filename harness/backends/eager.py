@@ -14,6 +14,7 @@ from harness.inference import Precision, precision_mode
 
 def reference_forward(model: nn.Module, device: torch.device) -> Forward:
     """The model as written in IEEE float32 on ``device``: what the equivalence gate compares with."""
+
     def run(x: Tensor) -> Any:
         with precision_mode(Precision.fp32, device):
             return model(x)
@@ -31,7 +32,9 @@ class Eager:
     def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> Prepared:
         device, precision = settings.device, settings.precision
         if precision is Precision.bf16 and device.type == "cpu":
-            return Forward(bfloat16_forward(model), device, {"precision": "bf16", "layout": "channels_last", "islands": "float32"})
+            return Forward(
+                bfloat16_forward(model), device, {"precision": "bf16", "layout": "channels_last", "islands": "float32"}
+            )
 
         def run(x: Tensor) -> Any:
             with precision_mode(precision, device):

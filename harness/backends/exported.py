@@ -64,8 +64,15 @@ def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
     example = torch.zeros(1, 9, *size)
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(model, (example,), str(path), opset_version=OPSET, dynamo=False,
-                              input_names=["burst"], output_names=["rgb"])
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                opset_version=OPSET,
+                dynamo=False,
+                input_names=["burst"],
+                output_names=["rgb"],
+            )
     except Exception as exc:
         raise _failure("ONNX export", exc) from None
     return path
@@ -85,7 +92,9 @@ def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
 class PerSize:
     """A prepared runtime per (H, W), made on first use; a batch runs burst by burst."""
 
-    def __init__(self, make: Callable[[tuple[int, int]], Callable[[np.ndarray], np.ndarray]], details: dict[str, Any]) -> None:
+    def __init__(
+        self, make: Callable[[tuple[int, int]], Callable[[np.ndarray], np.ndarray]], details: dict[str, Any]
+    ) -> None:
         self.make, self.details = make, details
         self.runs: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
 
@@ -94,7 +103,10 @@ class PerSize:
         if size not in self.runs:
             self.runs[size] = self.make(size)
         run = self.runs[size]
-        outs = [torch.from_numpy(np.asarray(run(burst[i : i + 1].float().contiguous().numpy()))) for i in range(burst.shape[0])]
+        outs = [
+            torch.from_numpy(np.asarray(run(burst[i : i + 1].float().contiguous().numpy())))
+            for i in range(burst.shape[0])
+        ]
         return torch.cat(outs).float()
 
     def describe(self) -> dict[str, Any]:
@@ -151,13 +163,18 @@ class OpenVino:
 
         core = ov.Core()
         hint = "bf16" if settings.precision is Precision.bf16 else "f32"
-        config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
+        config = {
+            "INFERENCE_PRECISION_HINT": hint,
+            "INFERENCE_NUM_THREADS": settings.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
 
         def make(hw: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
             compiled = core.compile_model(convert_openvino(model, hw), "CPU", config)
             return lambda x: compiled(x)[0]
 
-        prepared = PerSize(make, {"precision": settings.precision.value, "inference_precision": hint, "openvino": ov.__version__})
+        prepared = PerSize(
+            make, {"precision": settings.precision.value, "inference_precision": hint, "openvino": ov.__version__}
+        )
         prepared.runs[size] = make(size)
         return prepared
-

@@ -40,8 +40,9 @@ U = TypeVar("U")
 SIDE_BY_SIDE_PIXELS = 256 * 256  # frames at least this large go through stages 1 and 2 side by side
 
 
-def fast_forward(model: FlowCNRDB, x: Tensor, dtype: torch.dtype | None = None, workers: int = 1,
-                 return_intermediates: bool = False) -> Tensor | dict[str, Tensor]:
+def fast_forward(
+    model: FlowCNRDB, x: Tensor, dtype: torch.dtype | None = None, workers: int = 1, return_intermediates: bool = False
+) -> Tensor | dict[str, Tensor]:
     """``model(x, return_intermediates)`` computed by the fast path, in inference.
 
     ``dtype`` bfloat16 runs matrix products and dense 3x3 convolutions in
@@ -57,7 +58,9 @@ def fast_forward(model: FlowCNRDB, x: Tensor, dtype: torch.dtype | None = None, 
     cast = Compute(dtype, wide, fused_expansion=fused and dtype != wide)  # stage 3
 
     def stem(i: int) -> Tensor:  # stage 1 of frame i: (B, 1, C, h, w)
-        return _blocks_fast(model.stem.blocks, model.stem.patch(x[:, i : i + 1].reshape(-1, 1, h, w)), frames).unflatten(0, (b, -1))
+        return _blocks_fast(
+            model.stem.blocks, model.stem.patch(x[:, i : i + 1].reshape(-1, 1, h, w)), frames
+        ).unflatten(0, (b, -1))
 
     first = stem(0)
     reg = model.reg_model
@@ -103,7 +106,9 @@ def frame_workers(threads: int) -> int:
     return max(1, min(threads, cpus))
 
 
-def run_side_by_side(first: Callable[[int], U], then: Callable[[int, U], T], starts: Sequence[int], workers: int) -> list[T]:
+def run_side_by_side(
+    first: Callable[[int], U], then: Callable[[int, U], T], starts: Sequence[int], workers: int
+) -> list[T]:
     """``[then(i, first(i)) for i in starts]``, ``workers`` steps at a time on threads of one intra-op thread each.
 
     Steps that do not fill a round (the ninth frame of a burst on two threads)
@@ -165,13 +170,17 @@ def _unet_fast(unet: RegUNet, x: Tensor, cast: Compute) -> Tensor:
     x = feats[-1]
     wide = Compute(cast.wide, cast.wide)
     for u, level in enumerate(unet.up):
-        up = wide.linear(level.upsample.proj, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # a float32 product: see _merge_fast
+        up = wide.linear(level.upsample.proj, x.permute(0, 2, 3, 1)).permute(
+            0, 3, 1, 2
+        )  # a float32 product: see _merge_fast
         skip = cast.conv(level.skip_conv, torch.cat([F.pixel_shuffle(up, 2), feats[-2 - u]], dim=1)).to(cast.wide)
         x = _blocks_fast(level.blocks, skip, cast)
     return unet.conv_out(F.silu(unet.norm_out(x)))
 
 
-def against_reference(reg: FlowRegistration | HomographyRegistration, ref: Tensor, cast: Compute) -> Callable[[Tensor], Tensor]:
+def against_reference(
+    reg: FlowRegistration | HomographyRegistration, ref: Tensor, cast: Compute
+) -> Callable[[Tensor], Tensor]:
     """Stage 2 against the reference latent ``ref`` (B, C, h, w): a function of the frames' latents (B * n, C, h, w).
 
     The U-Net's first convolution reads concat(z_ref, z): its output is
@@ -182,7 +191,10 @@ def against_reference(reg: FlowRegistration | HomographyRegistration, ref: Tenso
     unet: RegUNet = reg.unet
     conv: nn.Conv2d = unet.conv_in
     c = ref.shape[1]
-    w_ref, w_frame = conv.weight[:, :c].contiguous(), conv.weight[:, c:].to(cast.dtype, memory_format=torch.contiguous_format)
+    w_ref, w_frame = (
+        conv.weight[:, :c].contiguous(),
+        conv.weight[:, c:].to(cast.dtype, memory_format=torch.contiguous_format),
+    )
     shared = conv._conv_forward(one_image_strides(ref), w_ref, conv.bias).unsqueeze(1)  # (B, 1, C0, h, w)
 
     def register(z: Tensor) -> Tensor:

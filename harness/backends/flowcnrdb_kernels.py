@@ -81,7 +81,9 @@ class Compute:
         """A 1x1 convolution on a channels-last (..., C) map, returned in the wide dtype (see :meth:`linear_into`)."""
         return self.linear_into(conv, x, x.new_empty(*x.shape[:-1], conv.out_channels, dtype=self.wide), silu, add)
 
-    def linear_into(self, conv: nn.Conv2d, x: Tensor, out: Tensor, silu: bool = False, add: Tensor | None = None) -> Tensor:
+    def linear_into(
+        self, conv: nn.Conv2d, x: Tensor, out: Tensor, silu: bool = False, add: Tensor | None = None
+    ) -> Tensor:
         """A 1x1 convolution on a channels-last (..., C) map written into ``out``, each piece then SiLU or ``+ add``.
 
         The product runs in ``dtype``, ``ROWS`` pixels at a time (``REDUCED_ROWS``
@@ -93,7 +95,12 @@ class Compute:
         return self.products_into([(x, w)], self.bias(conv.bias), out, silu, add)
 
     def products_into(
-        self, terms: Sequence[tuple[Tensor, Tensor]], b: Tensor | None, out: Tensor, silu: bool = False, add: Tensor | None = None
+        self,
+        terms: Sequence[tuple[Tensor, Tensor]],
+        b: Tensor | None,
+        out: Tensor,
+        silu: bool = False,
+        add: Tensor | None = None,
     ) -> Tensor:
         """sum of x @ w.T over ``terms`` (+ ``b``) into ``out``, a piece at a time as in :meth:`linear_into`.
 
@@ -180,7 +187,9 @@ def _probe_fused_expansion(dtype: torch.dtype = torch.float32) -> bool:
     return bool(torch.allclose(fused.double(), expected, rtol=tol, atol=1e-6))
 
 
-def convnext_fast(block: ConvNeXtBlock, x: Tensor, cast: Compute, then: tuple[nn.Conv2d, Tensor] | None = None) -> Tensor:
+def convnext_fast(
+    block: ConvNeXtBlock, x: Tensor, cast: Compute, then: tuple[nn.Conv2d, Tensor] | None = None
+) -> Tensor:
     """``block(x)``: point-wise layers as matrix products in channels-last layout, a few rows at a time.
 
     The depth-wise convolution and LayerNorm go over the whole map, the

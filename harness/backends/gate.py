@@ -51,16 +51,36 @@ def compare(backend: str, precision: Precision, reference: Tensor, candidate: Te
     diff = float((candidate.double() - reference.double()).abs().max()) if finite else float("inf")
     close = float(((eight_bit(candidate) - eight_bit(reference)).abs() <= 1).double().mean()) if finite else 0.0
     if precision is Precision.fp32:
-        return GateResult(backend, precision.value, diff, close, finite and diff <= FLOAT32_TOLERANCE, f"max |diff| <= {FLOAT32_TOLERANCE:g}")
-    return GateResult(backend, precision.value, diff, close, finite and close >= REDUCED_SHARE,
-                      f">= {REDUCED_SHARE:.0%} of 8-bit values within one level")
+        return GateResult(
+            backend,
+            precision.value,
+            diff,
+            close,
+            finite and diff <= FLOAT32_TOLERANCE,
+            f"max |diff| <= {FLOAT32_TOLERANCE:g}",
+        )
+    return GateResult(
+        backend,
+        precision.value,
+        diff,
+        close,
+        finite and close >= REDUCED_SHARE,
+        f">= {REDUCED_SHARE:.0%} of 8-bit values within one level",
+    )
 
 
 def check(result: GateResult) -> GateResult:
     """``result``, or :class:`NotEquivalent` in one line where it failed."""
     if not result.passed:
-        got = "non-finite values" if result.max_abs_diff == float("inf") else (
-            f"max |diff| {result.max_abs_diff:.3g}, {result.within_one_level:.2%} of 8-bit values within one level")
-        raise NotEquivalent(f"backend {result.backend} ({result.precision}) is not equivalent to eager float32 on the first burst: "
-                            f"{got}; the gate needs {result.tolerance}")
+        got = (
+            "non-finite values"
+            if result.max_abs_diff == float("inf")
+            else (
+                f"max |diff| {result.max_abs_diff:.3g}, {result.within_one_level:.2%} of 8-bit values within one level"
+            )
+        )
+        raise NotEquivalent(
+            f"backend {result.backend} ({result.precision}) is not equivalent to eager float32 on the first burst: "
+            f"{got}; the gate needs {result.tolerance}"
+        )
     return result

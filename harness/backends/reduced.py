@@ -24,17 +24,50 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-ISLANDS: frozenset[Callable[..., Any]] = frozenset({
-    F.grid_sample, F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm, F.normalize, F.softmax, F.log_softmax,
-    torch.layer_norm, torch.group_norm, torch.batch_norm, torch.instance_norm, torch.grid_sampler,
-    torch.linalg.vector_norm, torch.linalg.norm, torch.norm, Tensor.norm, torch.cumsum, Tensor.cumsum,
-    torch.softmax, Tensor.softmax, torch.var, Tensor.var, torch.std, Tensor.std, torch.var_mean, torch.std_mean,
-})
+ISLANDS: frozenset[Callable[..., Any]] = frozenset(
+    {
+        F.grid_sample,
+        F.layer_norm,
+        F.group_norm,
+        F.batch_norm,
+        F.instance_norm,
+        F.normalize,
+        F.softmax,
+        F.log_softmax,
+        torch.layer_norm,
+        torch.group_norm,
+        torch.batch_norm,
+        torch.instance_norm,
+        torch.grid_sampler,
+        torch.linalg.vector_norm,
+        torch.linalg.norm,
+        torch.norm,
+        Tensor.norm,
+        torch.cumsum,
+        Tensor.cumsum,
+        torch.softmax,
+        Tensor.softmax,
+        torch.var,
+        Tensor.var,
+        torch.std,
+        Tensor.std,
+        torch.var_mean,
+        torch.std_mean,
+    }
+)
 """The operators that run in float32 under :class:`Float32Islands` (grid sampling, norms, statistics, scans)."""
 
-WEIGHTED: frozenset[Callable[..., Any]] = frozenset({
-    F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, F.linear,
-})
+WEIGHTED: frozenset[Callable[..., Any]] = frozenset(
+    {
+        F.conv1d,
+        F.conv2d,
+        F.conv3d,
+        F.conv_transpose1d,
+        F.conv_transpose2d,
+        F.conv_transpose3d,
+        F.linear,
+    }
+)
 """The operators whose input takes their weight's dtype under :class:`Float32Islands` (a float32 island's result
 that reaches a bfloat16 layer, through a concatenation say, computes in bfloat16 there)."""
 

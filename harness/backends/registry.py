@@ -46,7 +46,9 @@ def parse_backends(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in backend_names()]
     if not names or unknown:
-        raise HarnessError(f"--backend: unknown backend {', '.join(unknown) or repr(text)}; known: {', '.join(backend_names())}")
+        raise HarnessError(
+            f"--backend: unknown backend {', '.join(unknown) or repr(text)}; known: {', '.join(backend_names())}"
+        )
     if len(set(names)) != len(names):
         raise HarnessError(f"--backend: {text!r} names a backend twice")
     return names

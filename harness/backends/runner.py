@@ -27,7 +27,9 @@ from harness.inference import Precision
 class Runner:
     """``runner(burst)``: the prepared model's float32 output on the CPU, gated on the first call, always finite."""
 
-    def __init__(self, name: str, prepared: Prepared, model: nn.Module, settings: Settings, setup_seconds: float) -> None:
+    def __init__(
+        self, name: str, prepared: Prepared, model: nn.Module, settings: Settings, setup_seconds: float
+    ) -> None:
         self.name, self.prepared, self.model, self.settings = name, prepared, model, settings
         self.setup_seconds = setup_seconds
         self.gate: GateResult | None = None
@@ -39,7 +41,9 @@ class Runner:
             if self.gated and self.gate is None:
                 self.gate = check(compare(self.name, self.settings.precision, self.reference(burst), out))
         if not torch.isfinite(out).all():
-            raise HarnessError(f"backend {self.name} ({self.settings.precision.value}): the model produced non-finite values")
+            raise HarnessError(
+                f"backend {self.name} ({self.settings.precision.value}): the model produced non-finite values"
+            )
         return out
 
     def reference(self, burst: Tensor) -> Tensor:
@@ -48,13 +52,25 @@ class Runner:
 
     def describe(self) -> dict[str, Any]:
         """What ran: backend, precision, threads, set-up time, the backend's own details and the gate's verdict."""
-        return {"backend": self.name, "precision": self.settings.precision.value, "threads": self.settings.threads,
-                "device": str(self.settings.device), "setup_seconds": round(self.setup_seconds, 3), **self.prepared.describe(),
-                "gate": None if self.gate is None else self.gate.as_dict()}
+        return {
+            "backend": self.name,
+            "precision": self.settings.precision.value,
+            "threads": self.settings.threads,
+            "device": str(self.settings.device),
+            "setup_seconds": round(self.setup_seconds, 3),
+            **self.prepared.describe(),
+            "gate": None if self.gate is None else self.gate.as_dict(),
+        }
 
 
-def prepare_runner(model: nn.Module, backend: str, device: torch.device, precision: Precision, size: tuple[int, int],
-                   threads: int | None = None) -> Runner:
+def prepare_runner(
+    model: nn.Module,
+    backend: str,
+    device: torch.device,
+    precision: Precision,
+    size: tuple[int, int],
+    threads: int | None = None,
+) -> Runner:
     """``model`` (in eval mode, on ``device``) prepared by ``backend`` (or ``auto``) for bursts of ``size``."""
     settings = Settings(device, precision, threads or default_threads())
     chosen = choose_backend(backend, model, settings)

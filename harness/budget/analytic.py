@@ -50,8 +50,11 @@ class AnalyticCount:
 
     def ops_in(self, categories: set[str]) -> list[dict[str, Any]]:
         """Operators whose cost falls (wholly or partly) in ``categories``, with their calls and output elements."""
-        return [{"op": op, "calls": r.calls, "elements": r.elements} for op, r in sorted(self.by_op.items())
-                if any(c in categories and v for c, v in r.categories.items())]
+        return [
+            {"op": op, "calls": r.calls, "elements": r.elements}
+            for op, r in sorted(self.by_op.items())
+            if any(c in categories and v for c, v in r.categories.items())
+        ]
 
 
 class _CostMode(FlopCounterMode):

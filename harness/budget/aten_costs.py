@@ -51,9 +51,26 @@ Formula = Callable[[str, tuple[Any, ...], dict[str, Any], Any, bool], Costs]
 """``formula(operator name, args, kwargs, output, same_padding_module) -> {category: MACs}``."""
 
 CATEGORIES = (
-    "conv", "conv_same", "conv_transpose", "linear", "bias", "attention", "layer_norm", "group_norm", "batch_norm",
-    "activation", "elementwise", "reduction", "softmax", "cumsum", "pool", "interpolate", "grid_sample", "fft",
-    "gather_scatter", "data_movement",
+    "conv",
+    "conv_same",
+    "conv_transpose",
+    "linear",
+    "bias",
+    "attention",
+    "layer_norm",
+    "group_norm",
+    "batch_norm",
+    "activation",
+    "elementwise",
+    "reduction",
+    "softmax",
+    "cumsum",
+    "pool",
+    "interpolate",
+    "grid_sample",
+    "fft",
+    "gather_scatter",
+    "data_movement",
 )
 
 FORMULAS: dict[str, Formula] = {}
@@ -108,8 +125,13 @@ def _matmul_bias(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: 
     return {"linear": numel(out) * args[1].shape[-1], "bias": numel(out)}
 
 
-@_formula("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-          "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable")
+@_formula(
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+)
 def _attention(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     q, k = args[0], args[1]
     scores = prod(q.shape[:-1]) * k.shape[-2]
@@ -136,28 +158,165 @@ def _batch_norm_running(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     return {"batch_norm": 2 * numel(out)}
 
 
-_per_element("activation", 1, "silu", "relu", "gelu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
-             "softplus", "hardtanh", "mish", "relu6", "celu", "selu", "threshold", "_prelu_kernel", "log_sigmoid_forward")
-_per_element("elementwise", 1, "add", "sub", "mul", "div", "pow", "sqrt", "rsqrt", "exp", "exp2", "expm1", "log", "log2",
-             "log1p", "abs", "neg", "reciprocal", "clamp", "clamp_min", "clamp_max", "minimum", "maximum", "floor", "ceil",
-             "round", "trunc", "frac", "remainder", "fmod", "sign", "sin", "cos", "tan", "atan", "atan2", "erf", "square",
-             "eq", "ne", "lt", "gt", "le", "ge", "bitwise_and", "bitwise_or", "bitwise_not", "bitwise_xor", "logical_and",
-             "logical_or", "logical_not", "logical_xor", "where", "masked_fill", "isnan", "isinf", "isfinite", "rsub",
-             "native_dropout", "hypot", "nan_to_num", "angle", "real", "imag", "conj_physical", "sgn")
+_per_element(
+    "activation",
+    1,
+    "silu",
+    "relu",
+    "gelu",
+    "sigmoid",
+    "tanh",
+    "hardswish",
+    "hardsigmoid",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "hardtanh",
+    "mish",
+    "relu6",
+    "celu",
+    "selu",
+    "threshold",
+    "_prelu_kernel",
+    "log_sigmoid_forward",
+)
+_per_element(
+    "elementwise",
+    1,
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "sqrt",
+    "rsqrt",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log1p",
+    "abs",
+    "neg",
+    "reciprocal",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "minimum",
+    "maximum",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "remainder",
+    "fmod",
+    "sign",
+    "sin",
+    "cos",
+    "tan",
+    "atan",
+    "atan2",
+    "erf",
+    "square",
+    "eq",
+    "ne",
+    "lt",
+    "gt",
+    "le",
+    "ge",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_not",
+    "bitwise_xor",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "where",
+    "masked_fill",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "rsub",
+    "native_dropout",
+    "hypot",
+    "nan_to_num",
+    "angle",
+    "real",
+    "imag",
+    "conj_physical",
+    "sgn",
+)
 _per_element("elementwise", 2, "addcmul", "addcdiv", "lerp")
-_per_element("reduction", 1, "sum", "mean", "amax", "amin", "max", "min", "prod", "argmax", "argmin", "any", "all",
-             "nansum", "aminmax", source="input")
-_per_element("reduction", 2, "linalg_vector_norm", "norm", "var", "std", "var_mean", "std_mean", "logsumexp", source="input")
+_per_element(
+    "reduction",
+    1,
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "prod",
+    "argmax",
+    "argmin",
+    "any",
+    "all",
+    "nansum",
+    "aminmax",
+    source="input",
+)
+_per_element(
+    "reduction", 2, "linalg_vector_norm", "norm", "var", "std", "var_mean", "std_mean", "logsumexp", source="input"
+)
 _per_element("softmax", 5, "_softmax", "_safe_softmax", "_log_softmax", source="input")
 _per_element("cumsum", 1, "cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")
-_per_element("pool", 1, "_adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool3d", source="input")
-_per_element("gather_scatter", 1, "scatter_add", "index_add", "scatter_reduce", "index_put", "_index_put_impl",
-             "embedding_dense_backward", source="input")
-_per_element("gather_scatter", 0, "gather", "index_select", "index", "take", "embedding", "masked_select", "nonzero",
-             "scatter", "index_fill", "masked_scatter")
+_per_element(
+    "pool",
+    1,
+    "_adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "_adaptive_avg_pool3d",
+    "adaptive_max_pool3d",
+    source="input",
+)
+_per_element(
+    "gather_scatter",
+    1,
+    "scatter_add",
+    "index_add",
+    "scatter_reduce",
+    "index_put",
+    "_index_put_impl",
+    "embedding_dense_backward",
+    source="input",
+)
+_per_element(
+    "gather_scatter",
+    0,
+    "gather",
+    "index_select",
+    "index",
+    "take",
+    "embedding",
+    "masked_select",
+    "nonzero",
+    "scatter",
+    "index_fill",
+    "masked_scatter",
+)
 
 
-@_formula("max_pool2d_with_indices", "max_pool2d", "max_pool3d_with_indices", "max_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d")
+@_formula(
+    "max_pool2d_with_indices",
+    "max_pool2d",
+    "max_pool3d_with_indices",
+    "max_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "avg_pool1d",
+)
 def _pool(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, same: bool) -> Costs:
     k = args[1] if len(args) > 1 else kwargs["kernel_size"]
     k = list(k) if isinstance(k, (tuple, list)) else [int(k)]
@@ -165,9 +324,18 @@ def _pool(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, sa
     return {"pool": numel(out) * (kernel - 1 if "max" in name else kernel)}
 
 
-_INTERP_TAPS = {"upsample_nearest1d": 0, "upsample_nearest2d": 0, "upsample_nearest3d": 0, "_upsample_nearest_exact2d": 0,
-                "upsample_linear1d": 2, "upsample_bilinear2d": 4, "_upsample_bilinear2d_aa": 4, "upsample_trilinear3d": 8,
-                "upsample_bicubic2d": 16, "_upsample_bicubic2d_aa": 16}
+_INTERP_TAPS = {
+    "upsample_nearest1d": 0,
+    "upsample_nearest2d": 0,
+    "upsample_nearest3d": 0,
+    "_upsample_nearest_exact2d": 0,
+    "upsample_linear1d": 2,
+    "upsample_bilinear2d": 4,
+    "_upsample_bilinear2d_aa": 4,
+    "upsample_trilinear3d": 8,
+    "upsample_bicubic2d": 16,
+    "_upsample_bicubic2d_aa": 16,
+}
 
 
 @_formula(*_INTERP_TAPS)
@@ -193,16 +361,96 @@ def _fft(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, sam
 
 
 DATA_MOVEMENT = (
-    "view", "_unsafe_view", "reshape", "_reshape_alias", "permute", "transpose", "t", "expand", "slice", "select", "cat",
-    "stack", "clone", "contiguous", "copy", "_to_copy", "to", "alias", "unsqueeze", "squeeze", "flatten", "unflatten",
-    "pixel_shuffle", "pixel_unshuffle", "constant_pad_nd", "replication_pad1d", "replication_pad2d", "replication_pad3d",
-    "reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "empty", "empty_like", "empty_strided", "zeros",
-    "zeros_like", "ones", "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_empty", "new_full",
-    "new_empty_strided", "arange", "eye", "linspace", "fill", "zero", "lift_fresh", "lift_fresh_copy", "detach", "split",
-    "split_with_sizes", "chunk", "unbind", "narrow", "roll", "flip", "repeat", "tile", "as_strided", "diagonal", "tril",
-    "triu", "scalar_tensor", "_local_scalar_dense", "unfold", "im2col", "view_as_real", "view_as_complex", "_conj",
-    "resolve_conj", "resolve_neg", "_unsafe_index", "channel_shuffle", "movedim", "expand_as", "view_as", "set_",
-    "randn", "rand", "randint", "normal", "bernoulli", "uniform", "item", "_assert_tensor_metadata", "copy_",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "_reshape_alias",
+    "permute",
+    "transpose",
+    "t",
+    "expand",
+    "slice",
+    "select",
+    "cat",
+    "stack",
+    "clone",
+    "contiguous",
+    "copy",
+    "_to_copy",
+    "to",
+    "alias",
+    "unsqueeze",
+    "squeeze",
+    "flatten",
+    "unflatten",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "constant_pad_nd",
+    "replication_pad1d",
+    "replication_pad2d",
+    "replication_pad3d",
+    "reflection_pad1d",
+    "reflection_pad2d",
+    "reflection_pad3d",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "zeros",
+    "zeros_like",
+    "ones",
+    "ones_like",
+    "full",
+    "full_like",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+    "new_empty_strided",
+    "arange",
+    "eye",
+    "linspace",
+    "fill",
+    "zero",
+    "lift_fresh",
+    "lift_fresh_copy",
+    "detach",
+    "split",
+    "split_with_sizes",
+    "chunk",
+    "unbind",
+    "narrow",
+    "roll",
+    "flip",
+    "repeat",
+    "tile",
+    "as_strided",
+    "diagonal",
+    "tril",
+    "triu",
+    "scalar_tensor",
+    "_local_scalar_dense",
+    "unfold",
+    "im2col",
+    "view_as_real",
+    "view_as_complex",
+    "_conj",
+    "resolve_conj",
+    "resolve_neg",
+    "_unsafe_index",
+    "channel_shuffle",
+    "movedim",
+    "expand_as",
+    "view_as",
+    "set_",
+    "randn",
+    "rand",
+    "randint",
+    "normal",
+    "bernoulli",
+    "uniform",
+    "item",
+    "_assert_tensor_metadata",
+    "copy_",
 )
 for _name in DATA_MOVEMENT:
     FORMULAS.setdefault(_name, lambda name, args, kwargs, out, same: {"data_movement": 0})

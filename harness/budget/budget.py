@@ -37,9 +37,29 @@ PARAMS_RULE = f"params < {PARAM_LIMIT / 1e6:.1f} M"
 MACS_RULE = f"< {MAC_LIMIT / 1e12:.1f} T"
 
 COVERS: dict[str, set[str]] = {
-    "fvcore": {"conv", "conv_transpose", "linear", "layer_norm", "group_norm", "batch_norm", "grid_sample", "interpolate"},
-    "ptflops_pytorch": {"conv", "conv_same", "conv_transpose", "linear", "bias", "layer_norm", "group_norm", "batch_norm",
-                        "activation", "pool", "interpolate"},
+    "fvcore": {
+        "conv",
+        "conv_transpose",
+        "linear",
+        "layer_norm",
+        "group_norm",
+        "batch_norm",
+        "grid_sample",
+        "interpolate",
+    },
+    "ptflops_pytorch": {
+        "conv",
+        "conv_same",
+        "conv_transpose",
+        "linear",
+        "bias",
+        "layer_norm",
+        "group_norm",
+        "batch_norm",
+        "activation",
+        "pool",
+        "interpolate",
+    },
     "ptflops_aten": {"conv", "conv_same", "conv_transpose", "linear", "bias"},
     "flop_counter_mode": {"conv", "conv_same", "conv_transpose", "linear", "attention"},
     "analytic": set(CATEGORIES),
@@ -51,10 +71,22 @@ RUNNERS = {
     "flop_counter_mode": flop_counter_mode_count,
 }
 # fvcore's operator names -> the analytic categories they count.
-FVCORE_OPS = {"conv": ("conv", "conv_transpose"), "linear": ("linear",), "addmm": ("linear",), "matmul": ("linear",),
-              "bmm": ("linear",), "mm": ("linear",), "einsum": ("linear",), "layer_norm": ("layer_norm",),
-              "group_norm": ("group_norm",), "batch_norm": ("batch_norm",), "instance_norm": ("batch_norm",),
-              "upsample_nearest2d": ("interpolate",), "upsample_bilinear2d": ("interpolate",), "grid_sampler": ("grid_sample",)}
+FVCORE_OPS = {
+    "conv": ("conv", "conv_transpose"),
+    "linear": ("linear",),
+    "addmm": ("linear",),
+    "matmul": ("linear",),
+    "bmm": ("linear",),
+    "mm": ("linear",),
+    "einsum": ("linear",),
+    "layer_norm": ("layer_norm",),
+    "group_norm": ("group_norm",),
+    "batch_norm": ("batch_norm",),
+    "instance_norm": ("batch_norm",),
+    "upsample_nearest2d": ("interpolate",),
+    "upsample_bilinear2d": ("interpolate",),
+    "grid_sampler": ("grid_sample",),
+}
 
 
 def parse_counters(text: str) -> list[str]:
@@ -102,11 +134,15 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
     }
 
 
-def _verdicts(params: int, results: dict[str, dict[str, Any]], analytic: AnalyticCount, size: tuple[int, int]) -> dict[str, Any]:
+def _verdicts(
+    params: int, results: dict[str, dict[str, Any]], analytic: AnalyticCount, size: tuple[int, int]
+) -> dict[str, Any]:
     if tuple(size) != IMAGE_SIZE:
         note = f"n/a: the limits are defined at {IMAGE_HEIGHT}x{IMAGE_WIDTH}; run with --size {IMAGE_HEIGHT}x{IMAGE_WIDTH} for a verdict"
-        return {"official": {"pass": None, "params_m": params / 1000**2, "rule": note, "na": note},
-                "strict": {"pass": None, "params_m": params / 1000**2, "complete_t": {}, "rule": note, "na": note}}
+        return {
+            "official": {"pass": None, "params_m": params / 1000**2, "rule": note, "na": note},
+            "strict": {"pass": None, "params_m": params / 1000**2, "complete_t": {}, "rule": note, "na": note},
+        }
     ok = {n: r for n, r in results.items() if "failed" not in r}
     official = None
     if "fvcore" in ok:
@@ -130,13 +166,21 @@ def _verdicts(params: int, results: dict[str, dict[str, Any]], analytic: Analyti
 
 
 def _analytic_measured(analytic: AnalyticCount, size: tuple[int, int]) -> Measured:
-    return Measured(analytic.total, analytic.total, "MACs", False, f"formulas at {size[0]}x{size[1]} on the meta device",
-                    {op: r.macs for op, r in sorted(analytic.by_op.items())})
+    return Measured(
+        analytic.total,
+        analytic.total,
+        "MACs",
+        False,
+        f"formulas at {size[0]}x{size[1]} on the meta device",
+        {op: r.macs for op, r in sorted(analytic.by_op.items())},
+    )
 
 
 def _describe(name: str, m: Measured, analytic: AnalyticCount, seconds: float) -> dict[str, Any]:
     covered = COVERS[name]
-    uncounted = {cat: int(analytic.by_category[cat]) for cat in CATEGORIES if cat not in covered and cat in analytic.by_category}
+    uncounted = {
+        cat: int(analytic.by_category[cat]) for cat in CATEGORIES if cat not in covered and cat in analytic.by_category
+    }
     expected = sum(int(analytic.by_category[c]) for c in covered)
     out: dict[str, Any] = {
         "macs": int(m.macs),
@@ -145,7 +189,9 @@ def _describe(name: str, m: Measured, analytic: AnalyticCount, seconds: float) -
         "extrapolated": m.extrapolated,
         "how": m.how,
         "uncounted": uncounted,
-        "uncounted_ops": analytic.uncounted_ops() if name == "analytic" else analytic.ops_in(set(uncounted)) + analytic.uncounted_ops(),
+        "uncounted_ops": analytic.uncounted_ops()
+        if name == "analytic"
+        else analytic.ops_in(set(uncounted)) + analytic.uncounted_ops(),
         "difference_to_analytic_on_covered_operators": int(m.macs) - expected,
         "seconds": seconds,
     }
@@ -199,8 +245,9 @@ def build_for_budget(
     return model, source, {"path": str(weights), "sha256": sha256_file(weights)}
 
 
-def cached_budget(model: nn.Module, source: ModelSource, size: tuple[int, int], counters: list[str],
-                  progress: Progress | None = None) -> dict[str, Any]:
+def cached_budget(
+    model: nn.Module, source: ModelSource, size: tuple[int, int], counters: list[str], progress: Progress | None = None
+) -> dict[str, Any]:
     """The budget of a model at a size, computed once and kept in the cache (keyed by the model's source, its file's
     sha256, configuration, size, counters and the harness version), never recomputed in silence."""
     import hashlib
@@ -211,8 +258,11 @@ def cached_budget(model: nn.Module, source: ModelSource, size: tuple[int, int], 
     from harness.io import read_json, write_json
     from harness.registry import model_config
 
-    key = json.dumps([source.spec, source.sha256, source.args, model_config(model), list(size), counters, harness.__version__],
-                     sort_keys=True, default=str)
+    key = json.dumps(
+        [source.spec, source.sha256, source.args, model_config(model), list(size), counters, harness.__version__],
+        sort_keys=True,
+        default=str,
+    )
     path = cache_root() / "budgets" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
     if path.is_file():
         return read_json(path)

@@ -80,7 +80,9 @@ def fit_sizes(model: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple
     return (h, w), (2 * h, w), (h, 2 * w)
 
 
-def derive(measure: Callable[[int, int], dict[str, int]], size: tuple[int, int], model: nn.Module) -> tuple[dict[str, int], str]:
+def derive(
+    measure: Callable[[int, int], dict[str, int]], size: tuple[int, int], model: nn.Module
+) -> tuple[dict[str, int], str]:
     """Per-key counts at ``size`` from an exact affine fit in pixels, verified at a third size."""
     (h1, w1), (h2, w2), (h3, w3) = fit_sizes(model)
     c1, c2, c3 = measure(h1, w1), measure(h2, w2), measure(h3, w3)
@@ -136,8 +138,13 @@ def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int
         m = counting_copy(model)
         with torch.no_grad():
             macs, _ = get_model_complexity_info(
-                m, (channels, h, w), as_strings=False, backend="pytorch", print_per_layer_stat=False,
-                backend_specific_config={"count_functional": False}, ost=io.StringIO(),
+                m,
+                (channels, h, w),
+                as_strings=False,
+                backend="pytorch",
+                print_per_layer_stat=False,
+                backend_specific_config={"count_functional": False},
+                ost=io.StringIO(),
             )
         if macs is None:
             raise HarnessError("ptflops (pytorch backend) failed on this model")
@@ -156,9 +163,17 @@ def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 
 
     m = counting_copy(model, "meta")
     shape = (channels, *size)
-    macs, _ = get_model_complexity_info(  # the input on the meta device too (a parameter-free model would get a CPU one)
-        m, shape, as_strings=False, backend="aten", print_per_layer_stat=False, verbose=False, ost=io.StringIO(),
-        input_constructor=lambda _: torch.empty(1, *shape, device="meta"),
+    macs, _ = (
+        get_model_complexity_info(  # the input on the meta device too (a parameter-free model would get a CPU one)
+            m,
+            shape,
+            as_strings=False,
+            backend="aten",
+            print_per_layer_stat=False,
+            verbose=False,
+            ost=io.StringIO(),
+            input_constructor=lambda _: torch.empty(1, *shape, device="meta"),
+        )
     )
     if macs is None:
         raise HarnessError("ptflops (aten backend) failed on this model")
@@ -175,4 +190,6 @@ def flop_counter_mode_count(model: nn.Module, size: tuple[int, int], channels: i
         m(torch.empty(1, channels, *size, device="meta"))
     flops = int(counter.get_total_flops())
     by_op = {str(op).split(".")[1]: int(v) // 2 for op, v in counter.get_flop_counts().get("Global", {}).items()}
-    return Measured(flops // 2, flops, "FLOPs (2 per MAC)", False, f"measured at {size[0]}x{size[1]} on the meta device", by_op)
+    return Measured(
+        flops // 2, flops, "FLOPs (2 per MAC)", False, f"measured at {size[0]}x{size[1]} on the meta device", by_op
+    )

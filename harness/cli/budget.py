@@ -29,7 +29,9 @@ def budget_cmd(
     weights: WeightsOpt = None,
     size: SizeOpt = OFFICIAL_SIZE,
     as_json: JsonOpt = False,
-    counters: Annotated[str | None, typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")] = None,
+    counters: Annotated[
+        str | None, typer.Option(help=f"Comma-separated, of: {', '.join(COUNTERS)}.", show_default="all")
+    ] = None,
 ) -> None:
     """Parameters and MACs from several counters, reconciled, against the challenge limits.
 
@@ -52,7 +54,9 @@ def budget_cmd(
         render_budget(console, model, doc)
     official = doc["verdicts"]["official"]
     if official is not None and official["pass"] is False:
-        raise CheckFailed(f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore")
+        raise CheckFailed(
+            f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -122,7 +122,9 @@ def parse_size(text: str) -> tuple[int, int]:
         raise HarnessError(f"--size: expected HxW such as {IMAGE_HEIGHT}x{IMAGE_WIDTH}, got {text!r}") from None
     most = (MAX_SIDE_FACTOR * IMAGE_HEIGHT, MAX_SIDE_FACTOR * IMAGE_WIDTH)
     if not (0 < h <= most[0] and 0 < w <= most[1]):
-        raise HarnessError(f"--size: {h}x{w} is outside 1x1..{most[0]}x{most[1]} ({MAX_SIDE_FACTOR}x the challenge's size per side)")
+        raise HarnessError(
+            f"--size: {h}x{w} is outside 1x1..{most[0]}x{most[1]} ({MAX_SIDE_FACTOR}x the challenge's size per side)"
+        )
     return h, w
 
 
@@ -130,24 +132,47 @@ SPLIT_HELP = "; ".join(f"{s.value}: {s.help}" for s in Split)
 
 MODEL_HELP = "A registered name or plugin (`harness models`), FILE.py:NAME, package.module:NAME, or submission:PATH (a code submission folder or zip)."
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
-ModelArgsOpt = Annotated[str | None, typer.Option(help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones.")]
-TrustCodeOpt = Annotated[bool | None, typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")]
+ModelArgsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones."
+    ),
+]
+TrustCodeOpt = Annotated[
+    bool | None, typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")
+]
 WeightsOpt = Annotated[Path | None, typer.Option(help="Checkpoint (.pth state dict or .safetensors), loaded strictly.")]
 DataOpt = Annotated[Path | None, typer.Option(help="RawFusion-layout folder; default: the embedded synthetic dataset.")]
 ScenesOpt = Annotated[str | None, typer.Option(help="Scene numbers overriding the split, e.g. 280,283-285.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout (and nothing else there).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print exactly one JSON document on stdout (and nothing else there).")
+]
 SizeOpt = Annotated[str, typer.Option(help="H x W of the burst (the challenge's: 768x1536, where the limits hold).")]
 OFFICIAL_SIZE = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
-DeviceOpt = Annotated[Device | None, typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)]
-PrecisionOpt = Annotated[Precision | None, typer.Option(
-    help="fp32: IEEE float32, on GPUs too; tf32: float32 with TF32 tensor-core convolutions and matrix products, "
-         "GPUs only; bf16: bfloat16 weights and activations with grid sampling, norms and statistics in float32 "
-         "(GPUs: autocast), refused where the hardware lacks bfloat16, held to float32 by the equivalence gate; "
-         "fp16: float16 autocast, GPUs only.",
-    show_default=Precision.fp32.value)]
-BACKEND_HELP = ("How the model runs: eager (as written), fast (FlowCNRDB's CPU path), compile (torch.compile), onnxruntime, "
-                "openvino; auto: fast for a FlowCNRDB variant on a CPU, else eager. Every backend but eager float32 is held "
-                "to eager float32 on the first burst (the equivalence gate).")
+DeviceOpt = Annotated[
+    Device | None, typer.Option(help="auto takes CUDA when available.", show_default=Device.auto.value)
+]
+PrecisionOpt = Annotated[
+    Precision | None,
+    typer.Option(
+        help="fp32: IEEE float32, on GPUs too; tf32: float32 with TF32 tensor-core convolutions and matrix products, "
+        "GPUs only; bf16: bfloat16 weights and activations with grid sampling, norms and statistics in float32 "
+        "(GPUs: autocast), refused where the hardware lacks bfloat16, held to float32 by the equivalence gate; "
+        "fp16: float16 autocast, GPUs only.",
+        show_default=Precision.fp32.value,
+    ),
+]
+BACKEND_HELP = (
+    "How the model runs: eager (as written), fast (FlowCNRDB's CPU path), compile (torch.compile), onnxruntime, "
+    "openvino; auto: fast for a FlowCNRDB variant on a CPU, else eager. Every backend but eager float32 is held "
+    "to eager float32 on the first burst (the equivalence gate)."
+)
 BackendOpt = Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP, show_default="auto")]
-ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads during inference (set around each forward, restored after).",
-                                                   min=1, show_default="torch's default")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads during inference (set around each forward, restored after).",
+        min=1,
+        show_default="torch's default",
+    ),
+]

@@ -60,18 +60,54 @@ SIZE_DEFAULT = f"{default_of(SynthConfig, 'height')}x{default_of(SynthConfig, 'w
 @data_app.command("synth")
 def data_synth_cmd(
     out: Annotated[Path, typer.Argument(help="Folder to create.")],
-    train_scenes: Annotated[int | None, typer.Option(help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.", show_default=default_of(SynthConfig, "train_scenes"), min=0)] = None,
-    val_scenes: Annotated[int | None, typer.Option(help=f"Validation scenes, numbered from {VAL_SCENES.start}.", show_default=default_of(SynthConfig, "val_scenes"), min=0)] = None,
+    train_scenes: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Training scenes, numbered from {TRAIN_SCENES.start:03d}.",
+            show_default=default_of(SynthConfig, "train_scenes"),
+            min=0,
+        ),
+    ] = None,
+    val_scenes: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Validation scenes, numbered from {VAL_SCENES.start}.",
+            show_default=default_of(SynthConfig, "val_scenes"),
+            min=0,
+        ),
+    ] = None,
     size: Annotated[str | None, typer.Option(help="H x W, multiples of 32.", show_default=SIZE_DEFAULT)] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0)] = None,
-    test_scenes: Annotated[int | None, typer.Option(help=f"Scenes without ground truth in OUT/test, numbered from {FIRST_HIDDEN_SCENE} (like the official inputs).", show_default=default_of(SynthConfig, "test_scenes"), min=0)] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed (same seed, same bytes).", show_default=default_of(SynthConfig, "seed"), min=0),
+    ] = None,
+    test_scenes: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Scenes without ground truth in OUT/test, numbered from {FIRST_HIDDEN_SCENE} (like the official inputs).",
+            show_default=default_of(SynthConfig, "test_scenes"),
+            min=0,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
 ) -> None:
     """Synthesise a RawFusion-layout dataset from scikit-image's photographs."""
     from harness.data.synth import synthesize
 
     height, width = parse_size(size) if size else (None, None)
-    cfg = SynthConfig(**given(train_scenes=train_scenes, val_scenes=val_scenes, height=height, width=width, seed=seed, test_scenes=test_scenes))
+    cfg = SynthConfig(
+        **given(
+            train_scenes=train_scenes,
+            val_scenes=val_scenes,
+            height=height,
+            width=width,
+            seed=seed,
+            test_scenes=test_scenes,
+        )
+    )
     with progress_bar("synthesising") as advance:
         synthesize(out, cfg, force=force, progress=advance)
-    console.print(f"wrote {cfg.train_scenes + cfg.val_scenes} scene(s) to {out}" + (f", {cfg.test_scenes} without ground truth to {out / 'test'}" if cfg.test_scenes else ""))
+    console.print(
+        f"wrote {cfg.train_scenes + cfg.val_scenes} scene(s) to {out}"
+        + (f", {cfg.test_scenes} without ground truth to {out / 'test'}" if cfg.test_scenes else "")
+    )

@@ -47,13 +47,38 @@ def evaluate_cmd(
     precision: PrecisionOpt = None,
     backend: BackendOpt = None,
     threads: ThreadsOpt = None,
-    tile: Annotated[int | None, typer.Option(help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0)] = None,
-    overlap: Annotated[int | None, typer.Option(help="Tile overlap (with --tile); tiles are cut in its middle.", show_default=default_of(EvalConfig, "overlap"), min=0)] = None,
-    quantize: Annotated[Quantize | None, typer.Option(help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize"))] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Tile size for small devices (0: full image).", show_default=default_of(EvalConfig, "tile"), min=0
+        ),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Tile overlap (with --tile); tiles are cut in its middle.",
+            show_default=default_of(EvalConfig, "overlap"),
+            min=0,
+        ),
+    ] = None,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option(
+            help="floor matches the truncated GT; round is +0.5 LSB.", show_default=default_of(EvalConfig, "quantize")
+        ),
+    ] = None,
     force: Annotated[bool | None, typer.Option("--force", help="Recompute every scene.")] = None,
-    random_init: Annotated[bool | None, typer.Option("--random-init", help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).")] = None,
+    random_init: Annotated[
+        bool | None,
+        typer.Option(
+            "--random-init",
+            help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).",
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
-    budget: Annotated[bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")] = True,
+    budget: Annotated[
+        bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
@@ -62,10 +87,27 @@ def evaluate_cmd(
     from harness.tables import render_scores
 
     keep_freed_memory()  # this process is the runner: its allocator is its own
-    cfg = EvalConfig(model, **given(weights=weights, data=data, split=split, scenes=scenes, out=out, device=device, precision=precision,
-                                    backend=backend, threads=threads,
-                                    tile=tile, overlap=overlap, quantize=quantize, force=force, random_init=random_init,
-                                    model_args=model_args, trust_code=trust_code))
+    cfg = EvalConfig(
+        model,
+        **given(
+            weights=weights,
+            data=data,
+            split=split,
+            scenes=scenes,
+            out=out,
+            device=device,
+            precision=precision,
+            backend=backend,
+            threads=threads,
+            tile=tile,
+            overlap=overlap,
+            quantize=quantize,
+            force=force,
+            random_init=random_init,
+            model_args=model_args,
+            trust_code=trust_code,
+        ),
+    )
     with progress_bar("evaluating") as advance:
         summary = evaluate(cfg, advance)
     folder = RunFolder(cfg.run_dir)
@@ -87,7 +129,9 @@ def evaluate_cmd(
 def score_cmd(
     res_dir: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-out.tif (as submitted).")],
     gt: Annotated[Path, typer.Option(help="Folder holding Scene-XXX-gt.tif.")],
-    out: Annotated[Path | None, typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder for metrics.csv and summary.json.", show_default="RES_DIR-score")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score an existing folder of outputs the way the server read a submission."""

@@ -31,7 +31,12 @@ def export_cmd(
     size: Annotated[str, typer.Option(help="H x W of the bursts the exported model takes.")] = "768x1536",
     out: Annotated[Path | None, typer.Option(help="Output file.", show_default="exports/MODEL.onnx or .xml")] = None,
     threads: ThreadsOpt = None,
-    random_init: Annotated[bool | None, typer.Option("--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint.")] = None,
+    random_init: Annotated[
+        bool | None,
+        typer.Option(
+            "--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model for ONNX Runtime or OpenVINO and print its parity against the model as written."""
@@ -39,7 +44,9 @@ def export_cmd(
     from harness.export import describe, export_model
     from harness.run import default_run_dir
 
-    cfg = EvalConfig(model, **given(model_args=model_args, trust_code=trust_code, weights=weights, random_init=random_init))
+    cfg = EvalConfig(
+        model, **given(model_args=model_args, trust_code=trust_code, weights=weights, random_init=random_init)
+    )
     loaded, _, weights_used, _ = build_model(cfg, None)
     loaded.eval()
     name = default_run_dir(model, "x").name.removesuffix("-x")

@@ -9,7 +9,9 @@ import typer
 from harness.cli.common import JsonOpt, console, emit_json
 
 
-def models_cmd(pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*", as_json: JsonOpt = False) -> None:
+def models_cmd(
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*", as_json: JsonOpt = False
+) -> None:
     """List the registered models and installed plugins."""
     from harness.model_table import model_rows
     from harness.tables import render_models

@@ -12,9 +12,16 @@ from harness.cli.common import console, err_console
 
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `harness evaluate` run folder.")],
-    budget: Annotated[Path | None, typer.Option(help="`harness budget --json` output.", show_default="computed now")] = None,
+    budget: Annotated[
+        Path | None, typer.Option(help="`harness budget --json` output.", show_default="computed now")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="HTML file.", show_default="RUN_DIR/report.html")] = None,
-    compute_budget: Annotated[bool, typer.Option("--budget-compute/--no-budget", help="Compute the budget (once, cached) when no --budget is given.")] = True,
+    compute_budget: Annotated[
+        bool,
+        typer.Option(
+            "--budget-compute/--no-budget", help="Compute the budget (once, cached) when no --budget is given."
+        ),
+    ] = True,
 ) -> None:
     """A self-contained HTML report of a run."""
     from harness.progress import progress_bar

@@ -47,9 +47,14 @@ class CheckReport:
     def as_dict(self) -> dict[str, object]:
         """The report as JSON-ready values (``harness data check --json``)."""
         return {
-            "folder": str(self.folder), "split": self.split.value, "ok": self.ok, "scenes": [s.id for s in self.scenes],
-            "split_counts": self.split_counts(), "with_gt": self.with_gt,
-            "sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())}, "dtypes": dict(self.dtypes),
+            "folder": str(self.folder),
+            "split": self.split.value,
+            "ok": self.ok,
+            "scenes": [s.id for s in self.scenes],
+            "split_counts": self.split_counts(),
+            "with_gt": self.with_gt,
+            "sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())},
+            "dtypes": dict(self.dtypes),
             "ranges": {k: list(v) for k, v in self.ranges.items()},
             "problems": [{"scene": p.scene, "file": p.file, "what": p.what} for p in self.problems],
         }
@@ -96,24 +101,34 @@ def _check_scene(scene: Scene, report: CheckReport) -> None:
             continue
         report.dtypes[str(arr.dtype)] += 1
         if arr.ndim != 2:
-            report.problems.append(Problem(scene.id, name, f"expected a 2-D single-channel frame, got shape {arr.shape}"))
+            report.problems.append(
+                Problem(scene.id, name, f"expected a 2-D single-channel frame, got shape {arr.shape}")
+            )
             continue
         if not np.issubdtype(arr.dtype, np.floating):
             report.problems.append(Problem(scene.id, name, f"expected float data, got {arr.dtype}"))
         if shape is None:
             shape = arr.shape
         elif arr.shape != shape:
-            report.problems.append(Problem(scene.id, name, f"size {arr.shape[0]}x{arr.shape[1]} differs from frame 0's {shape[0]}x{shape[1]}"))
+            report.problems.append(
+                Problem(
+                    scene.id, name, f"size {arr.shape[0]}x{arr.shape[1]} differs from frame 0's {shape[0]}x{shape[1]}"
+                )
+            )
             continue
         if not np.all(np.isfinite(arr)):
-            report.problems.append(Problem(scene.id, name, f"{int(np.sum(~np.isfinite(arr)))} non-finite value(s) (NaN or inf)"))
+            report.problems.append(
+                Problem(scene.id, name, f"{int(np.sum(~np.isfinite(arr)))} non-finite value(s) (NaN or inf)")
+            )
             continue
         report._widen(group_of[i], arr)
     if shape is not None:
         h, w = shape[:2]
         report.sizes[(h, w)] += 1
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            report.problems.append(Problem(scene.id, f"{scene.id}-in-0.tif", f"size {h}x{w} is not a multiple of {SIZE_MULTIPLE}"))
+            report.problems.append(
+                Problem(scene.id, f"{scene.id}-in-0.tif", f"size {h}x{w} is not a multiple of {SIZE_MULTIPLE}")
+            )
     if scene.gt is not None:
         _check_gt(scene, scene.gt, shape, report)
 
@@ -128,7 +143,9 @@ def _check_gt(scene: Scene, path: Path, shape: tuple[int, ...] | None, report: C
         report.problems.append(Problem(scene.id, name, f"ground truth must be H x W x 3, got shape {gt.shape}"))
         return
     if shape is not None and gt.shape[:2] != shape:
-        report.problems.append(Problem(scene.id, name, f"size {gt.shape[0]}x{gt.shape[1]} differs from the frames' {shape[0]}x{shape[1]}"))
+        report.problems.append(
+            Problem(scene.id, name, f"size {gt.shape[0]}x{gt.shape[1]} differs from the frames' {shape[0]}x{shape[1]}")
+        )
     if not np.all(np.isfinite(gt)):
         report.problems.append(Problem(scene.id, name, "non-finite value(s) in the ground truth"))
         return

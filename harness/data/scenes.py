@@ -30,8 +30,19 @@ from harness.errors import HarnessError
 from harness.io import read_gt as read_gt_file
 from harness.io import read_tiff, sha256_file, tiff_header
 
-__all__ = ["EXPOSURE_GROUPS", "NUM_FRAMES", "Scene", "Split", "discover_scenes", "parse_scene_list", "read_frames",
-           "read_gt", "reference_rgb", "select_scenes", "frame_shape"]
+__all__ = [
+    "EXPOSURE_GROUPS",
+    "NUM_FRAMES",
+    "Scene",
+    "Split",
+    "discover_scenes",
+    "parse_scene_list",
+    "read_frames",
+    "read_gt",
+    "reference_rgb",
+    "select_scenes",
+    "frame_shape",
+]
 
 
 class Split(str, Enum):
@@ -50,6 +61,7 @@ class Split(str, Enum):
             "all": "every scene with ground truth",
             "test": "every scene present, ground truth optional",
         }[self.value]
+
 
 FILE_RE = re.compile(r"^Scene-(\d{3})-(?:in-(\d+)|(gt))\.tiff?$")
 
@@ -87,8 +99,9 @@ def _file_of(path: Path) -> tuple[int, int | None] | None:
         return None
     m = FILE_RE.match(path.name)
     if not m or (m.group(2) is not None and int(m.group(2)) >= NUM_FRAMES):
-        raise HarnessError(f"{path}: not a RawFusion name (Scene-XXX-in-0..{NUM_FRAMES - 1}.tif or Scene-XXX-gt.tif, "
-                           "XXX three digits)")
+        raise HarnessError(
+            f"{path}: not a RawFusion name (Scene-XXX-in-0..{NUM_FRAMES - 1}.tif or Scene-XXX-gt.tif, XXX three digits)"
+        )
     return int(m.group(1)), None if m.group(3) else int(m.group(2))
 
 
@@ -129,7 +142,10 @@ def parse_scene_list(text: str, option: str = "--scenes") -> list[int]:
 
 
 def select_scenes(
-    scenes: list[Scene], split: Split | str = Split.all, numbers: str | list[int] | None = None, option: str = "--scenes"
+    scenes: list[Scene],
+    split: Split | str = Split.all,
+    numbers: str | list[int] | None = None,
+    option: str = "--scenes",
 ) -> list[Scene]:
     """Apply a split (``train``, ``val``, ``all``, ``test``) or an explicit scene list (given as ``option``)."""
     if numbers:
@@ -157,8 +173,10 @@ def frame_shape(scene: Scene) -> tuple[int, ...]:
     path = scene.frame_paths()[0]
     shape = tiff_header(path)[0]
     if prod(shape[:2]) > MAX_DECODE_PIXELS:
-        raise HarnessError(f"{path}: declares {'x'.join(map(str, shape))}, more than the {MAX_DECODE_PIXELS:,} pixels "
-                           "any image here may have (refused before decoding)")
+        raise HarnessError(
+            f"{path}: declares {'x'.join(map(str, shape))}, more than the {MAX_DECODE_PIXELS:,} pixels "
+            "any image here may have (refused before decoding)"
+        )
     return shape
 
 
@@ -173,12 +191,16 @@ def read_frames(scene: Scene) -> np.ndarray:
     for path in paths:
         declared, dtype = tiff_header(path)
         if declared != shape:
-            raise HarnessError(f"{scene.id}: frames must be 2-D and of one size: {path.name} is {declared}, frame 0 {shape}")
+            raise HarnessError(
+                f"{scene.id}: frames must be 2-D and of one size: {path.name} is {declared}, frame 0 {shape}"
+            )
         if dtype.kind != "f":
             raise HarnessError(f"{path}: frames must be float (as stored by the challenge), got {dtype}")
         arr = read_tiff(path)
         if not np.isfinite(arr).all():
-            raise HarnessError(f"{path}: {int((~np.isfinite(arr)).sum())} non-finite value(s) (NaN or inf) in the frame")
+            raise HarnessError(
+                f"{path}: {int((~np.isfinite(arr)).sum())} non-finite value(s) (NaN or inf) in the frame"
+            )
         arrays.append(arr)
     return np.stack(arrays).astype(np.float32, copy=False)
 

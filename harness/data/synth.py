@@ -58,7 +58,16 @@ from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
 from harness.progress import Progress, notify
 
 GENERATOR_VERSION = "harness-synth-1"
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "stereo_motorcycle", "retina", "hubble_deep_field")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "stereo_motorcycle",
+    "retina",
+    "hubble_deep_field",
+)
 GROUP_EXPOSURE = {"short": 1.0, "mid": 2.0, "long": 4.0}
 EXPOSURES = tuple(GROUP_EXPOSURE[g] for i in range(NUM_FRAMES) for g, idx in EXPOSURE_GROUPS.items() if i in idx)
 MAX_VAL_SCENES = MAX_SCENE + 1 - VAL_SCENES.start
@@ -82,16 +91,24 @@ class SynthConfig:
 
     def test_numbers(self) -> list[int]:
         if not 0 <= self.test_scenes <= MAX_SCENE + 1 - FIRST_HIDDEN_SCENE:
-            raise HarnessError(f"--test-scenes: 0 to {MAX_SCENE + 1 - FIRST_HIDDEN_SCENE} (test scenes are numbered from {FIRST_HIDDEN_SCENE})")
+            raise HarnessError(
+                f"--test-scenes: 0 to {MAX_SCENE + 1 - FIRST_HIDDEN_SCENE} (test scenes are numbered from {FIRST_HIDDEN_SCENE})"
+            )
         return list(range(FIRST_HIDDEN_SCENE, FIRST_HIDDEN_SCENE + self.test_scenes))
 
     def numbers(self) -> list[int]:
         if self.train_scenes < 0 or self.val_scenes < 0 or self.train_scenes + self.val_scenes == 0:
-            raise HarnessError(f"--train-scenes and --val-scenes: at least one scene, none negative (got {self.train_scenes}, {self.val_scenes})")
+            raise HarnessError(
+                f"--train-scenes and --val-scenes: at least one scene, none negative (got {self.train_scenes}, {self.val_scenes})"
+            )
         if self.train_scenes > len(TRAIN_SCENES):
-            raise HarnessError(f"--train-scenes: at most {len(TRAIN_SCENES)} (train scenes are {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})")
+            raise HarnessError(
+                f"--train-scenes: at most {len(TRAIN_SCENES)} (train scenes are {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})"
+            )
         if self.val_scenes > MAX_VAL_SCENES:
-            raise HarnessError(f"--val-scenes: at most {MAX_VAL_SCENES} (validation scenes start at {VAL_SCENES.start})")
+            raise HarnessError(
+                f"--val-scenes: at most {MAX_VAL_SCENES} (validation scenes start at {VAL_SCENES.start})"
+            )
         start = VAL_SCENES.start
         return list(TRAIN_SCENES[: self.train_scenes]) + list(range(start, start + self.val_scenes))
 
@@ -169,7 +186,9 @@ def _scene_params(cfg: SynthConfig, number: int, rng: np.random.Generator, photo
     return params
 
 
-def make_scene(cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, SceneParams]:
+def make_scene(
+    cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, SceneParams]:
     """Frames (9, H, W) float32, GT (H, W, 3) float32 and the parameters of one scene."""
     from skimage.transform import resize
 
@@ -202,13 +221,19 @@ def make_scene(cfg: SynthConfig, number: int, photos: dict[str, np.ndarray]) -> 
     return frames, gt.astype(np.float32), p
 
 
-def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = False, progress: Progress | None = None) -> Path:
+def synthesize(
+    out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = False, progress: Progress | None = None
+) -> Path:
     """Write the dataset to ``out`` (built in a temporary folder, then renamed)."""
     out = Path(out)
     if cfg.height * cfg.width > MAX_DECODE_PIXELS:
-        raise HarnessError(f"--size: {cfg.height}x{cfg.width} has more than the {MAX_DECODE_PIXELS:,} pixels any image here may have")
+        raise HarnessError(
+            f"--size: {cfg.height}x{cfg.width} has more than the {MAX_DECODE_PIXELS:,} pixels any image here may have"
+        )
     if cfg.height % SIZE_MULTIPLE or cfg.width % SIZE_MULTIPLE or cfg.height <= 0 or cfg.width <= 0:
-        raise HarnessError(f"--size: H and W must be positive multiples of {SIZE_MULTIPLE}, got {cfg.height}x{cfg.width}")
+        raise HarnessError(
+            f"--size: H and W must be positive multiples of {SIZE_MULTIPLE}, got {cfg.height}x{cfg.width}"
+        )
     numbers = cfg.numbers()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise HarnessError(f"{out}: exists and is not empty (pass --force to replace it)")
@@ -218,13 +243,20 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), force: bool = 
         total = len(numbers) + cfg.test_scenes
         _write_scenes(tmp, cfg, numbers, photos, True, lambda k, stem: notify(progress, k, total, stem))
         if cfg.test_scenes:
-            _write_scenes(tmp / "test", cfg, cfg.test_numbers(), photos, False,
-                          lambda k, stem: notify(progress, len(numbers) + k, total, stem))
+            _write_scenes(
+                tmp / "test",
+                cfg,
+                cfg.test_numbers(),
+                photos,
+                False,
+                lambda k, stem: notify(progress, len(numbers) + k, total, stem),
+            )
     return out
 
 
-def _write_scenes(folder: Path, cfg: SynthConfig, numbers: list[int], photos: dict[str, np.ndarray], with_gt: bool,
-                  progress: Any) -> None:
+def _write_scenes(
+    folder: Path, cfg: SynthConfig, numbers: list[int], photos: dict[str, np.ndarray], with_gt: bool, progress: Any
+) -> None:
     """Frames (and ground truth) of ``numbers`` into ``folder``, with the dataset.json that describes them."""
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "config": asdict(cfg), "scenes": {}}

@@ -38,7 +38,12 @@ def gray(img_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (_as_float(img_u8) / 255.0) @ w
 
 
-def ssim_torch(gt_u8: np.ndarray | torch.Tensor, out_u8: np.ndarray | torch.Tensor, data_range: float = SERVER_SSIM_DATA_RANGE, win: int = SSIM_WINDOW) -> float:
+def ssim_torch(
+    gt_u8: np.ndarray | torch.Tensor,
+    out_u8: np.ndarray | torch.Tensor,
+    data_range: float = SERVER_SSIM_DATA_RANGE,
+    win: int = SSIM_WINDOW,
+) -> float:
     """Mean SSIM of the grayscale images: uniform win x win window, sample covariances,
     K1 = 0.01, K2 = 0.03, averaged over the positions whose window lies inside the image."""
     x = gray(gt_u8)[None, None]

@@ -43,7 +43,9 @@ from harness.sources import Args, resolve_model
 
 NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 """Names that go into file names in the zip (Model_ID_Name.py): nothing that could leave its folder."""
-TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True)
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
+)
 BLOCK_HARNESS = """
 import runpy, sys
 class _NoHarness:
@@ -110,8 +112,12 @@ def _model_fields(path: Path, model: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(args, (dict, list)):
         raise HarnessError(f"{path}: [model] args must be a table (keywords) or an array (positional)")
     rel = lambda name: Path(name) if Path(name).is_absolute() else path.parent / name
-    return {"file": rel(str(model["file"])), "class_name": str(model["class"]), "args": args,
-            "helpers": [rel(str(h)) for h in model.get("helpers", [])]}
+    return {
+        "file": rel(str(model["file"])),
+        "class_name": str(model["class"]),
+        "args": args,
+        "helpers": [rel(str(h)) for h in model.get("helpers", [])],
+    }
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -123,8 +129,15 @@ def read_manifest(path: Path) -> Manifest:
     if not isinstance(team, dict) or not isinstance(model, dict):
         raise HarnessError(f"{path}: needs the tables [team] (id, name) and [model] (name, ...)")
     try:
-        manifest = Manifest(path, str(team["id"]), str(team["name"]), str(model["name"]), str(model.get("weights", "bundled")),
-                            dict(doc.get("factsheet", {})), **_model_fields(path, model))
+        manifest = Manifest(
+            path,
+            str(team["id"]),
+            str(team["name"]),
+            str(model["name"]),
+            str(model.get("weights", "bundled")),
+            dict(doc.get("factsheet", {})),
+            **_model_fields(path, model),
+        )
     except KeyError as exc:
         raise HarnessError(f"{path}: missing field {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -133,7 +146,9 @@ def read_manifest(path: Path) -> Manifest:
         raise HarnessError(f"{path}: team id must be two digits, got {manifest.team_id!r}")
     for field_name, value in (("team name", manifest.team_name), ("model name", manifest.name)):
         if not NAME_RE.fullmatch(value):
-            raise HarnessError(f"{path}: {field_name} must be letters, digits and underscores ([A-Za-z0-9_]+), got {value!r}")
+            raise HarnessError(
+                f"{path}: {field_name} must be letters, digits and underscores ([A-Za-z0-9_]+), got {value!r}"
+            )
     return manifest
 
 
@@ -151,11 +166,18 @@ def _build(manifest: Manifest) -> tuple[nn.Module, Path, dict[str, Any]]:
     if manifest.registered:
         entry = model_entry(manifest.registered)
         assert entry.model_class is not None and entry.source_file is not None
-        return model, entry.source_file, {"model_class": entry.model_class.__name__, "args": [], "kwargs": model_config(model)}
+        return (
+            model,
+            entry.source_file,
+            {"model_class": entry.model_class.__name__, "args": [], "kwargs": model_config(model)},
+        )
     args = manifest.args
     assert source.file is not None and manifest.class_name is not None
-    construct = {"model_class": manifest.class_name, "args": args if isinstance(args, list) else [],
-                 "kwargs": args if isinstance(args, dict) else {}}
+    construct = {
+        "model_class": manifest.class_name,
+        "args": args if isinstance(args, list) else [],
+        "kwargs": args if isinstance(args, dict) else {},
+    }
     return model, Path(source.file), construct
 
 
@@ -166,13 +188,23 @@ def code_files(manifest: Manifest) -> dict[str, Path | bytes]:
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
     flops_size = f"{IMAGE_HEIGHT}x{IMAGE_WIDTH}"
     demo = TEMPLATES.get_template("test_demo.py.j2").render(
-        model_module=f"Model_{manifest.stem}", ckpt_file=f"Ckpt_{manifest.stem}.pth", flops_size=flops_size,
-        model_class=construct["model_class"], args=repr(construct["args"]), kwargs=repr(construct["kwargs"]),
+        model_module=f"Model_{manifest.stem}",
+        ckpt_file=f"Ckpt_{manifest.stem}.pth",
+        flops_size=flops_size,
+        model_class=construct["model_class"],
+        args=repr(construct["args"]),
+        kwargs=repr(construct["kwargs"]),
     )
     readme = TEMPLATES.get_template("code_readme.md.j2").render(
-        team_id=manifest.team_id, team_name=manifest.team_name, name=manifest.name, model=manifest.spec,
-        parameters=sum(p.numel() for p in model.parameters()), weights_sha256=sha256_file(weights),
-        frames=NUM_FRAMES, flops_size=flops_size, factsheet=manifest.factsheet,
+        team_id=manifest.team_id,
+        team_name=manifest.team_name,
+        name=manifest.name,
+        model=manifest.spec,
+        parameters=sum(p.numel() for p in model.parameters()),
+        weights_sha256=sha256_file(weights),
+        frames=NUM_FRAMES,
+        flops_size=flops_size,
+        factsheet=manifest.factsheet,
     )
     files: dict[str, Path | bytes] = {
         "models/__init__.py": b"",
@@ -196,13 +228,26 @@ def package_code(manifest_path: Path, out: Path) -> Path:
     return write_zip(code_files(read_manifest(manifest_path)), out)
 
 
-def run_demo(zip_path: Path, inputs: Path, outputs: Path, flops_size: str = "64x128") -> subprocess.CompletedProcess[str]:
+def run_demo(
+    zip_path: Path, inputs: Path, outputs: Path, flops_size: str = "64x128"
+) -> subprocess.CompletedProcess[str]:
     """Extract the code zip and run its test_demo.py where harness cannot be imported."""
     work = Path(tempfile.mkdtemp(prefix="harness-code-"))
     try:
         safe_extract(zip_path, work, allowed_suffixes=None)
-        cmd = [sys.executable, "-I", "-c", BLOCK_HARNESS, str(work / "test_demo.py"), "--input", str(inputs),
-               "--output", str(outputs), "--flops-size", flops_size]
+        cmd = [
+            sys.executable,
+            "-I",
+            "-c",
+            BLOCK_HARNESS,
+            str(work / "test_demo.py"),
+            "--input",
+            str(inputs),
+            "--output",
+            str(outputs),
+            "--flops-size",
+            flops_size,
+        ]
         return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=3600)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -227,11 +272,23 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
         if proc.returncode != 0:
             raise HarnessError(f"{zip_path}: test_demo.py failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         run = Path(tmp) / "run"
-        evaluate(EvalConfig(model=manifest.spec, model_args=manifest.args, weights=manifest.weights_path(), data=data,
-                            split=Split.val, out=run, backend="eager"))
-        differ = [s.output_name for s in scenes
-                  if not (demo_out / s.output_name).is_file()
-                  or (demo_out / s.output_name).read_bytes() != (run / "res" / s.output_name).read_bytes()]
+        evaluate(
+            EvalConfig(
+                model=manifest.spec,
+                model_args=manifest.args,
+                weights=manifest.weights_path(),
+                data=data,
+                split=Split.val,
+                out=run,
+                backend="eager",
+            )
+        )
+        differ = [
+            s.output_name
+            for s in scenes
+            if not (demo_out / s.output_name).is_file()
+            or (demo_out / s.output_name).read_bytes() != (run / "res" / s.output_name).read_bytes()
+        ]
         if differ:
             raise HarnessError(f"{zip_path}: outputs differ from harness evaluate for {', '.join(differ[:5])}")
         return {"zip": str(zip_path), "scenes": len(scenes), "identical": True, "demo_stdout": proc.stdout}
@@ -244,7 +301,19 @@ def verify_submission(path: Path, trust_code: bool, data: Path | None = None) ->
     from harness.evaluate import EvalConfig, evaluate
 
     with tempfile.TemporaryDirectory(prefix="harness-verify-submission-") as tmp:
-        summary = evaluate(EvalConfig(model=f"submission:{path}", trust_code=trust_code, data=data or embedded_dataset(),
-                                      split=Split.val, out=Path(tmp) / "run"))
-    return {"submission": str(path), "scenes": summary.num_scenes, "parameters": summary.parameters, "psnr": summary.psnr,
-            "source": summary.source}
+        summary = evaluate(
+            EvalConfig(
+                model=f"submission:{path}",
+                trust_code=trust_code,
+                data=data or embedded_dataset(),
+                split=Split.val,
+                out=Path(tmp) / "run",
+            )
+        )
+    return {
+        "submission": str(path),
+        "scenes": summary.num_scenes,
+        "parameters": summary.parameters,
+        "psnr": summary.psnr,
+        "source": summary.source,
+    }

@@ -85,7 +85,9 @@ def run_info(run_dir: Path, expect_scenes: str | None) -> RunInfo:
     if expect_scenes:
         scenes = [scene_id(n) for n in parse_scene_list(expect_scenes, "--expect-scenes")]
     elif summary is None:
-        raise HarnessError(f"{run_dir}: incomplete run (no summary.json): finish it with `harness evaluate`, or pass --expect-scenes")
+        raise HarnessError(
+            f"{run_dir}: incomplete run (no summary.json): finish it with `harness evaluate`, or pass --expect-scenes"
+        )
     else:
         scenes = list(summary.scenes)
     data = Path(summary.data) if summary is not None else None
@@ -168,7 +170,9 @@ def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes:
         want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
         if set(outputs) != want:
             missing, extra = sorted(want - set(outputs)), sorted(set(outputs) - want)
-            raise HarnessError(f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})")
+            raise HarnessError(
+                f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})"
+            )
     report: dict[str, Any] = {
         "zip": str(zip_path),
         "members": len(check.members),

@@ -28,5 +28,3 @@ def write_zip(files: dict[str, Path | bytes], out: Path) -> Path:
             src = files[name]
             zf.writestr(info, src if isinstance(src, bytes) else src.read_bytes(), compresslevel=9)
     return out
-
-

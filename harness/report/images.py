@@ -94,11 +94,23 @@ def compare_panels(scene: Scene, scene_id: str, labels: list[str], res_dirs: lis
     if gt is not None:
         panels.append(("ground truth (8-bit)", gt))
     panels += [(f"error: {lb} (0-{err_max:.0f} levels)", heatmap(e, err_max)) for lb, e in zip(labels, errs)]
-    panels += [(f"difference: {lb} vs {labels[0]} (0-{diff_max:.0f})", heatmap(d, diff_max, "viridis")) for lb, d in zip(labels[1:], diffs)]
-    return {"scene": scene_id, "at": (y0, x0), "crops": [{"caption": c, "src": png_uri(crop(img, y0, x0))} for c, img in panels]}
+    panels += [
+        (f"difference: {lb} vs {labels[0]} (0-{diff_max:.0f})", heatmap(d, diff_max, "viridis"))
+        for lb, d in zip(labels[1:], diffs)
+    ]
+    return {
+        "scene": scene_id,
+        "at": (y0, x0),
+        "crops": [{"caption": c, "src": png_uri(crop(img, y0, x0))} for c, img in panels],
+    }
 
 
 def thumbnails(scene_id: str, labels: list[str], res_dirs: list[Path]) -> dict[str, Any]:
     """A row of small PNGs: every run's output of one scene."""
-    return {"scene": scene_id, "images": [{"caption": lb, "src": thumb_uri(read_output(res / f"{scene_id}-out.tif"))}
-                                          for lb, res in zip(labels, res_dirs)]}
+    return {
+        "scene": scene_id,
+        "images": [
+            {"caption": lb, "src": thumb_uri(read_output(res / f"{scene_id}-out.tif"))}
+            for lb, res in zip(labels, res_dirs)
+        ],
+    }

@@ -120,7 +120,10 @@ def _visual(label: str, scene_id: str, psnr: float | None, res: Path, scene: Sce
     else:
         y0, x0 = max(0, (out.shape[0] - CROP) // 2), max(0, (out.shape[1] - CROP) // 2)
     images = [{"caption": caption, "src": webp_uri(img)} for caption, img in panels]
-    crops = [{"caption": f"{caption}, crop at ({y0}, {x0}), 1:1", "src": png_uri(crop(img, y0, x0))} for caption, img in panels]
+    crops = [
+        {"caption": f"{caption}, crop at ({y0}, {x0}), 1:1", "src": png_uri(crop(img, y0, x0))}
+        for caption, img in panels
+    ]
     return {"label": label, "scene": scene_id, "psnr": psnr, "images": images, "crops": crops}
 
 
@@ -131,14 +134,18 @@ def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
         raise HarnessError(f"{path}: not a `harness budget --json` document")
     source = doc.get("source") or {}
     if source.get("spec") != summary.model or doc["params"] != summary.parameters:
-        raise HarnessError(f"{path}: a budget of {source.get('spec', '?')} ({doc['params']:,} parameters), "
-                           f"not of this run's {summary.model} ({summary.parameters or 0:,} parameters)")
+        raise HarnessError(
+            f"{path}: a budget of {source.get('spec', '?')} ({doc['params']:,} parameters), "
+            f"not of this run's {summary.model} ({summary.parameters or 0:,} parameters)"
+        )
     if summary.source.get("args", {}) != source.get("args", {}) and summary.source.get("kind") != "registered":
         raise HarnessError(f"{path}: a budget of {source.get('spec')} with other arguments ({source.get('args')})")
     return doc
 
 
-def _budget(summary: RunSummary, budget_path: Path | None, compute: bool, progress: Progress | None) -> tuple[dict[str, Any] | None, str]:
+def _budget(
+    summary: RunSummary, budget_path: Path | None, compute: bool, progress: Progress | None
+) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
         return _given_budget(summary, budget_path), ""
     if not compute:
@@ -189,7 +196,11 @@ def _picks(table: pd.DataFrame, scenes: dict[str, Scene], res: Path) -> list[dic
 
 
 def render_run_report(
-    run_dir: Path, budget_path: Path | None = None, out: Path | None = None, budget: bool = True, progress: Progress | None = None
+    run_dir: Path,
+    budget_path: Path | None = None,
+    out: Path | None = None,
+    budget: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the report of a run folder (evaluate or score, with or without ground truth); returns its path."""
     folder = RunFolder(Path(run_dir))
@@ -198,18 +209,37 @@ def render_run_report(
     scored = folder.scored_metrics()
     data = Path(summary.data)
     scenes = {s.id: s for s in discover_scenes(data)} if data.is_dir() else {}
-    brightness = {sid: float(read_gt(s.gt).mean()) for sid, s in scenes.items() if s.gt is not None and sid in set(scored["scene"])}
+    brightness = {
+        sid: float(read_gt(s.gt).mean())
+        for sid, s in scenes.items()
+        if s.gt is not None and sid in set(scored["scene"])
+    }
     plots = _plots(scored, summary, brightness) if not scored.empty else {}
     log_path = folder.root / "train_log.csv"
     plots["training"] = _training_plot(read_csv(log_path)) if log_path.is_file() else ""
     budget_doc, budget_note = _budget(summary, budget_path, budget, progress)
     columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
     res = Path(summary.res) if summary.res else folder.res
-    html = _env().get_template("run.html.j2").render(
-        s=summary, source=source_text(summary.source), config=json.dumps(summary.model_config), versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
-        date=_now(), references=REFERENCES, plots=plots, budget=budget_doc, budget_note=budget_note,
-        rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
-        columns=columns, rows=table[columns].to_dict("records"), visuals=_picks(table, scenes, res), fmt=fmt, cell=fmt,
+    html = (
+        _env()
+        .get_template("run.html.j2")
+        .render(
+            s=summary,
+            source=source_text(summary.source),
+            config=json.dumps(summary.model_config),
+            versions=", ".join(f"{k} {v}" for k, v in summary.versions.items()),
+            date=_now(),
+            references=REFERENCES,
+            plots=plots,
+            budget=budget_doc,
+            budget_note=budget_note,
+            rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
+            columns=columns,
+            rows=table[columns].to_dict("records"),
+            visuals=_picks(table, scenes, res),
+            fmt=fmt,
+            cell=fmt,
+        )
     )
     return atomic_write_text(out or folder.report_html, html)
 
@@ -232,10 +262,24 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     for label, summary, t in zip(labels, summaries, tables):
         psnr = t.loc[shared, "psnr"]
         delta = psnr - base
-        runs.append({"label": label, "model": summary.model or "?", "psnr": float(psnr.mean()),
-                     "ssim": float(t.loc[shared, "ssim"].mean()), "delta": float(delta.mean()),
-                     "wins": int((delta > 0).sum()), "losses": int((delta < 0).sum()), "ties": int((delta == 0).sum())})
-    columns = ["scene"] + [f"PSNR {lb}" for lb in labels] + [f"SSIM {lb}" for lb in labels] + [f"ΔPSNR {lb}" for lb in labels[1:]]
+        runs.append(
+            {
+                "label": label,
+                "model": summary.model or "?",
+                "psnr": float(psnr.mean()),
+                "ssim": float(t.loc[shared, "ssim"].mean()),
+                "delta": float(delta.mean()),
+                "wins": int((delta > 0).sum()),
+                "losses": int((delta < 0).sum()),
+                "ties": int((delta == 0).sum()),
+            }
+        )
+    columns = (
+        ["scene"]
+        + [f"PSNR {lb}" for lb in labels]
+        + [f"SSIM {lb}" for lb in labels]
+        + [f"ΔPSNR {lb}" for lb in labels[1:]]
+    )
     for scene in shared:
         row: dict[str, Any] = {"scene": scene}
         for label, t in zip(labels, tables):
@@ -252,12 +296,25 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     res_dirs = [Path(sm.res) if sm.res else f.res for sm, f in zip(summaries, folders)]
     data = Path(summaries[0].data)
     scenes = {sc.id: sc for sc in discover_scenes(data)} if data.is_dir() else {}
-    spread = {sc: max(abs(float(t.loc[sc, "psnr"]) - float(tables[0].loc[sc, "psnr"])) for t in tables[1:]) for sc in shared}
+    spread = {
+        sc: max(abs(float(t.loc[sc, "psnr"]) - float(tables[0].loc[sc, "psnr"])) for t in tables[1:]) for sc in shared
+    }
     differ = [sc for sc in sorted(shared, key=lambda sc: -spread[sc])[:COMPARE_SCENES] if sc in scenes]
-    html = _env().get_template("compare.html.j2").render(
-        runs=runs, shared=shared, columns=columns, rows=rows, plot=png(fig), cell=fmt, date=_now(),
-        counts=[len(t) for t in tables], visuals=[compare_panels(scenes[sc], sc, labels, res_dirs) for sc in differ],
-        thumbs=[thumbnails(sc, labels, res_dirs) for sc in shared],
+    html = (
+        _env()
+        .get_template("compare.html.j2")
+        .render(
+            runs=runs,
+            shared=shared,
+            columns=columns,
+            rows=rows,
+            plot=png(fig),
+            cell=fmt,
+            date=_now(),
+            counts=[len(t) for t in tables],
+            visuals=[compare_panels(scenes[sc], sc, labels, res_dirs) for sc in differ],
+            thumbs=[thumbnails(sc, labels, res_dirs) for sc in shared],
+        )
     )
     return atomic_write_text(out, html)
 
@@ -273,7 +330,9 @@ def _shared_scenes(run_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str
     for scene in shared:
         digests = {t.loc[scene, "gt_sha256"] if "gt_sha256" in t else None for t in tables}
         if None in digests or len(digests) > 1:
-            raise HarnessError(f"{scene}: the runs scored it against different ground truth (other data?); nothing to compare")
+            raise HarnessError(
+                f"{scene}: the runs scored it against different ground truth (other data?); nothing to compare"
+            )
     return shared
 
 

@@ -40,9 +40,7 @@ def phase_offset(codes: np.ndarray) -> tuple[int, int]:
     raise AssertionError("no GRBG phase found")  # impossible for a Bayer mosaic
 
 
-def bayer_crop(
-    frames: np.ndarray, gt: np.ndarray, y: int, x: int, size: int, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def bayer_crop(frames: np.ndarray, gt: np.ndarray, y: int, x: int, size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Crop ``size`` x ``size`` at the even position (y, x), transformed by ``k``, mosaic kept GRBG.
 
     ``frames`` (T, H, W) and ``gt`` (3, H, W) may be memory-mapped; only the

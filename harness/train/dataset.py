@@ -60,7 +60,9 @@ def npy_cache(scenes: list[Scene]) -> list[tuple[Path, Path]]:
 class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Item ``i`` is the i-th training sample of this rank: (frames (9, C, C), gt (3, C, C))."""
 
-    def __init__(self, files: list[tuple[Path, Path]], crop: int, seed: int, rank: int = 0, length: int = 2**62) -> None:
+    def __init__(
+        self, files: list[tuple[Path, Path]], crop: int, seed: int, rank: int = 0, length: int = 2**62
+    ) -> None:
         if crop % 2:
             raise ValueError("the crop size must be even")
         self.files = files

@@ -95,7 +95,9 @@ def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def validate(model: nn.Module, val: list[tuple[np.ndarray, np.ndarray]], crop: int, device: torch.device) -> tuple[float, float]:
+def validate(
+    model: nn.Module, val: list[tuple[np.ndarray, np.ndarray]], crop: int, device: torch.device
+) -> tuple[float, float]:
     """Mean server-semantics PSNR and SSIM on the fixed centre crops."""
     was_training = model.training
     model.eval()
@@ -163,7 +165,9 @@ class Session:
         data, train_files, val_arrays = _load_data(cfg, multiple)
         _warn_if_too_large(model, cfg, device, amp)
         model.to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, cfg.iters, cfg.lr, cfg.min_lr) / cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=amp)
         torch.manual_seed(cfg.seed + 7919 * (rank + 1))  # dropout stream, one per rank
@@ -180,7 +184,9 @@ class Session:
         except CheckpointError as exc:
             raise HarnessError(str(exc)) from None
         except Exception as exc:  # truncated, corrupt or foreign files raise several types
-            raise HarnessError(f"{path}: not a resumable training state ({type(exc).__name__}: {first_line(exc)})") from None
+            raise HarnessError(
+                f"{path}: not a resumable training state ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
         self.model.load_state_dict(state["model"], strict=True)
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -188,11 +194,26 @@ class Session:
         torch.set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0])
         self.start, self.best = int(state["iteration"]), float(state["best"])
         if (self.cfg.out / "train_log.csv").is_file():
-            self.log = [r for r in read_csv(self.cfg.out / "train_log.csv").to_dict("records") if r["iteration"] <= self.start]
+            self.log = [
+                r for r in read_csv(self.cfg.out / "train_log.csv").to_dict("records") if r["iteration"] <= self.start
+            ]
 
 
-SCHEDULE = ("model", "model_args", "iters", "batch", "crop", "lr", "min_lr", "weight_decay", "beta1", "beta2", "seed",
-            "train_scenes", "val_scenes")
+SCHEDULE = (
+    "model",
+    "model_args",
+    "iters",
+    "batch",
+    "crop",
+    "lr",
+    "min_lr",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "seed",
+    "train_scenes",
+    "val_scenes",
+)
 """Settings a resumed run must keep: changing any of them would silently change what the run computes."""
 
 
@@ -202,20 +223,31 @@ def _warn_if_too_large(model: nn.Module, cfg: TrainConfig, device: torch.device,
     try:
         need = training_memory(model, cfg.micro_batch or cfg.batch, cfg.crop, half=amp)
     except (RuntimeError, NotImplementedError, ValueError, TypeError) as exc:  # a model the meta device cannot run
-        warnings.warn(HarnessWarning(f"no memory estimate for {cfg.model} ({type(exc).__name__}: {first_line(exc)})"), stacklevel=2)
+        warnings.warn(
+            HarnessWarning(f"no memory estimate for {cfg.model} ({type(exc).__name__}: {first_line(exc)})"),
+            stacklevel=2,
+        )
         return
     have = available_memory(device)
     if need > have:
-        remedy = "--micro-batch or a smaller --crop" + (" (the published configuration is a GPU job)" if device.type == "cpu" else "")
-        warnings.warn(HarnessWarning(
-            f"this configuration needs about {need / 2**30:.1f} GiB to train (batch {cfg.micro_batch or cfg.batch} of "
-            f"{cfg.crop}x{cfg.crop} crops{', float16 autocast' if amp else ''}), more than the {have / 2**30:.1f} GiB "
-            f"available on {device}: use {remedy}"), stacklevel=2)
+        remedy = "--micro-batch or a smaller --crop" + (
+            " (the published configuration is a GPU job)" if device.type == "cpu" else ""
+        )
+        warnings.warn(
+            HarnessWarning(
+                f"this configuration needs about {need / 2**30:.1f} GiB to train (batch {cfg.micro_batch or cfg.batch} of "
+                f"{cfg.crop}x{cfg.crop} crops{', float16 autocast' if amp else ''}), more than the {have / 2**30:.1f} GiB "
+                f"available on {device}: use {remedy}"
+            ),
+            stacklevel=2,
+        )
 
 
 def _check_run_folder(cfg: TrainConfig) -> None:
     if cfg.iters < 1 or cfg.batch < 1 or cfg.crop < 2 or cfg.val_every < 1 or cfg.log_every < 1 or cfg.workers < 0:
-        raise HarnessError("--iters, --batch, --val-every and --log-every must be at least 1, --crop at least 2, --workers at least 0")
+        raise HarnessError(
+            "--iters, --batch, --val-every and --log-every must be at least 1, --crop at least 2, --workers at least 0"
+        )
     if cfg.micro_batch is not None and not 1 <= cfg.micro_batch <= cfg.batch:
         raise HarnessError(f"--micro-batch must be in 1..{cfg.batch} (--batch)")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -233,10 +265,14 @@ def _check_run_folder(cfg: TrainConfig) -> None:
         changed = [k for k in SCHEDULE if k in previous and previous[k] != now[k]]
         if changed:
             was = ", ".join(f"--{k.replace('_', '-')} {previous[k]} (now {now[k]})" for k in changed)
-            raise HarnessError(f"{cfg.out}: --resume continues the run as it started: {was}; start a new run to change them")
+            raise HarnessError(
+                f"{cfg.out}: --resume continues the run as it started: {was}; start a new run to change them"
+            )
 
 
-def _load_data(cfg: TrainConfig, multiple: int) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
+def _load_data(
+    cfg: TrainConfig, multiple: int
+) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
     data = cfg.data or embedded_dataset()
     scenes = discover_scenes(data)
     train_scenes = select_scenes(scenes, "train", cfg.train_scenes, "--train-scenes")
@@ -245,13 +281,22 @@ def _load_data(cfg: TrainConfig, multiple: int) -> tuple[Path, list[tuple[Path, 
         raise HarnessError(f"{data}: no training scenes")
     both = sorted({s.id for s in train_scenes} & {s.id for s in val_scenes})
     if both:
-        warnings.warn(HarnessWarning(f"scene(s) {', '.join(both)} both train and validate: the validation PSNR is not held out"), stacklevel=2)
+        warnings.warn(
+            HarnessWarning(f"scene(s) {', '.join(both)} both train and validate: the validation PSNR is not held out"),
+            stacklevel=2,
+        )
     shapes = {scene.id: frame_shape(scene)[:2] for scene in train_scenes}
     for scene_id, (h, w) in shapes.items():
         if min(h, w) < cfg.crop + 2:
             largest = (min(min(shape) for shape in shapes.values()) - 2) // multiple * multiple
-            hint = f"these scenes take --crop {largest} at most" if largest >= multiple else "they are too small to train on"
-            raise HarnessError(f"{scene_id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels); {hint}")
+            hint = (
+                f"these scenes take --crop {largest} at most"
+                if largest >= multiple
+                else "they are too small to train on"
+            )
+            raise HarnessError(
+                f"{scene_id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels); {hint}"
+            )
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
             raise HarnessError(f"{scene.id}: ground truth missing in {data}")
@@ -293,8 +338,14 @@ def _step(s: Session, net: nn.Module, x: torch.Tensor, y: torch.Tensor, it: int)
 
 
 def _log_row(s: Session, it: int, losses: list[float], validate_now: bool, seconds: float) -> dict[str, Any]:
-    row = {"iteration": it, "loss": float(np.mean(losses)), "lr": s.opt.param_groups[0]["lr"], "val_psnr": math.nan,
-           "val_ssim": math.nan, "seconds": seconds}
+    row = {
+        "iteration": it,
+        "loss": float(np.mean(losses)),
+        "lr": s.opt.param_groups[0]["lr"],
+        "val_psnr": math.nan,
+        "val_ssim": math.nan,
+        "seconds": seconds,
+    }
     if validate_now and s.val_arrays:
         row["val_psnr"], row["val_ssim"] = validate(s.model, s.val_arrays, s.cfg.val_crop, s.device)
         if row["val_psnr"] > s.best:
@@ -308,11 +359,22 @@ def _log_row(s: Session, it: int, losses: list[float], validate_now: bool, secon
 def _train(cfg: TrainConfig, s: Session, progress: Progress | None) -> dict[str, Any]:
     if s.rank == 0 and not cfg.resume:  # a resumed run keeps the settings it started with
         cfg.out.mkdir(parents=True, exist_ok=True)
-        write_json(cfg.out / "config.json", {**asdict(cfg), "amp": s.amp, "world_size": s.world, "data": str(s.data),
-                                             "source": s.source.as_dict(), "model_config": model_config(s.model)})
+        write_json(
+            cfg.out / "config.json",
+            {
+                **asdict(cfg),
+                "amp": s.amp,
+                "world_size": s.world,
+                "data": str(s.data),
+                "source": s.source.as_dict(),
+                "model_config": model_config(s.model),
+            },
+        )
     net: nn.Module = s.model
     if s.world > 1:
-        net = nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None
+        )
     stop = cfg.stop_after or cfg.iters
     net.train()
     t0 = time.perf_counter() - (s.log[-1]["seconds"] if s.log else 0.0)  # a resumed run's clock goes on
