@@ -17,7 +17,7 @@ import argparse
 from typing import Any
 
 from harness.bench import BenchConfig, bench, cpu_isa, machine
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.errors import HarnessError
 from harness.inference import Device, Precision
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from harness.bench import BenchConfig, bench
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 
 COMPETITOR = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -38,7 +38,7 @@ from harness.allocator import keep_freed_memory, relaunch_without_tcache
 from harness.backends.fast import fast_forward
 from harness.backends.reduced import bfloat16_forward
 from harness.budget.aten_costs import cost
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.inference import Precision, cpu_has_bf16
 from harness.models.flowcnrdb import FlowCNRDB
 

@@ -25,7 +25,7 @@ import torch
 from precision import compare_outputs  # benchmarks/precision.py, beside this file
 
 from harness.bench import BenchConfig, bench
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.inference import Device, Precision
 
 

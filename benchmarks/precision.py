@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench import BenchConfig, bench
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.evaluate import EvalConfig, evaluate
 from harness.inference import Device, Precision
 from harness.io import read_output

@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from harness import create_model
 from harness.allocator import keep_freed_memory, relaunch_without_tcache
 from harness.backends.fast import fast_forward
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.models.flowcnrdb import FlowCNRDB
 
 GROUPS = {

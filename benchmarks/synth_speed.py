@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.data.synth import SynthConfig, synthesize
 
 

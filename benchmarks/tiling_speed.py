@@ -16,7 +16,7 @@ import torch
 
 from harness import create_model
 from harness.backends import prepare_runner
-from harness.cli.common import parse_size
+from harness.challenge import parse_size
 from harness.inference import Precision, Tiling, run_model
 from harness.registry import model_multiple
 

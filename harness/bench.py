@@ -29,7 +29,7 @@ import torch
 from harness.allocator import without_tcache
 from harness.challenge import IMAGE_SIZE, NUM_FRAMES
 from harness.errors import HarnessError
-from harness.inference import Device, Precision, check_precision, describe_gpu, resolve_device
+from harness.inference import Device, Precision, check_precision, describe_gpu, peak_memory_mb, resolve_device
 
 BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
 
@@ -113,7 +113,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     x = torch.rand(1, NUM_FRAMES, *spec["size"])
     with torch_threads(runner.settings.threads):
         seconds = _timed(runner.prepared, x, device, spec["warmup"], spec["repeats"])
-    peak = _peak_mb(device)
+    peak = peak_memory_mb(device)
     try:
         runner(x)
         refused = None
@@ -143,13 +143,6 @@ def _timed(
         if i >= warmup:
             times.append(elapsed)
     return times
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def _measure(cfg: BenchConfig, backend: str, device: torch.device) -> dict[str, Any]:

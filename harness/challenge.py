@@ -7,6 +7,8 @@ factsheet (the 280/20 split). Every other module takes these from here.
 
 from __future__ import annotations
 
+from harness.errors import HarnessError
+
 # --------------------------------------------------------------------------- data layout (starter kit)
 
 NUM_FRAMES = 9
@@ -95,3 +97,17 @@ def split_of(number: int) -> str:
 def scene_id(number: int) -> str:
     """``Scene-XXX``."""
     return f"Scene-{number:0{SCENE_DIGITS}d}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"768x1536"`` -> (768, 1536); each side positive and at most MAX_SIDE_FACTOR times the challenge's."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HarnessError(f"--size: expected HxW such as {IMAGE_HEIGHT}x{IMAGE_WIDTH}, got {text!r}") from None
+    most = (MAX_SIDE_FACTOR * IMAGE_HEIGHT, MAX_SIDE_FACTOR * IMAGE_WIDTH)
+    if not (0 < h <= most[0] and 0 < w <= most[1]):
+        raise HarnessError(
+            f"--size: {h}x{w} is outside 1x1..{most[0]}x{most[1]} ({MAX_SIDE_FACTOR}x the challenge's size per side)"
+        )
+    return h, w

@@ -12,7 +12,6 @@ remaining scenes.
 from __future__ import annotations
 
 import platform
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from harness.inference import (
     Tiling,
     check_precision,
     describe_gpu,
+    peak_memory_mb,
     resolve_device,
     run_model,
     to_hwc,
@@ -221,12 +221,6 @@ def _reusable(folder: RunFolder, row: dict[str, Any], scene: Scene | None, finge
     return out.is_file() and sha256_file(out) == row.get("output_sha256")
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def versions(device: torch.device | None = None) -> dict[str, str]:
     """The software a run used, and on a CUDA ``device`` the GPU and CUDA version."""
     import skimage
@@ -344,6 +338,6 @@ def _summary(
         tiling={"tile": cfg.tile, "overlap": cfg.overlap},
         versions=versions(device),
         timings={"wall_seconds": wall, "mean_seconds_per_scene": float(table["seconds"].mean())},
-        peak_memory_mb=_peak_memory_mb(device),
+        peak_memory_mb=peak_memory_mb(device),
         command=" ".join(sys.argv),
     )

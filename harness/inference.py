@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,20 @@ def describe_gpu(device: torch.device | None) -> dict[str, Any] | None:
         "capability": f"{props.major}.{props.minor}",
         "cuda": torch.version.cuda,
     }
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """This run's memory high-water mark in MiB: ``max_memory_allocated`` on a CUDA ``device``; on the CPU the
+    larger of this process's resident high-water mark (``VmHWM``, Linux) and its largest child's (``ru_maxrss``)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+    try:
+        status = Path("/proc/self/status").read_text()
+        own = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    except (OSError, StopIteration):
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return max(own, children)
 
 
 class Precision(str, Enum):

@@ -37,11 +37,10 @@ def test_package_code_does_not_verify_unless_asked(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert "test_demo.py" in zipfile.ZipFile(tmp_path / "c.zip").namelist()
-    old = runner.invoke(
-        app,
-        ["package", "--code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "d.zip"), "--no-verify-code"],
+    explicit = runner.invoke(
+        app, ["package", "code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "d.zip"), "--no-verify"]
     )
-    assert old.exit_code == 0, old.output
+    assert explicit.exit_code == 0, explicit.output
 
 
 def _help(*command: str) -> str:

@@ -56,7 +56,7 @@ def test_verify_scores_like_the_run(tmp_path, run_dir, small_data):
     report = verify_zip(zip_path, small_data)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert report["psnr"] == summary["psnr"] and report["ssim"] == summary["ssim"]
-    result = runner.invoke(app, ["package", "--verify", str(zip_path), "--gt", str(small_data)])
+    result = runner.invoke(app, ["package", "verify", str(zip_path), "--gt", str(small_data)])
     assert result.exit_code == 0 and "the server reads 3 output(s)" in result.output
 
 
@@ -94,7 +94,7 @@ def test_bad_results_refused(tmp_path, run_dir, small_data, how):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     _damage(run, how, small_data)
-    result = runner.invoke(app, ["package", str(run), "--out", str(tmp_path / "s.zip")])
+    result = runner.invoke(app, ["package", "results", str(run), "--out", str(tmp_path / "s.zip")])
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
@@ -150,7 +150,7 @@ def test_unsafe_zips_refused_before_extraction(tmp_path, how):
         safe_extract(zip_path, target)
     assert not any(target.iterdir())
     assert not (tmp_path / "deep" / "escaped.tif").exists() and not Path("/tmp/harness-absolute.tif").exists()
-    result = runner.invoke(app, ["package", "--verify", str(zip_path)])
+    result = runner.invoke(app, ["package", "verify", str(zip_path)])
     assert result.exit_code == 2
 
 

@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "harness").rglob("*.py")) + sorted((ROOT / "models").glob("*.py"))
 
 
-def test_no_function_over_50_lines():
+def test_no_function_body_over_50_lines():
     long = []
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 50:
-                long.append(
-                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-                )
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.end_lineno - node.body[0].lineno + 1  # the signature, one option a line, does not count
+                if body > 50:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({body} lines)")
     assert not long, long
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from harness.challenge import parse_size
 from harness.cli.common import (
     BACKEND_HELP,
     OFFICIAL_SIZE,
@@ -21,7 +22,6 @@ from harness.cli.common import (
     console,
     emit_json,
     given,
-    parse_size,
     print_error,
 )
 

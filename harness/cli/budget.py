@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from harness.budget.counters import COUNTERS
+from harness.challenge import parse_size
 from harness.cli.common import (
     OFFICIAL_SIZE,
     JsonOpt,
@@ -18,7 +19,6 @@ from harness.cli.common import (
     console,
     emit_json,
     err_console,
-    parse_size,
 )
 
 

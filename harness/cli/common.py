@@ -28,7 +28,7 @@ try:  # typer vendors click from 0.20 on
 except ImportError:  # pragma: no cover
     from click import exceptions as cli_errors  # type: ignore[no-redef]
 
-from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_SIDE_FACTOR
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
 from harness.data import Split
 from harness.errors import HarnessError, HarnessWarning
 from harness.inference import Device, Precision
@@ -112,20 +112,6 @@ def emit_json(doc: Any) -> None:
 def given(**options: Any) -> dict[str, Any]:
     """The options the user gave (not None): the library's defaults fill the rest."""
     return {k: v for k, v in options.items() if v is not None}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"768x1536"`` -> (768, 1536); each side positive and at most MAX_SIDE_FACTOR times the challenge's."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise HarnessError(f"--size: expected HxW such as {IMAGE_HEIGHT}x{IMAGE_WIDTH}, got {text!r}") from None
-    most = (MAX_SIDE_FACTOR * IMAGE_HEIGHT, MAX_SIDE_FACTOR * IMAGE_WIDTH)
-    if not (0 < h <= most[0] and 0 < w <= most[1]):
-        raise HarnessError(
-            f"--size: {h}x{w} is outside 1x1..{most[0]}x{most[1]} ({MAX_SIDE_FACTOR}x the challenge's size per side)"
-        )
-    return h, w
 
 
 SPLIT_HELP = "; ".join(f"{s.value}: {s.help}" for s in Split)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.challenge import FIRST_HIDDEN_SCENE, TRAIN_SCENES, VAL_SCENES
+from harness.challenge import FIRST_HIDDEN_SCENE, TRAIN_SCENES, VAL_SCENES, parse_size
 from harness.cli.common import (
     SPLIT_HELP,
     BoundaryGroup,
@@ -18,7 +18,6 @@ from harness.cli.common import (
     emit_json,
     err_console,
     given,
-    parse_size,
 )
 from harness.data import Split
 from harness.data.synth import SynthConfig

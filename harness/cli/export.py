@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from harness.challenge import parse_size
 from harness.cli.common import (
     JsonOpt,
     ModelArgsOpt,
@@ -17,7 +18,6 @@ from harness.cli.common import (
     console,
     emit_json,
     given,
-    parse_size,
 )
 from harness.export import Format
 

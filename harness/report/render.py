@@ -257,37 +257,12 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     tables = [f.scored_metrics().set_index("scene") for f in folders]
     shared = _shared_scenes(run_dirs, tables)
     labels = _labels(run_dirs)
-    base = tables[0].loc[shared, "psnr"]
-    runs, rows = [], []
-    for label, summary, t in zip(labels, summaries, tables):
-        psnr = t.loc[shared, "psnr"]
-        delta = psnr - base
-        runs.append(
-            {
-                "label": label,
-                "model": summary.model or "?",
-                "psnr": float(psnr.mean()),
-                "ssim": float(t.loc[shared, "ssim"].mean()),
-                "delta": float(delta.mean()),
-                "wins": int((delta > 0).sum()),
-                "losses": int((delta < 0).sum()),
-                "ties": int((delta == 0).sum()),
-            }
-        )
     columns = (
         ["scene"]
         + [f"PSNR {lb}" for lb in labels]
         + [f"SSIM {lb}" for lb in labels]
         + [f"ΔPSNR {lb}" for lb in labels[1:]]
     )
-    for scene in shared:
-        row: dict[str, Any] = {"scene": scene}
-        for label, t in zip(labels, tables):
-            row[f"PSNR {label}"] = float(t.loc[scene, "psnr"])
-            row[f"SSIM {label}"] = float(t.loc[scene, "ssim"])
-        for label in labels[1:]:
-            row[f"ΔPSNR {label}"] = row[f"PSNR {label}"] - row[f"PSNR {labels[0]}"]
-        rows.append(row)
     fig, ax = plt.subplots(figsize=(7, 3))
     for scene in shared:
         ax.plot(range(len(labels)), [t.loc[scene, "psnr"] for t in tables], color="#999", lw=0.8, marker="o", ms=3)
@@ -304,10 +279,10 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
         _env()
         .get_template("compare.html.j2")
         .render(
-            runs=runs,
+            runs=_compare_runs(labels, summaries, tables, shared),
             shared=shared,
             columns=columns,
-            rows=rows,
+            rows=_compare_rows(labels, tables, shared),
             plot=png(fig),
             cell=fmt,
             date=_now(),
@@ -317,6 +292,44 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
         )
     )
     return atomic_write_text(out, html)
+
+
+def _compare_runs(
+    labels: list[str], summaries: list[RunSummary], tables: list[pd.DataFrame], shared: list[str]
+) -> list[dict[str, Any]]:
+    """Each run's means on the shared scenes, and its wins, losses and ties against the first run."""
+    base = tables[0].loc[shared, "psnr"]
+    runs = []
+    for label, summary, t in zip(labels, summaries, tables):
+        psnr = t.loc[shared, "psnr"]
+        delta = psnr - base
+        runs.append(
+            {
+                "label": label,
+                "model": summary.model or "?",
+                "psnr": float(psnr.mean()),
+                "ssim": float(t.loc[shared, "ssim"].mean()),
+                "delta": float(delta.mean()),
+                "wins": int((delta > 0).sum()),
+                "losses": int((delta < 0).sum()),
+                "ties": int((delta == 0).sum()),
+            }
+        )
+    return runs
+
+
+def _compare_rows(labels: list[str], tables: list[pd.DataFrame], shared: list[str]) -> list[dict[str, Any]]:
+    """One row per shared scene: every run's PSNR and SSIM, and each later run's PSNR delta to the first."""
+    rows = []
+    for scene in shared:
+        row: dict[str, Any] = {"scene": scene}
+        for label, t in zip(labels, tables):
+            row[f"PSNR {label}"] = float(t.loc[scene, "psnr"])
+            row[f"SSIM {label}"] = float(t.loc[scene, "ssim"])
+        for label in labels[1:]:
+            row[f"ΔPSNR {label}"] = row[f"PSNR {label}"] - row[f"PSNR {labels[0]}"]
+        rows.append(row)
+    return rows
 
 
 def _shared_scenes(run_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str]:
