@@ -8,7 +8,8 @@ peak memory (the process's RSS high-water mark on the CPU, ``max_memory_allocate
 the equivalence gate runs the model as written on the same burst. Each worker starts with glibc's thread
 cache off and keeps freed memory (:mod:`harness.allocator`): the allocator is the runner's. The machine is
 described (CPU model, ISA, AMX, cores, torch version, load average at start) and a busy machine is named in
-a warning. Weights are ``--weights`` (or a submission's own), else seeded random weights of realistic scale.
+a warning. Weights follow :func:`harness.loading.load_model` (``--weights``, a submission's own, bundled,
+a factory's), else random weights of a realistic scale (N(0, 0.02), seed 0).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class BenchConfig:
     repeats: int = 3
     model_args: str | None = None
     trust_code: bool = False
-    weights: str | None = None  # None: seeded random weights of realistic scale (N(0, 0.02))
+    weights: str | None = None  # None: harness.loading's policy, random weights where none are found
     precision: Precision = Precision.fp32
     backends: list[str] = field(default_factory=lambda: ["auto"])
 
@@ -92,20 +93,14 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.allocator import describe, keep_freed_memory
     from harness.backends import NotEquivalent, prepare_runner
     from harness.backends.base import torch_threads
-    from harness.sources import parse_model_args, resolve_model
+    from harness.loading import load_model
+    from harness.sources import parse_model_args
 
     allocator = describe(keep_freed_memory())
     device = torch.device(spec["device"])
-    model, source = resolve_model(spec["model"], parse_model_args(spec["model_args"]), spec["trust_code"])
-    weights = spec["weights"] or source.weights
-    if weights:
-        from harness.checkpoint import load_checkpoint
-
-        load_checkpoint(model, weights)
-    else:  # seeded random weights of a realistic scale (zero-initialised layers would make every path agree trivially)
-        torch.manual_seed(0)
-        for p in model.parameters():
-            torch.nn.init.normal_(p, std=0.02)
+    model = load_model(
+        spec["model"], parse_model_args(spec["model_args"]), spec["trust_code"], spec["weights"], or_random=True
+    ).model
     model.eval().to(device)
     precision = Precision(spec["precision"])
     runner = prepare_runner(model, spec["backend"], device, precision, tuple(spec["size"]), spec["threads"])

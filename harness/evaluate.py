@@ -26,7 +26,6 @@ from torch import nn
 
 from harness import __version__ as harness_version
 from harness.backends import Runner, Settings, choose_backend, prepare_runner
-from harness.checkpoint import load_checkpoint
 from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
 from harness.data.embedded import embedded_dataset
 from harness.data.scenes import digests, fingerprint
@@ -43,12 +42,13 @@ from harness.inference import (
     to_hwc,
 )
 from harness.io import sha256_file, write_tiff
+from harness.loading import load_model
 from harness.metrics import Quantize, quantize_output
 from harness.progress import Progress, notify
 from harness.registry import list_models, model_config, model_entry, model_multiple
 from harness.run import RunFolder, RunSettings, RunSummary, default_run_dir, mean_scores
 from harness.scoring import score_pair
-from harness.sources import Args, ModelSource, parse_model_args, resolve_model
+from harness.sources import Args, ModelSource, parse_model_args
 
 
 @dataclass
@@ -106,36 +106,9 @@ def _model_args(cfg: EvalConfig, data: Path | None) -> Args:
 
 
 def build_model(cfg: EvalConfig, data: Path | None) -> tuple[nn.Module, ModelSource, str | None, str | None]:
-    """The model with its weights: explicit file, a submission's own, bundled, the factory's, or (explicitly) random.
-
-    Built from seed 0 (the caller's random state untouched): weights the
-    factory or ``--random-init`` leaves random are the same in every run, so
-    a resumed run's outputs and those it reuses come from one model.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model, source = resolve_model(cfg.model, _model_args(cfg, data), cfg.trust_code)
-    weights = cfg.weights or (Path(source.weights) if source.weights else None)
-    if weights is not None:
-        load_checkpoint(model, weights)
-        return model, source, str(weights), sha256_file(weights)
-    if not any(True for _ in model.parameters()):
-        return model, source, None, None
-    if cfg.random_init:  # asked for: wins over bundled weights
-        return model, source, "random-init", None
-    if source.kind in ("file", "module", "plugin"):
-        return model, source, "as built by the factory", None
-    if source.kind == "registered":
-        entry = model_entry(cfg.model)
-        if entry.weights is not None and entry.weights.path.is_file():
-            load_checkpoint(model, entry.weights.path)
-            return model, source, f"bundled:{entry.weights.file}", sha256_file(entry.weights.path)
-        hint = f" ({entry.weights_hint})" if entry.weights_hint else ""
-    else:
-        hint = " (the submission's model_zoo/ holds no checkpoint)"
-    raise HarnessError(
-        f"model {cfg.model!r} has no weights: pass --weights PATH{hint}, or --random-init for a smoke test"
-    )
+    """The model with its weights, by :func:`harness.loading.load_model`'s policy."""
+    loaded = load_model(cfg.model, _model_args(cfg, data), cfg.trust_code, cfg.weights, cfg.random_init)
+    return loaded.model, loaded.source, loaded.weights, loaded.weights_sha256
 
 
 def _check_scenes(cfg: EvalConfig, data: Path, scenes: list[Scene], multiple: int) -> None:

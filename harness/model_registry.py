@@ -2,8 +2,7 @@
 
 Each variant is a small function decorated with :func:`register_model` that
 builds the model with its own arguments and lets the caller's keyword
-arguments override them. ``create_model`` drops overrides that are ``None`` so
-that a command-line default never replaces a model's own default.
+arguments override them; a name taken already is refused.
 
 What the generic code needs to know about a model lives in its
 :class:`ModelEntry`: its class and configuration class (for code

@@ -1,14 +1,9 @@
-"""The model registry, keyed on variant name (timm style).
+"""The model registry's lookups, keyed on variant name (timm style), with the built-in variants registered.
 
-Each variant is a small function decorated with :func:`register_model` that
-builds the model with its own arguments and lets the caller's keyword
-arguments override them. ``create_model`` drops overrides that are ``None`` so
-that a command-line default never replaces a model's own default.
-
-What the generic code needs to know about a model lives in its
-:class:`ModelEntry`: its class and configuration class (for code
-submissions), its source file, its bundled weights, where its published
-weights are found, and which arguments it reads from a data folder.
+Importing this module imports :mod:`harness.variants`, which registers the
+built-in models through :mod:`harness.model_registry`; plugins and users
+register theirs the same way. ``create_model`` drops overrides that are
+``None`` so that a command-line default never replaces a model's own default.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ LAYERS = [
         "harness.model_import",
         "harness.submission",
         "harness.sources",
+        "harness.loading",
     ),
     ("harness.metrics", "harness.inference", "harness.backends"),
     ("harness.scoring", "harness.run", "harness.tables"),

@@ -72,7 +72,7 @@ def evaluate_cmd(
         bool | None,
         typer.Option(
             "--random-init",
-            help="Run with untrained weights, the same in every run (seed 0; a smoke test, not a score).",
+            help="Run with random weights, N(0, 0.02) from seed 0, the same in every run (a smoke test, not a score).",
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,

@@ -34,7 +34,8 @@ def export_cmd(
     random_init: Annotated[
         bool | None,
         typer.Option(
-            "--random-init", help="Export untrained weights (seed 0): a deployability check without a checkpoint."
+            "--random-init",
+            help="Export random weights, N(0, 0.02) from seed 0: a deployability check without a checkpoint.",
         ),
     ] = None,
     as_json: JsonOpt = False,
