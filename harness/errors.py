@@ -15,5 +15,11 @@ class CheckFailed(HarnessError):
     exit_code = 1
 
 
+class Undecided(HarnessError):
+    """A check that could not reach a verdict: a counter failed, or something could not be counted (exit code 3)."""
+
+    exit_code = 3
+
+
 class HarnessWarning(UserWarning):
     """Something the user should know that does not stop the command (printed as one ``warning:`` line)."""

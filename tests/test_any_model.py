@@ -426,7 +426,7 @@ def test_an_operator_without_a_formula_is_named_and_the_strict_verdict_undecided
         "        return torch.sort(self.conv(x), dim=1).values\n"
     )
     code, doc = _budget_json("--model", f"{path}:Sorter", "--counters", "flop_counter_mode,analytic")
-    assert code == 0
+    assert code == 3  # undecidable: neither a pass nor a fail
     assert [op["op"] for op in doc["counters"]["analytic"]["uncounted_ops"]] == ["sort"]
     assert doc["counters"]["analytic"]["uncounted_ops"][0] == {"op": "sort", "calls": 1, "elements": 3 * 768 * 1536}
     assert doc["verdicts"]["strict"]["pass"] is None and "sort" in doc["verdicts"]["strict"]["undecided"]
@@ -453,4 +453,22 @@ def test_a_counter_that_cannot_trace_a_model_fails_alone(tmp_path):
     assert (
         doc["counters"]["analytic"]["macs"] == doc["counters"]["flop_counter_mode"]["macs"] + 3 * 768 * 1536
     )  # + bias
-    assert doc["verdicts"]["official"] is None and code == 0
+    assert doc["verdicts"]["official"] is None and code == 3  # a counter failed: undecidable, never exit 1
+
+
+def test_a_model_that_opens_autocast_on_its_inputs_device_is_counted_by_every_counter(tmp_path):
+    """As the published FlowCNRDB's LayerNorm does: the counters that run without a real forward see a CPU."""
+    path = tmp_path / "amp_norm.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 3, padding=1)\n        self.norm = nn.LayerNorm(3)\n\n"
+        "    def forward(self, x):\n        y = self.conv(x)\n"
+        "        with torch.autocast(device_type=y.device.type, enabled=False):\n"
+        "            return self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)\n"
+    )
+    code, doc = _budget_json("--model", f"{path}:Net")
+    assert code == 0, doc
+    assert not [name for name, row in doc["counters"].items() if "failed" in row]
+    assert doc["verdicts"]["official"]["pass"] is True and doc["verdicts"]["strict"]["pass"] is True
+    conv = 3 * 9 * 9 * 768 * 1536
+    assert doc["counters"]["fvcore"]["macs"] >= conv and doc["counters"]["analytic"]["macs"] > conv

@@ -1,6 +1,6 @@
 """The analytic counter, for any model: every aten operator the model dispatches, costed by formula.
 
-The model runs once on the meta device (no memory, no arithmetic) under a
+The model runs once on abstract CPU tensors (no memory, no arithmetic) under a
 :class:`torch.utils.flop_counter.FlopCounterMode` whose per-operator hook is
 ours: each call is costed by :mod:`harness.budget.aten_costs` (the cost model
 and its table are there) and attributed to the innermost module running it.
@@ -93,11 +93,11 @@ def _same_padding(model: nn.Module) -> set[str]:
 
 
 def analytic_count(model: nn.Module, input_shape: tuple[int, ...]) -> AnalyticCount:
-    """Count ``model`` at ``input_shape`` on the meta device (the model is not changed)."""
-    from harness.budget.counters import counting_copy
+    """Count ``model`` at ``input_shape`` on abstract CPU tensors (the model is not changed)."""
+    from harness.budget.counters import abstract_cpu, counting_copy
 
-    meta = counting_copy(model, "meta")
+    copy = counting_copy(model)
     count = AnalyticCount()
-    with _CostMode(count, _same_padding(meta)), torch.no_grad():
-        meta(torch.empty(input_shape, device="meta"))
+    with abstract_cpu(), _CostMode(count, _same_padding(copy)):
+        copy(torch.empty(input_shape))
     return count

@@ -361,6 +361,7 @@ def _fft(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, sam
 
 
 DATA_MOVEMENT = (
+    "device",  # reading a tensor's device: no arithmetic
     "view",
     "_unsafe_view",
     "reshape",

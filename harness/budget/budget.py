@@ -10,6 +10,8 @@ being MACs); ``strict`` asks the same of every counter's complete count
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -112,16 +114,14 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
         raise HarnessError(f"--size: H and W must be positive multiples of {mult}, got {h}x{w}")
     params = sum(p.numel() for p in model.parameters())
     t0 = time.perf_counter()
-    analytic = analytic_count(model, (1, NUM_FRAMES, h, w))
+    try:
+        analytic, analytic_failed = analytic_count(model, (1, NUM_FRAMES, h, w)), None
+    except Exception as exc:  # somebody else's model: the other counters still run, the strict verdict is undecided
+        analytic, analytic_failed = AnalyticCount(), f"{type(exc).__name__}: {first_line(exc)}"
     results: dict[str, dict[str, Any]] = {}
-    for name in counters:
-        t = time.perf_counter()
-        try:
-            measured = _analytic_measured(analytic, size) if name == "analytic" else RUNNERS[name](model, size)
-        except Exception as exc:  # a counter that cannot trace a model, or crashes on it, must not hide the others
-            results[name] = {"failed": f"{type(exc).__name__}: {first_line(exc)}", "seconds": time.perf_counter() - t}
-            continue
-        results[name] = _describe(name, measured, analytic, time.perf_counter() - t)
+    with contextlib.redirect_stdout(sys.stderr):  # what counters print is not the command's output (--json)
+        for name in counters:
+            results[name] = _run_counter(name, model, size, analytic, analytic_failed)
     return {
         "params": int(params),
         "params_by_module": parameters_by_module(model),
@@ -129,13 +129,31 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
         "counters": results,
         "reconciliation": _reconcile(analytic, results),
         "same_padding_convs": analytic.same_padding_convs,
-        "verdicts": _verdicts(params, results, analytic, size),
+        "verdicts": _verdicts(params, results, analytic, size, analytic_failed),
         "seconds": time.perf_counter() - t0,
     }
 
 
+def _run_counter(
+    name: str, model: nn.Module, size: tuple[int, int], analytic: AnalyticCount, analytic_failed: str | None
+) -> dict[str, Any]:
+    """One counter's row; a counter that cannot trace a model, or crashes on it, says so and hides no other."""
+    t = time.perf_counter()
+    try:
+        if name == "analytic" and analytic_failed:
+            raise RuntimeError(analytic_failed)
+        measured = _analytic_measured(analytic, size) if name == "analytic" else RUNNERS[name](model, size)
+    except Exception as exc:  # somebody else's model: any error is this counter's failure, in one line
+        return {"failed": f"{type(exc).__name__}: {first_line(exc)}", "seconds": time.perf_counter() - t}
+    return _describe(name, measured, analytic, time.perf_counter() - t)
+
+
 def _verdicts(
-    params: int, results: dict[str, dict[str, Any]], analytic: AnalyticCount, size: tuple[int, int]
+    params: int,
+    results: dict[str, dict[str, Any]],
+    analytic: AnalyticCount,
+    size: tuple[int, int],
+    analytic_failed: str | None = None,
 ) -> dict[str, Any]:
     if tuple(size) != IMAGE_SIZE:
         note = f"n/a: the limits are defined at {IMAGE_HEIGHT}x{IMAGE_WIDTH}; run with --size {IMAGE_HEIGHT}x{IMAGE_WIDTH} for a verdict"
@@ -154,13 +172,20 @@ def _verdicts(
         }
     complete = {n: r["macs"] + sum(r["uncounted"].values()) for n, r in ok.items()}
     undecided = [op["op"] for op in analytic.uncounted_ops()]
+    failed = [n for n, r in results.items() if "failed" in r]
     strict = {
-        "pass": None if undecided else params < PARAM_LIMIT and all(v < MAC_LIMIT for v in complete.values()),
+        "pass": None
+        if undecided or failed or analytic_failed
+        else params < PARAM_LIMIT and all(v < MAC_LIMIT for v in complete.values()),
         "params_m": params / 1000**2,
         "complete_t": {n: v / 1000**4 for n, v in complete.items()},
         "rule": f"{PARAMS_RULE} and every counter's counted + uncounted MACs {MACS_RULE}",
     }
-    if undecided:
+    if analytic_failed:
+        strict["undecided"] = f"cannot be decided: the analytic count failed ({analytic_failed})"
+    elif failed:
+        strict["undecided"] = f"cannot be decided: {', '.join(failed)} failed"
+    elif undecided:
         strict["undecided"] = f"cannot be decided: no cost formula for {', '.join(undecided)}"
     return {"official": official, "strict": strict}
 
@@ -171,7 +196,7 @@ def _analytic_measured(analytic: AnalyticCount, size: tuple[int, int]) -> Measur
         analytic.total,
         "MACs",
         False,
-        f"formulas at {size[0]}x{size[1]} on the meta device",
+        f"formulas at {size[0]}x{size[1]} on abstract tensors",
         {op: r.macs for op, r in sorted(analytic.by_op.items())},
     )
 

@@ -1,8 +1,10 @@
 """The FLOP counters, each converted to MACs with its native figure kept beside it.
 
-Where a counter can run on the meta device (``FlopCounterMode``, ptflops'
+Where a counter can run on abstract tensors (``FlopCounterMode``, ptflops'
 ``aten`` backend, the analytic counter) the full-size figure is measured
-exactly without materialising activations. fvcore and ptflops' ``pytorch``
+exactly without materialising activations: the model runs on fake CPU tensors
+(:func:`abstract_cpu`), shapes without storage, so code that asks for its
+input's device (autocast on it, say) sees a CPU. fvcore and ptflops' ``pytorch``
 backend need a real forward pass, so at large sizes they are *derived*: the
 count is measured at two small sizes on the same code path (every windowed
 GRN windowed, see :func:`fit_sizes`), fitted exactly (rational arithmetic) as
@@ -13,10 +15,11 @@ a silent multiplication.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -71,10 +74,16 @@ def fit_sizes(model: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple
 
     A GRN is windowed when the width of its map exceeds its window; every
     window is train_size / (2 * stride), so a width above ``train_size``
-    windows every GRN, as at 768 x 1536.
+    windows every GRN, as at 768 x 1536. A model without a configuration
+    (somebody else's code) gets sizes that are multiples of 64 and wider than
+    the challenge's 256-pixel training crops, which its strides and windows
+    are likely built around.
     """
+    config = getattr(model, "config", None)
+    if config is None:
+        return (64, 320), (128, 320), (64, 640)
     m = model_multiple(model)
-    train_size = getattr(getattr(model, "config", None), "train_size", 0)
+    train_size = getattr(config, "train_size", 0)
     w = (train_size // m + 1) * m if train_size else 4 * m
     h = max(m, 32 // m * m)
     return (h, w), (2 * h, w), (h, 2 * w)
@@ -157,14 +166,24 @@ def ptflops_pytorch_count(model: nn.Module, size: tuple[int, int], channels: int
     return Measured(counts["total"], counts["total"], "MACs", _needs_derivation(size), how)
 
 
+@contextlib.contextmanager
+def abstract_cpu() -> Iterator[None]:
+    """Tensors made inside the block are fake CPU tensors: every operator runs for its shapes alone, with no
+    memory and no arithmetic, and real parameters are taken as they are."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+        yield
+
+
 def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
-    """ptflops, aten backend, run on the meta device at the full size."""
+    """ptflops, aten backend, run on abstract CPU tensors at the full size."""
     from ptflops import get_model_complexity_info
 
-    m = counting_copy(model, "meta")
+    m = counting_copy(model)
     shape = (channels, *size)
-    macs, _ = (
-        get_model_complexity_info(  # the input on the meta device too (a parameter-free model would get a CPU one)
+    with abstract_cpu():
+        macs, _ = get_model_complexity_info(
             m,
             shape,
             as_strings=False,
@@ -172,24 +191,23 @@ def ptflops_aten_count(model: nn.Module, size: tuple[int, int], channels: int = 
             print_per_layer_stat=False,
             verbose=False,
             ost=io.StringIO(),
-            input_constructor=lambda _: torch.empty(1, *shape, device="meta"),
+            input_constructor=lambda _: torch.empty(1, *shape),
         )
-    )
     if macs is None:
         raise HarnessError("ptflops (aten backend) failed on this model")
-    return Measured(int(macs), int(macs), "MACs", False, f"measured at {size[0]}x{size[1]} on the meta device")
+    return Measured(int(macs), int(macs), "MACs", False, f"measured at {size[0]}x{size[1]} on abstract tensors")
 
 
 def flop_counter_mode_count(model: nn.Module, size: tuple[int, int], channels: int = NUM_FRAMES) -> Measured:
-    """``torch.utils.flop_counter.FlopCounterMode`` on the meta device (2 FLOPs per MAC)."""
+    """``torch.utils.flop_counter.FlopCounterMode`` on abstract CPU tensors (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    m = counting_copy(model, "meta")
+    m = counting_copy(model)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        m(torch.empty(1, channels, *size, device="meta"))
+    with abstract_cpu(), counter:
+        m(torch.empty(1, channels, *size))
     flops = int(counter.get_total_flops())
     by_op = {str(op).split(".")[1]: int(v) // 2 for op, v in counter.get_flop_counts().get("Global", {}).items()}
     return Measured(
-        flops // 2, flops, "FLOPs (2 per MAC)", False, f"measured at {size[0]}x{size[1]} on the meta device", by_op
+        flops // 2, flops, "FLOPs (2 per MAC)", False, f"measured at {size[0]}x{size[1]} on abstract tensors", by_op
     )

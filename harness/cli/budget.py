@@ -35,9 +35,10 @@ def budget_cmd(
 ) -> None:
     """Parameters and MACs from several counters, reconciled, against the challenge limits.
 
-    Exit 0 when the official verdict passes (or is n/a: the limits hold at 768x1536 only), 1 when it fails, 2 on bad input."""
+    Exit 0 when the verdicts pass (or are n/a: the limits hold at 768x1536 only), 1 when one fails, 2 on bad
+    input, 3 when it cannot be decided (a counter failed, or operators have no cost formula)."""
     from harness.budget.budget import budget, build_for_budget, parse_counters
-    from harness.errors import CheckFailed
+    from harness.errors import CheckFailed, Undecided
     from harness.progress import progress_bar
     from harness.tables import render_budget
 
@@ -52,11 +53,15 @@ def budget_cmd(
         emit_json(doc)
     else:
         render_budget(console, model, doc)
-    official = doc["verdicts"]["official"]
+    official, strict = doc["verdicts"]["official"], doc["verdicts"]["strict"]
     if official is not None and official["pass"] is False:
         raise CheckFailed(
             f"{model} fails the official limits: {official['params_m']:.3f} M parameters, {official['flops_t']:.4f} T fvcore"
         )
+    if strict["pass"] is False:
+        raise CheckFailed(f"{model} fails the strict limits: {strict['rule']}")
+    if "undecided" in strict:
+        raise Undecided(f"{model}: the strict verdict {strict['undecided']}")
 
 
 def register(app: typer.Typer) -> None:
