@@ -20,6 +20,8 @@ array of positional ones. Every resolution is described by a
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -123,10 +125,39 @@ def resolve_model(spec: str, args: Args | None = None, trust_code: bool = False)
     if ":" in spec:
         file_part = spec.rpartition(":")[0]
         return _from_file(spec, args) if file_part.endswith(".py") or "/" in file_part else _from_module(spec, args)
-    known = ", ".join(list_models() + sorted(plugins()))
-    raise HarnessError(
-        f"unknown model {spec!r}; known: {known} (or FILE.py:NAME, package.module:NAME, submission:PATH)"
-    )
+    raise HarnessError(_unknown(spec))
+
+
+def _unknown(spec: str) -> str:
+    """What ``spec`` probably meant, said in one line: a file without ``:NAME``, a submission without
+    ``submission:``, or a name close to a known one."""
+    path = Path(spec).expanduser()
+    if path.suffix == ".py" and path.is_file():
+        classes = _classes_in(path)
+        example = f" (e.g. --model {spec}:{classes[0]})" if classes else ""
+        found = f"; it defines {', '.join(classes)}" if classes else "; it defines no class"
+        return f"--model {spec}: a file needs the class or factory after a colon, FILE.py:NAME{found}{example}"
+    if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
+        return f"--model {spec}: a folder or zip is read as a code submission: did you mean --model submission:{spec} (with --trust-code)?"
+    known = list_models() + sorted(plugins())
+    close = difflib.get_close_matches(spec, known, n=3, cutoff=0.6)
+    if close:
+        return f"unknown model {spec!r}; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f"unknown model {spec!r}; known: {', '.join(known)} (or FILE.py:NAME, package.module:NAME, submission:PATH)"
+
+
+def _classes_in(path: Path) -> list[str]:
+    """The top-level classes of a Python file, read with ``ast`` (never run); [] when it does not parse."""
+    if path.stat().st_size > MAX_SOURCE_BYTES:
+        return []
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+
+
+MAX_SOURCE_BYTES = 1 << 20  # a larger file is not parsed for a hint
 
 
 def create_model(spec: str, *args: Any, trust_code: bool = False, **kwargs: Any) -> nn.Module:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from clihelp import one_error
 from typer.testing import CliRunner
 
 from harness import create_model
@@ -472,3 +473,31 @@ def test_a_model_that_opens_autocast_on_its_inputs_device_is_counted_by_every_co
     assert doc["verdicts"]["official"]["pass"] is True and doc["verdicts"]["strict"]["pass"] is True
     conv = 3 * 9 * 9 * 768 * 1536
     assert doc["counters"]["fvcore"]["macs"] >= conv and doc["counters"]["analytic"]["macs"] > conv
+
+
+def test_a_file_without_a_name_says_which_classes_it_defines_and_the_advice_works(tmp_path):
+    net = tmp_path / "burstnet.py"
+    net.write_text(
+        "from torch import nn\n\n\nclass BurstNet(nn.Sequential):\n    def __init__(self):\n"
+        "        super().__init__(nn.Conv2d(9, 3, 3, padding=1))\n"
+    )
+    line = one_error(runner.invoke(app, ["budget", "--model", str(net), "--size", "64x128"]).output)
+    assert "it defines BurstNet" in line and f"--model {net}:BurstNet" in line
+    advised = line.split("(e.g. --model ", 1)[1].rstrip(")")
+    code, doc = _budget_json("--model", advised, "--size", "64x128", "--counters", "analytic")
+    assert code == 0 and doc["params"] == 9 * 3 * 9 + 3
+
+
+def test_a_submission_without_its_prefix_and_a_misspelt_name_get_what_was_meant(tmp_path):
+    made = runner.invoke(app, ["package", "code", "submissions/flowcnrdb_tiny.toml", "--out", str(tmp_path / "c.zip")])
+    assert made.exit_code == 0, made.output
+    line = one_error(runner.invoke(app, ["budget", "--model", str(tmp_path / "c.zip")]).output)
+    assert f"did you mean --model submission:{tmp_path / 'c.zip'} (with --trust-code)?" in line
+    code, doc = _budget_json(
+        "--model", f"submission:{tmp_path / 'c.zip'}", "--trust-code", "--size", "64x128", "--counters", "analytic"
+    )
+    assert code == 0 and doc["source"]["kind"] == "submission"
+    line = one_error(runner.invoke(app, ["budget", "--model", "flowcnrdb_tiyn"]).output)
+    assert line.startswith("error: unknown model 'flowcnrdb_tiyn'; did you mean 'flowcnrdb_tiny'")
+    code, _ = _budget_json("--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic")
+    assert code == 0
