@@ -28,7 +28,7 @@ from harness import __version__ as harness_version
 from harness.backends import Runner, Settings, choose_backend, prepare_runner
 from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
 from harness.data.embedded import embedded_dataset
-from harness.data.scenes import digests, fingerprint
+from harness.data.scenes import digests, empty_split, fingerprint
 from harness.errors import HarnessError
 from harness.inference import (
     Device,
@@ -130,7 +130,7 @@ def prepare(cfg: EvalConfig, progress: Progress | None = None) -> Prepared:
     data = cfg.data or embedded_dataset(progress)
     scenes = select_scenes(discover_scenes(data), cfg.split, cfg.scenes)
     if not scenes:
-        raise HarnessError(f"{data}: no scenes in split {cfg.split.value!r}")
+        raise HarnessError(empty_split(data, discover_scenes(data), cfg.split))
     model, source, weights, sha = build_model(cfg, data)
     multiple = model_multiple(model)
     Tiling(cfg.tile, cfg.overlap).check(multiple)

@@ -144,3 +144,31 @@ def test_demosaic_baseline_difficulty_on_the_embedded_default(tmp_path):
     psnr = json.loads((tmp_path / "run" / "summary.json").read_text())["psnr"]
     print(f"demosaic baseline on the embedded validation scenes: {psnr:.3f} dB")
     assert 22.0 <= psnr <= 28.0
+
+
+def test_scene_numbers_read_as_ranges():
+    from harness.data.scenes import number_ranges
+
+    assert number_ranges([302, 300, 301, 305, 307, 306]) == "300-302, 305-307"
+    assert number_ranges([7]) == "007" and number_ranges([]) == ""
+
+
+def test_a_folder_of_test_inputs_without_split_says_what_it_holds_and_the_advice_works(tmp_path, small_data):
+    import shutil
+
+    from clihelp import invoke, one_error
+
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for old, new in ((280, 300), (281, 301), (282, 305)):
+        for frame in sorted(small_data.glob(f"Scene-{old}-in-*.tif")):
+            shutil.copy(frame, folder / frame.name.replace(f"Scene-{old}", f"Scene-{new}"))
+    refused = invoke("evaluate", "--model", "demosaic", "--data", folder, "--out", tmp_path / "a", "--no-report")
+    line = one_error(refused.output)
+    assert refused.exit_code == 2 and "holds scenes 300-301, 305 (3, 0 with ground truth)" in line
+    assert "--split test takes 3 of them" in line and not (tmp_path / "a").exists()
+    taken = invoke(
+        "evaluate", "--model", "demosaic", "--data", folder, "--out", tmp_path / "b", "--split", "test", "--no-report"
+    )
+    assert taken.exit_code == 0, taken.output
+    assert len(list((tmp_path / "b" / "res").glob("*.tif"))) == 3

@@ -17,7 +17,7 @@ from harness.challenge import (
     VAL_SCENES,
     split_of,
 )
-from harness.data.scenes import Scene, Split, discover_scenes, select_scenes
+from harness.data.scenes import Scene, Split, discover_scenes, empty_split, select_scenes
 from harness.errors import HarnessError
 from harness.io import UnreadableTiff, read_tiff
 from harness.progress import Progress, notify
@@ -166,7 +166,8 @@ def check_folder(
     selected = select_scenes(found, split, scenes)
     report = CheckReport(Path(folder), Split(split), selected)
     if not selected:
-        report.problems.append(Problem("-", str(folder), f"no scenes in split {split!r}"))
+        why = empty_split(Path(folder), found, Split(split)).split(": ", 1)[1]
+        report.problems.append(Problem("-", str(folder), why))
     for k, scene in enumerate(selected):
         _check_scene(scene, report)
         notify(progress, k + 1, len(selected), scene.id)

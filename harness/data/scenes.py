@@ -141,6 +141,32 @@ def parse_scene_list(text: str, option: str = "--scenes") -> list[int]:
     return sorted(out)
 
 
+def number_ranges(numbers: list[int]) -> str:
+    """Scene numbers as ranges: [300, 301, 302, 305] -> ``300-302, 305``."""
+    runs: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a:03d}" if a == b else f"{a:03d}-{b:03d}" for a, b in runs)
+
+
+def empty_split(folder: Path, scenes: list[Scene], split: Split) -> str:
+    """Why ``split`` took nothing from ``folder``, and the split that takes what it holds, in one line."""
+    if not scenes:
+        return f"{folder}: no scenes in split {split.value!r}: the folder holds no Scene-XXX-in-N.tif files"
+    with_gt = [s for s in scenes if s.gt is not None]
+    takes = next(
+        (s for s in (Split.train, Split.val, Split.all) if s is not split and select_scenes(scenes, s)), Split.test
+    )
+    taken = len(select_scenes(scenes, takes))
+    return (
+        f"{folder}: no scenes in split {split.value!r}: the folder holds scenes {number_ranges([s.number for s in scenes])} "
+        f"({len(scenes)}, {len(with_gt)} with ground truth); --split {takes.value} takes {taken} of them ({takes.help})"
+    )
+
+
 def select_scenes(
     scenes: list[Scene],
     split: Split | str = Split.all,
