@@ -3,7 +3,7 @@
 ONNX (opset :data:`harness.backends.exported.OPSET`) or OpenVINO IR (``.xml`` and ``.bin``), for bursts of one
 fixed size; the exported file is run by its runtime on one seeded random burst and compared with the model as
 written in float32 (largest absolute difference, and PSNR of the clipped outputs). Written under a
-temporary name and renamed: nothing half-written.
+temporary name and renamed: nothing half-written. The parity is of the written file itself.
 """
 
 from __future__ import annotations
@@ -16,12 +16,20 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from harness.backends.base import Settings, torch_threads
 from harness.backends.eager import reference_forward
-from harness.backends.exported import OnnxRuntime, OpenVino, convert_openvino, export_onnx
+from harness.backends.exported import (
+    OnnxRuntime,
+    OpenVino,
+    convert_openvino,
+    export_onnx,
+    onnx_runtime,
+    openvino_runtime,
+)
 from harness.backends.registry import default_threads
 from harness.errors import HarnessError
 from harness.inference import Precision
@@ -63,13 +71,15 @@ def export_model(
     if reason is not None:
         raise HarnessError(f"--format {fmt.value}: {reason}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(1, 9, *size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(prefix=".harness-export-", dir=out.parent) as tmp, torch_threads(settings.threads):
-        staged = Path(tmp) / out.name
-        written = _write(model, fmt, size, staged)
-        prepared = backend.prepare(model, settings, size)
-        torch.manual_seed(0)
-        x = torch.rand(1, 9, *size)
-        result = parity(reference_forward(model, settings.device)(x), prepared(x))
+        written = _write(model, fmt, size, Path(tmp) / out.name)
+        if fmt is Format.onnx:
+            runtime = onnx_runtime(written[0], settings.threads)
+        else:
+            runtime = openvino_runtime(str(written[0]), Precision.fp32, settings.threads)
+        got = torch.from_numpy(np.asarray(runtime(x.numpy()))).float()  # the written file itself, run by its runtime
+        result = parity(reference_forward(model, settings.device)(x), got)
         final = [out.parent / p.name for p in written]
         for src, dst in zip(written, final):
             shutil.move(src, dst)

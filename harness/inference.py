@@ -167,7 +167,7 @@ class Tiling:
         return [(s, lo, hi) for s, lo, hi in zip(starts, cuts[:-1], cuts[1:])]
 
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+BurstFn = Callable[[torch.Tensor], torch.Tensor]
 """A prepared model: a (B, 9, H, W) float32 burst on the CPU -> its (B, 3, H, W) float32 output on the CPU."""
 
 
@@ -182,7 +182,7 @@ def _checked(out: object, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def run_model(forward: Forward, frames: torch.Tensor, multiple: int, tiling: Tiling = Tiling()) -> torch.Tensor:
+def run_model(forward: BurstFn, frames: torch.Tensor, multiple: int, tiling: Tiling = Tiling()) -> torch.Tensor:
     """(1, 9, H, W) frames -> (3, H, W) float32 output on the CPU; tiles go through ``forward`` ``tiling.batch`` at a time."""
     if not tiling.tile:
         return _checked(forward(frames), frames)[0]

@@ -65,10 +65,10 @@ def load_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model, source = resolve_model(spec, args, trust_code)
-    own = weights or (Path(source.weights) if source.weights else None)
-    if own is not None and not (random_init and weights is None):
-        load_checkpoint(model, own)
-        return Loaded(model, source, str(own), sha256_file(own))
+    given = weights if weights is not None else (None if random_init else source.weights)  # a file given wins
+    if given is not None:
+        load_checkpoint(model, given)
+        return Loaded(model, source, str(given), sha256_file(given))
     if not any(True for _ in model.parameters()):
         return Loaded(model, source, None, None)
     if random_init:

@@ -73,7 +73,7 @@ def export_onnx(model: nn.Module, size: tuple[int, int], path: Path) -> Path:
                 input_names=["burst"],
                 output_names=["rgb"],
             )
-    except Exception as exc:
+    except Exception as exc:  # the exporter raises anything from anywhere: one line naming the operator
         raise _failure("ONNX export", exc) from None
     return path
 
@@ -85,18 +85,45 @@ def convert_openvino(model: nn.Module, size: tuple[int, int]) -> Any:
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             return ov.convert_model(model, example_input=torch.zeros(1, 9, *size))
-    except Exception as exc:
+    except Exception as exc:  # the converter raises anything from anywhere: one line for the user
         raise _failure("OpenVINO conversion", exc) from None
 
 
-class PerSize:
-    """A prepared runtime per (H, W), made on first use; a batch runs burst by burst."""
+Runtime = Callable[[np.ndarray], np.ndarray]
+"""A compiled model of one runtime: a (1, 9, H, W) float32 array -> its (1, 3, H, W) output."""
 
-    def __init__(
-        self, make: Callable[[tuple[int, int]], Callable[[np.ndarray], np.ndarray]], details: dict[str, Any]
-    ) -> None:
-        self.make, self.details = make, details
-        self.runs: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+
+def onnx_runtime(path: Path, threads: int) -> Runtime:
+    """The ONNX file at ``path`` in an ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"burst": x})[0]
+
+
+def openvino_runtime(model: Any, precision: Precision, threads: int) -> Runtime:
+    """An OpenVINO model (converted, or the path of its IR) compiled for the CPU with an explicit inference precision."""
+    import openvino as ov
+
+    config = {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.bf16 else "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    return lambda x: compiled(x)[0]
+
+
+class PerSize:
+    """A prepared runtime per (H, W), made on first use; a batch runs burst by burst. ``keep`` holds what the
+    runtimes need alive (their files)."""
+
+    def __init__(self, make: Callable[[tuple[int, int]], Runtime], details: dict[str, Any], keep: Any = None) -> None:
+        self.make, self.details, self.keep = make, details, keep
+        self.runs: dict[tuple[int, int], Runtime] = {}
 
     def __call__(self, burst: Tensor) -> Tensor:
         size = (int(burst.shape[-2]), int(burst.shape[-1]))
@@ -137,16 +164,11 @@ class OnnxRuntime:
 
         folder = tempfile.TemporaryDirectory(prefix="harness-onnx-")
 
-        def make(hw: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+        def make(hw: tuple[int, int]) -> Runtime:
             path = export_onnx(model, hw, Path(folder.name) / f"model-{hw[0]}x{hw[1]}.onnx")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = settings.threads, 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            return lambda x: session.run(None, {"burst": x})[0]
+            return onnx_runtime(path, settings.threads)
 
-        prepared = PerSize(make, {"precision": "fp32", "opset": OPSET, "onnxruntime": ort.__version__})
-        prepared.folder = folder  # type: ignore[attr-defined]  # kept alive as long as the sessions
+        prepared = PerSize(make, {"precision": "fp32", "opset": OPSET, "onnxruntime": ort.__version__}, keep=folder)
         prepared.runs[size] = make(size)
         return prepared
 
@@ -161,17 +183,10 @@ class OpenVino:
     def prepare(self, model: nn.Module, settings: Settings, size: tuple[int, int]) -> PerSize:
         import openvino as ov
 
-        core = ov.Core()
         hint = "bf16" if settings.precision is Precision.bf16 else "f32"
-        config = {
-            "INFERENCE_PRECISION_HINT": hint,
-            "INFERENCE_NUM_THREADS": settings.threads,
-            "PERFORMANCE_HINT": "LATENCY",
-        }
 
-        def make(hw: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
-            compiled = core.compile_model(convert_openvino(model, hw), "CPU", config)
-            return lambda x: compiled(x)[0]
+        def make(hw: tuple[int, int]) -> Runtime:
+            return openvino_runtime(convert_openvino(model, hw), settings.precision, settings.threads)
 
         prepared = PerSize(
             make, {"precision": settings.precision.value, "inference_precision": hint, "openvino": ov.__version__}

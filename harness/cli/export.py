@@ -17,7 +17,6 @@ from harness.cli.common import (
     WeightsOpt,
     console,
     emit_json,
-    given,
 )
 from harness.export import Format
 
@@ -41,22 +40,19 @@ def export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model for ONNX Runtime or OpenVINO and print its parity against the model as written."""
-    from harness.evaluate import EvalConfig, build_model
     from harness.export import describe, export_model
+    from harness.loading import load_model
     from harness.run import default_run_dir
+    from harness.sources import parse_model_args
 
-    cfg = EvalConfig(
-        model, **given(model_args=model_args, trust_code=trust_code, weights=weights, random_init=random_init)
-    )
-    loaded, _, weights_used, _ = build_model(cfg, None)
-    loaded.eval()
+    loaded = load_model(model, parse_model_args(model_args), bool(trust_code), weights, bool(random_init))
     name = default_run_dir(model, "x").name.removesuffix("-x")
     target = out or Path("exports") / f"{name}.{'onnx' if fmt is Format.onnx else 'xml'}"
-    paths, result = export_model(loaded, fmt, parse_size(size), target, threads)
+    paths, result = export_model(loaded.model.eval(), fmt, parse_size(size), target, threads)
     if as_json:
-        emit_json({**describe(paths, result), "weights": weights_used})
+        emit_json({**describe(paths, result), "weights": loaded.weights})
         return
-    console.print(f"wrote {', '.join(str(p) for p in paths)} (weights: {weights_used})")
+    console.print(f"wrote {', '.join(str(p) for p in paths)} (weights: {loaded.weights})")
     console.print(result.line())
 
 
