@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.bench import BenchConfig, bench, cpu_isa, machine
+from harness.bench import bench, cpu_isa, machine
 from harness.challenge import parse_size
 from harness.errors import HarnessError
-from harness.inference import Device, Precision
+from harness.options import BenchConfig, Device, Precision
 
 
 def run(

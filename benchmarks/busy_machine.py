@@ -21,8 +21,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harness.bench import BenchConfig, bench
+from harness.bench import bench
 from harness.challenge import parse_size
+from harness.options import BenchConfig
 
 COMPETITOR = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -39,8 +39,9 @@ from harness.backends.fast import fast_forward
 from harness.backends.reduced import bfloat16_forward
 from harness.budget.aten_costs import cost
 from harness.challenge import parse_size
-from harness.inference import Precision, cpu_has_bf16
+from harness.inference import cpu_has_bf16
 from harness.models.flowcnrdb import FlowCNRDB
+from harness.options import Precision
 
 aten = torch.ops.aten
 PRODUCTS = {aten.mm.default, aten.mm.out, aten.addmm.default, aten.addmm.out, aten.addmm_.default}

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from precision import compare_outputs  # benchmarks/precision.py, beside this file
 
-from harness.bench import BenchConfig, bench
+from harness.bench import bench
 from harness.challenge import parse_size
-from harness.inference import Device, Precision
+from harness.options import BenchConfig, Device, Precision
 
 
 def speed(args: argparse.Namespace, size: tuple[int, int]) -> None:

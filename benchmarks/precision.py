@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench import BenchConfig, bench
+from harness.bench import bench
 from harness.challenge import parse_size
-from harness.evaluate import EvalConfig, evaluate
-from harness.inference import Device, Precision
+from harness.evaluate import evaluate
 from harness.io import read_output
+from harness.options import BenchConfig, Device, EvalConfig, Precision
 
 COMPARED = (Precision.fp32, Precision.bf16)  # float16 and TF32 are GPUs' (benchmarks/gpu.py)
 

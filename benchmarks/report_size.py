@@ -19,8 +19,9 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from harness.data.synth import SynthConfig, synthesize
-from harness.evaluate import EvalConfig, evaluate
+from harness.data.synth import synthesize
+from harness.evaluate import evaluate
+from harness.options import EvalConfig, SynthConfig
 from harness.report.render import render_compare, render_run_report
 
 

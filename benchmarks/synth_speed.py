@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from harness.challenge import parse_size
-from harness.data.synth import SynthConfig, synthesize
+from harness.data.synth import synthesize
+from harness.options import SynthConfig
 
 
 def main() -> None:

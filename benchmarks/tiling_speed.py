@@ -17,7 +17,8 @@ import torch
 from harness import create_model
 from harness.backends import prepare_runner
 from harness.challenge import parse_size
-from harness.inference import Precision, Tiling, run_model
+from harness.inference import Tiling, run_model
+from harness.options import Precision
 from harness.registry import model_multiple
 
 

@@ -13,8 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from harness.errors import HarnessError
-from harness.io import first_line
+from harness.errors import HarnessError, first_line
 
 MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = 4 * 1024**3

@@ -20,7 +20,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +28,12 @@ import numpy as np
 import torch
 
 from harness.allocator import without_tcache
-from harness.challenge import IMAGE_SIZE, NUM_FRAMES
+from harness.challenge import NUM_FRAMES
 from harness.errors import HarnessError
-from harness.inference import Device, Precision, check_precision, describe_gpu, peak_memory_mb, resolve_device
+from harness.inference import check_precision, describe_gpu, peak_memory_mb, resolve_device
+from harness.options import BenchConfig, Precision
 
 BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
-
-
-@dataclass
-class BenchConfig:
-    model: str
-    size: tuple[int, int] = IMAGE_SIZE
-    device: Device = Device.auto
-    threads: int | None = None  # None: torch's default
-    warmup: int = 1
-    repeats: int = 3
-    model_args: str | None = None
-    trust_code: bool = False
-    weights: str | None = None  # None: harness.loading's policy, random weights where none are found
-    precision: Precision = Precision.fp32
-    backends: list[str] = field(default_factory=lambda: ["auto"])
-
-    def __post_init__(self) -> None:
-        self.precision = Precision(self.precision)
 
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:

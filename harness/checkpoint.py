@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from harness.errors import HarnessError
-from harness.io import first_line
+from harness.errors import HarnessError, first_line
 
 WRAPPER_KEYS = ("state_dict", "model", "params")
 KEY_PREFIXES = ("module.", "_orig_mod.")

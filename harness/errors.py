@@ -23,3 +23,9 @@ class Undecided(HarnessError):
 
 class HarnessWarning(UserWarning):
     """Something the user should know that does not stop the command (printed as one ``warning:`` line)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when it has none), cut to ``limit``."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -26,13 +26,11 @@ from torch import nn
 
 from harness import __version__ as harness_version
 from harness.backends import Runner, Settings, choose_backend, prepare_runner
-from harness.data import Scene, Split, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
+from harness.data import Scene, discover_scenes, frame_shape, read_frames, read_gt, select_scenes
 from harness.data.embedded import embedded_dataset
 from harness.data.scenes import digests, empty_split, fingerprint
 from harness.errors import HarnessError
 from harness.inference import (
-    Device,
-    Precision,
     Tiling,
     check_precision,
     describe_gpu,
@@ -43,48 +41,13 @@ from harness.inference import (
 )
 from harness.io import sha256_file, write_tiff
 from harness.loading import load_model
-from harness.metrics import Quantize, quantize_output
+from harness.metrics import quantize_output
+from harness.options import EvalConfig, Split
 from harness.progress import Progress, notify
 from harness.registry import list_models, model_config, model_entry, model_multiple
-from harness.run import RunFolder, RunSettings, RunSummary, default_run_dir, mean_scores
+from harness.run import RunFolder, RunSettings, RunSummary, mean_scores
 from harness.scoring import score_pair
 from harness.sources import Args, ModelSource, parse_model_args
-
-
-@dataclass
-class EvalConfig:
-    """Arguments of ``harness evaluate``; the defaults are the command's."""
-
-    model: str
-    weights: Path | None = None
-    data: Path | None = None  # None: the embedded synthetic dataset
-    split: Split = Split.val
-    scenes: str | None = None
-    out: Path | None = None  # None: runs/MODEL-SPLIT
-    device: Device = Device.auto
-    precision: Precision = Precision.fp32
-    tile: int = 0
-    overlap: int = 0
-    quantize: Quantize = Quantize.floor
-    force: bool = False
-    random_init: bool = False
-    model_args: str | list[Any] | dict[str, Any] | None = None  # JSON text or parsed: see harness.sources
-    trust_code: bool = False
-    backend: str = "auto"  # harness.backends: auto takes fast for a FlowCNRDB variant on a CPU, else eager
-    threads: int | None = None  # CPU threads during inference; None: torch's default for this process
-
-    def __post_init__(self) -> None:
-        if self.overlap and not self.tile:
-            raise HarnessError("--overlap needs --tile (it is the overlap between tiles)")
-        for name in ("weights", "data", "out"):
-            if getattr(self, name) is not None:
-                setattr(self, name, Path(getattr(self, name)))
-        self.split, self.device, self.quantize = Split(self.split), Device(self.device), Quantize(self.quantize)
-        self.precision = Precision(self.precision)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.out or default_run_dir(self.model, self.split.value)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import math
 import shutil
 import tempfile
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,8 @@ from harness.backends.exported import (
 )
 from harness.backends.registry import default_threads
 from harness.errors import HarnessError
-from harness.inference import Precision
+from harness.options import Format, Precision
 from harness.registry import model_multiple
-
-
-class Format(str, Enum):
-    onnx = "onnx"
-    openvino = "openvino"
 
 
 @dataclass(frozen=True)

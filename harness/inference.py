@@ -6,7 +6,6 @@ import contextlib
 import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,7 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
-
-
-class Device(str, Enum):
-    """Where a model runs: ``auto`` takes CUDA when available."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+from harness.options import Device, Precision
 
 
 def resolve_device(name: Device | str) -> torch.device:
@@ -61,18 +53,6 @@ def peak_memory_mb(device: torch.device) -> float:
     except (OSError, StopIteration):
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return max(own, children)
-
-
-class Precision(str, Enum):
-    """The arithmetic of inference: ``fp32`` is IEEE float32 everywhere (on a GPU too, where PyTorch's default
-    would run convolutions in TF32); ``tf32`` keeps float32 storage and runs convolutions and matrix products on
-    TF32 tensor cores (GPUs only); ``bf16`` runs convolutions and matrix products in bfloat16; ``fp16`` is float16
-    autocast (GPUs only)."""
-
-    fp32 = "fp32"
-    tf32 = "tf32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 def cpu_has_bf16() -> bool:

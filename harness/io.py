@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from enum import Enum
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -26,14 +24,8 @@ import pandas as pd
 import tifffile
 
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_DECODE_PIXELS
-from harness.errors import HarnessError
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type when it has none), cut to ``limit``."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:limit] if lines else type(exc).__name__
-
+from harness.errors import HarnessError, first_line
+from harness.json_values import jsonable
 
 # --------------------------------------------------------------------------- atomic writes
 
@@ -84,23 +76,6 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- JSON and CSV
-
-
-def jsonable(obj: Any) -> Any:
-    """JSON-ready values: paths and enums as text; JSON has no inf or NaN, so PSNR inf is the string 'inf' and NaN null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -27,6 +27,7 @@ from harness.io import sha256_file
 from harness.model_import import Args, ModelSource
 from harness.registry import model_entry
 from harness.sources import resolve_model
+from harness.submission import zoo_choice
 
 RANDOM = "random-init"
 RANDOM_STD = 0.02
@@ -75,6 +76,8 @@ def load_model(
         return Loaded(randomise(model), source, RANDOM, None)
     if source.kind in ("file", "module", "plugin"):
         return Loaded(model, source, "as built by the factory", None)
+    if source.choices:
+        raise HarnessError(zoo_choice([Path(c) for c in source.choices]))
     hint = " (the submission's model_zoo/ holds no checkpoint)"
     if source.kind == "registered":
         entry = model_entry(spec)

@@ -17,8 +17,8 @@ from typing import Any
 from torch import nn
 
 from harness.archive import safe_extract
-from harness.errors import HarnessError
-from harness.io import atomic_folder, first_line, sha256_file
+from harness.errors import HarnessError, first_line
+from harness.io import atomic_folder, sha256_file
 
 Args = list[Any] | dict[str, Any]
 
@@ -34,9 +34,11 @@ class ModelSource:
     file: str | None = None
     sha256: str | None = None
     weights: str | None = None  # a submission's own checkpoint
+    choices: tuple[str, ...] = ()  # a submission's model_zoo/ files when there are several: --weights picks one
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What is recorded: everything but ``choices`` (the weights a run used are recorded apart)."""
+        return {k: v for k, v in asdict(self).items() if k != "choices"}
 
     @property
     def needs_trust(self) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,12 +28,6 @@ from harness.io import read_csv, read_json, sha256_file, write_csv, write_json
 
 SCHEMA = 2  # 2: the backend that ran (run.json, summary.json) and its runtime details
 METRICS = ("psnr", "ssim", "ssim_standard")
-
-
-def default_run_dir(model: str, split: str) -> Path:
-    """Where ``harness evaluate`` writes when no ``--out`` is given (any model source, made a folder name)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rsplit("/", 1)[-1]).strip("._") or "model"
-    return Path("runs") / f"{name}-{split}"
 
 
 @dataclass(frozen=True)

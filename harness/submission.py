@@ -36,7 +36,13 @@ class Submission:
     class_name: str
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    checkpoint: Path | None = None
+    checkpoints: list[Path] = field(default_factory=list)  # every file under model_zoo/
+    args_problem: str | None = None  # why test_demo.py's arguments cannot be read: --model-args must give them
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The submission's own weights: the one file under model_zoo/ (None when there are none, or several)."""
+        return self.checkpoints[0] if len(self.checkpoints) == 1 else None
 
 
 def _root(path: Path) -> Path:
@@ -77,7 +83,8 @@ def _literal(node: ast.expr, constants: dict[str, ast.expr]) -> Any:
     return ast.literal_eval(node)
 
 
-def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], dict[str, Any]]:
+def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], dict[str, Any], str | None]:
+    """The literal arguments of the model's first construction, or why they are not literals."""
     constants = _constants(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
@@ -93,21 +100,24 @@ def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], d
                         _literal(kw.value, constants) if kw.arg is None else {kw.arg: _literal(kw.value, constants)}
                     )
             except (ValueError, TypeError):
-                raise HarnessError(
-                    f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args"
-                ) from None
-            return args, kwargs
-    return [], {}
+                return (
+                    [],
+                    {},
+                    f"{demo}:{node.lineno}: the model's constructor arguments are not literals; pass --model-args",
+                )
+            return args, kwargs, None
+    return [], {}, None
 
 
-def _checkpoint(root: Path) -> Path | None:
+def _checkpoints(root: Path) -> list[Path]:
     zoo = root / "model_zoo"
-    files = sorted(p for p in zoo.rglob("*") if p.is_file() and not p.name.startswith(".")) if zoo.is_dir() else []
-    if len(files) > 1:
-        raise HarnessError(
-            f"{zoo}: {len(files)} files ({', '.join(p.name for p in files[:4])}); pass --weights to choose one"
-        )
-    return files[0] if files else None
+    return sorted(p for p in zoo.rglob("*") if p.is_file() and not p.name.startswith(".")) if zoo.is_dir() else []
+
+
+def zoo_choice(checkpoints: list[Path]) -> str:
+    """The line that asks for --weights when model_zoo/ holds several files."""
+    names = ", ".join(p.name for p in checkpoints[:4]) + (", ..." if len(checkpoints) > 4 else "")
+    return f"{checkpoints[0].parent}: {len(checkpoints)} files ({names}); pass --weights to choose one"
 
 
 def read_submission(path: Path) -> Submission:
@@ -127,8 +137,8 @@ def read_submission(path: Path) -> Submission:
     model_file = root / "models" / f"{module.replace('.', '/')}.py"
     if not model_file.is_file():
         raise HarnessError(f"{demo}: imports {module} but {model_file} does not exist")
-    args, kwargs = _constructor(tree, local, demo)
-    return Submission(root, model_file, class_name, args, kwargs, _checkpoint(root))
+    args, kwargs, problem = _constructor(tree, local, demo)
+    return Submission(root, model_file, class_name, args, kwargs, _checkpoints(root), problem)
 
 
 def submission_folder(path: Path) -> Path:
@@ -154,6 +164,8 @@ def from_submission(spec: str, args: Args, trust_code: bool) -> tuple[nn.Module,
     cls = getattr(module, sub.class_name)
     if args:
         chosen, model = args, call_factory(cls, args, spec)
+    elif sub.args_problem is not None:
+        raise HarnessError(sub.args_problem)
     else:  # as test_demo.py constructs it
         chosen = (
             sub.kwargs if not sub.args else sub.args if not sub.kwargs else {"args": sub.args, "kwargs": sub.kwargs}
@@ -167,5 +179,6 @@ def from_submission(spec: str, args: Args, trust_code: bool) -> tuple[nn.Module,
         str(sub.model_file),
         sha256_file(sub.model_file),
         str(sub.checkpoint) if sub.checkpoint else None,
+        tuple(str(p) for p in sub.checkpoints) if len(sub.checkpoints) > 1 else (),
     )
     return model, source

@@ -18,9 +18,6 @@ from harness.models.demosaic import BilinearDemosaic, DemosaicConfig
 from harness.models.flowcnrdb import FlowCNRDB, FlowCNRDBConfig
 from harness.models.unet_baseline import UNetBaseline, UNetBaselineConfig
 
-FLAGSHIP = "flowcnrdb"
-"""The published configuration: ``harness train``'s default model."""
-
 TINY_WEIGHTS = WeightsInfo(
     file="flowcnrdb_tiny.safetensors",
     sha256="5860daa43b261c143557929b94ecf653b78a53f50683111bd71a1ca95c7cb63b",

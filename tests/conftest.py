@@ -22,7 +22,8 @@ def shared_fixtures() -> Path:
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 training and 3 validation scenes of 64 x 128, made by the real generator."""
-    from harness.data.synth import SynthConfig, synthesize
+    from harness.data.synth import synthesize
+    from harness.options import SynthConfig
 
     out = tmp_path_factory.mktemp("data") / "small"
     synthesize(out, SynthConfig(train_scenes=4, val_scenes=3, height=64, width=128, seed=3))

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from harness import create_model
 from harness.cli import app
-from harness.evaluate import EvalConfig, build_model
+from harness.evaluate import build_model
 from harness.io import sha256_file
+from harness.options import EvalConfig
 
 runner = CliRunner()
 
@@ -501,3 +502,34 @@ def test_a_submission_without_its_prefix_and_a_misspelt_name_get_what_was_meant(
     assert line.startswith("error: unknown model 'flowcnrdb_tiyn'; did you mean 'flowcnrdb_tiny'")
     code, _ = _budget_json("--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic")
     assert code == 0
+
+
+def test_a_demo_with_computed_arguments_takes_model_args_as_advised(tmp_path, trained_toy, small_data):
+    sub = make_submission(tmp_path / "sub", trained_toy)
+    demo = sub / "test_demo.py"
+    demo.write_text(demo.read_text().replace("My_model(width=6)", "My_model(width=int('6'))"))
+    evaluate = ("evaluate", "--model", f"submission:{sub}", "--trust-code", "--data", str(small_data))
+    line = _one_error(_run(*evaluate, "--out", str(tmp_path / "refused"))[1])
+    assert "test_demo.py:" in line and "not literals; pass --model-args" in line
+    code, out = _run(*evaluate, "--model-args", '{"width": 6}', "--out", str(tmp_path / "run"))
+    assert code == 0, out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["source"]["args"] == {"width": 6} and summary["weights"].endswith("Ckpt_09_Toy.pth")
+
+
+def test_a_model_zoo_of_two_checkpoints_takes_weights_as_advised(tmp_path, trained_toy, small_data):
+    sub = make_submission(tmp_path / "sub", trained_toy)
+    spare = sub / "model_zoo" / "Ckpt_09_Toy_old.pth"
+    torch.save({k: torch.zeros_like(v) for k, v in trained_toy.state_dict().items()}, spare)
+    evaluate = ("evaluate", "--model", f"submission:{sub}", "--trust-code", "--data", str(small_data))
+    line = _one_error(_run(*evaluate, "--out", str(tmp_path / "refused"))[1])
+    assert "model_zoo: 2 files (Ckpt_09_Toy.pth, Ckpt_09_Toy_old.pth); pass --weights" in line
+    assert not (tmp_path / "refused").exists()
+    chosen = sub / "model_zoo" / "Ckpt_09_Toy.pth"
+    code, out = _run(*evaluate, "--weights", str(chosen), "--out", str(tmp_path / "run"))
+    assert code == 0, out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["weights"] == str(chosen)
+    code, out = _run(
+        "budget", "--model", f"submission:{sub}", "--trust-code", "--size", "64x128", "--counters", "analytic"
+    )
+    assert code == 0, out  # counting needs no weights: the choice is not asked for

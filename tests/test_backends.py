@@ -13,7 +13,8 @@ from harness import create_model
 from harness.backends import BACKENDS, Settings, choose_backend, prepare_runner, register_backend
 from harness.backends.base import Forward
 from harness.backends.reduced import Float32Islands, bfloat16_forward
-from harness.inference import Precision, cpu_has_bf16
+from harness.inference import cpu_has_bf16
+from harness.options import Precision
 
 CPU = torch.device("cpu")
 

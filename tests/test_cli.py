@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import time
 import zipfile
 
 import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.evaluate import EvalConfig
-from harness.train.loop import TrainConfig
+from harness.options import EvalConfig, TrainConfig
 
 runner = CliRunner()
 
@@ -60,6 +63,35 @@ def test_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"harness {harness.__version__}"
+
+
+HEAVY = ("torch", "numpy", "pandas", "scipy", "skimage", "tifffile", "fvcore", "onnxruntime", "openvino")
+IMPORTS_AFTER = """
+import sys
+from harness.cli import main
+sys.argv = ["harness", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("HEAVY:", sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY)))
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["evaluate", "--help"], ["budget", "--help"]])
+def test_version_and_help_import_nothing_heavy_and_answer_within_half_a_second(args):
+    code = f"HEAVY = {HEAVY!r}\n{IMPORTS_AFTER}"
+    shown = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY: []" in shown, shown.splitlines()[-1]
+    command = shutil.which("harness") or pytest.fail("the harness console script is not installed")
+    best = min(_seconds(lambda: subprocess.run([command, *args], capture_output=True, check=True)) for _ in range(3))
+    assert best < 0.5, f"harness {' '.join(args)} took {best:.2f} s"
+
+
+def _seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
 
 
 def test_an_error_prints_nothing_but_the_error(tmp_path):

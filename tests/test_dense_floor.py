@@ -12,7 +12,8 @@ import torch
 
 from harness import create_model
 from harness.budget.analytic import analytic_count
-from harness.inference import Precision, cpu_has_bf16
+from harness.inference import cpu_has_bf16
+from harness.options import Precision
 
 SIZE = (64, 128)
 

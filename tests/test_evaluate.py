@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from harness import create_model
 from harness.cli import app
 from harness.data.synth import frame0_exposure
-from harness.evaluate import EvalConfig, evaluate
+from harness.evaluate import evaluate
 from harness.inference import Tiling
+from harness.options import EvalConfig
 
 runner = CliRunner()
 

@@ -11,7 +11,8 @@ import tifffile
 import torch
 from clihelp import invoke, one_error
 
-from harness.inference import Precision, precision_mode
+from harness.inference import precision_mode
+from harness.options import Precision
 
 
 def test_bf16_evaluation_stays_within_the_psnr_and_lsb_bounds(tmp_path, small_data):

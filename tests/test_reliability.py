@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from harness import create_model
 from harness.cli import app
-from harness.evaluate import EvalConfig, evaluate
+from harness.evaluate import evaluate
+from harness.options import EvalConfig
 
 runner = CliRunner()
 

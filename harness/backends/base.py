@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.errors import HarnessError
-from harness.inference import Precision
+from harness.options import Precision
 
 
 @dataclass(frozen=True)

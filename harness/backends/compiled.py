@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from harness.backends.base import Forward, Prepared, Settings
 from harness.backends.reduced import bfloat16_forward
-from harness.inference import Precision, precision_mode
+from harness.inference import precision_mode
+from harness.options import Precision
 
 
 class Compile:

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from harness.backends.base import Forward, Prepared, Settings
 from harness.backends.reduced import bfloat16_forward
-from harness.inference import Precision, precision_mode
+from harness.inference import precision_mode
+from harness.options import Precision
 
 
 def reference_forward(model: nn.Module, device: torch.device) -> Forward:

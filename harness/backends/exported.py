@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from harness.backends.base import Settings
 from harness.errors import HarnessError
-from harness.inference import Precision
+from harness.options import Precision
 
 OPSET = 17
 

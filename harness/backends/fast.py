@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from harness.backends.base import Forward, Prepared, Settings
 from harness.backends.flowcnrdb_kernels import Compute, cnrdb_fast, convnext_fast, fused_expansion_works
-from harness.inference import Precision
 from harness.models.flowcnrdb import (
     FlowCNRDB,
     FlowRegistration,
@@ -33,6 +32,7 @@ from harness.models.flowcnrdb import (
     flow_warp,
     homography_flow,
 )
+from harness.options import Precision
 
 T = TypeVar("T")
 U = TypeVar("U")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from harness.errors import CheckFailed
-from harness.inference import Precision
+from harness.options import Precision
 
 FLOAT32_TOLERANCE = 1e-4
 REDUCED_SHARE = 0.99

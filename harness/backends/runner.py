@@ -21,7 +21,7 @@ from harness.backends.eager import reference_forward
 from harness.backends.gate import GateResult, check, compare
 from harness.backends.registry import choose_backend, default_threads
 from harness.errors import HarnessError
-from harness.inference import Precision
+from harness.options import Precision
 
 
 class Runner:

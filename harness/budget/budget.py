@@ -21,7 +21,6 @@ from torch import nn
 
 from harness.budget.analytic import CATEGORIES, AnalyticCount, analytic_count
 from harness.budget.counters import (
-    COUNTERS,
     Measured,
     flop_counter_mode_count,
     fvcore_count,
@@ -29,8 +28,8 @@ from harness.budget.counters import (
     ptflops_pytorch_count,
 )
 from harness.challenge import IMAGE_HEIGHT, IMAGE_SIZE, IMAGE_WIDTH, MAC_LIMIT, NUM_FRAMES, PARAM_LIMIT
-from harness.errors import HarnessError
-from harness.io import first_line
+from harness.errors import HarnessError, first_line
+from harness.options import COUNTERS
 from harness.progress import Progress, notify
 from harness.registry import model_multiple
 from harness.sources import ModelSource, parse_model_args, resolve_model

@@ -21,7 +21,6 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from fractions import Fraction
 
 import torch
@@ -30,25 +29,6 @@ from torch import nn
 from harness.challenge import NUM_FRAMES
 from harness.errors import HarnessError
 from harness.registry import model_multiple
-
-
-class CounterName(str, Enum):
-    """The counters ``harness budget`` runs; ``meta_device`` ones count at full size without a real forward."""
-
-    fvcore = "fvcore"
-    ptflops_pytorch = "ptflops_pytorch"
-    ptflops_aten = "ptflops_aten"
-    flop_counter_mode = "flop_counter_mode"
-    analytic = "analytic"
-
-    @property
-    def meta_device(self) -> bool:
-        return self in (CounterName.ptflops_aten, CounterName.flop_counter_mode, CounterName.analytic)
-
-
-COUNTERS = tuple(c.value for c in CounterName)
-REPORT_COUNTERS = ("fvcore", *(c.value for c in CounterName if c.meta_device))
-"""What a run report shows: the official counter and the fast meta-device ones."""
 
 DIRECT_LIMIT = 256 * 512  # pixels up to which the real-forward counters are run directly
 

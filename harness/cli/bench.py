@@ -47,7 +47,8 @@ def bench_cmd(
     Exit 1 when the equivalence gate refused a backend.
     """
     from harness.backends import parse_backends
-    from harness.bench import BenchConfig, bench
+    from harness.bench import bench
+    from harness.options import BenchConfig
     from harness.progress import progress_bar
 
     cfg = BenchConfig(

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from harness.budget.counters import COUNTERS
 from harness.challenge import parse_size
 from harness.cli.common import (
     OFFICIAL_SIZE,
@@ -20,6 +19,7 @@ from harness.cli.common import (
     emit_json,
     err_console,
 )
+from harness.options import COUNTERS
 
 
 def budget_cmd(

@@ -29,10 +29,9 @@ except ImportError:  # pragma: no cover
     from click import exceptions as cli_errors  # type: ignore[no-redef]
 
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH
-from harness.data import Split
-from harness.errors import HarnessError, HarnessWarning
-from harness.inference import Device, Precision
-from harness.io import first_line, jsonable
+from harness.errors import HarnessError, HarnessWarning, first_line
+from harness.json_values import jsonable
+from harness.options import Device, Precision, Split
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)

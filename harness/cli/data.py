@@ -19,8 +19,7 @@ from harness.cli.common import (
     err_console,
     given,
 )
-from harness.data import Split
-from harness.data.synth import SynthConfig
+from harness.options import Split, SynthConfig
 from harness.progress import progress_bar
 
 data_app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, help="Check and synthesise RawFusion-layout data.")

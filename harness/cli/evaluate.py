@@ -27,11 +27,8 @@ from harness.cli.common import (
     err_console,
     given,
 )
-from harness.data import Split
-from harness.evaluate import EvalConfig
-from harness.metrics import Quantize
+from harness.options import EvalConfig, Quantize, Split
 from harness.progress import progress_bar
-from harness.run import RunFolder
 
 
 def evaluate_cmd(
@@ -84,6 +81,7 @@ def evaluate_cmd(
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
     from harness.allocator import keep_freed_memory
     from harness.evaluate import evaluate
+    from harness.run import RunFolder
     from harness.tables import render_scores
 
     keep_freed_memory()  # this process is the runner: its allocator is its own
@@ -135,6 +133,7 @@ def score_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Score an existing folder of outputs the way the server read a submission."""
+    from harness.run import RunFolder
     from harness.scoring import score_run
     from harness.tables import render_scores
 

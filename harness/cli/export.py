@@ -18,7 +18,7 @@ from harness.cli.common import (
     console,
     emit_json,
 )
-from harness.export import Format
+from harness.options import Format
 
 
 def export_cmd(
@@ -42,7 +42,7 @@ def export_cmd(
     """Export a model for ONNX Runtime or OpenVINO and print its parity against the model as written."""
     from harness.export import describe, export_model
     from harness.loading import load_model
-    from harness.run import default_run_dir
+    from harness.options import default_run_dir
     from harness.sources import parse_model_args
 
     loaded = load_model(model, parse_model_args(model_args), bool(trust_code), weights, bool(random_init))

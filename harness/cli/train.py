@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli.common import MODEL_HELP, DataOpt, DeviceOpt, ModelArgsOpt, TrustCodeOpt, console, default_of, given
-from harness.data import Split
-from harness.train.loop import TrainConfig
+from harness.options import Split, TrainConfig
 
 
 def _opt(name: str, help: str, **limits: Any) -> typer.models.OptionInfo:

@@ -17,9 +17,10 @@ from harness.challenge import (
     VAL_SCENES,
     split_of,
 )
-from harness.data.scenes import Scene, Split, discover_scenes, empty_split, select_scenes
+from harness.data.scenes import Scene, discover_scenes, empty_split, select_scenes
 from harness.errors import HarnessError
 from harness.io import UnreadableTiff, read_tiff
+from harness.options import Split
 from harness.progress import Progress, notify
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.data.synth import GENERATOR_VERSION, SynthConfig, synthesize
+from harness.data.synth import GENERATOR_VERSION, synthesize
+from harness.options import SynthConfig
 from harness.progress import Progress
 
 EMBEDDED = SynthConfig()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from enum import Enum
 from math import prod
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from harness.challenge import (
 from harness.errors import HarnessError
 from harness.io import read_gt as read_gt_file
 from harness.io import read_tiff, sha256_file, tiff_header
+from harness.options import Split
 
 __all__ = [
     "EXPOSURE_GROUPS",
@@ -43,24 +43,6 @@ __all__ = [
     "select_scenes",
     "frame_shape",
 ]
-
-
-class Split(str, Enum):
-    """Which scenes of a folder a command takes."""
-
-    train = "train"
-    val = "val"
-    all = "all"
-    test = "test"
-
-    @property
-    def help(self) -> str:
-        return {
-            "train": f"scenes {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d} (FlowCNRDB protocol)",
-            "val": f"scenes {VAL_SCENES.start:03d}-{VAL_SCENES.stop - 1:03d}, held out (FlowCNRDB protocol)",
-            "all": "every scene with ground truth",
-            "test": "every scene present, ground truth optional",
-        }[self.value]
 
 
 FILE_RE = re.compile(r"^Scene-(\d{3})-(?:in-(\d+)|(gt))\.tiff?$")

@@ -44,17 +44,14 @@ from scipy import ndimage
 
 from harness.challenge import (
     EXPOSURE_GROUPS,
-    FIRST_HIDDEN_SCENE,
     MAX_DECODE_PIXELS,
-    MAX_SCENE,
     NUM_FRAMES,
     SIZE_MULTIPLE,
-    TRAIN_SCENES,
-    VAL_SCENES,
     scene_id,
 )
 from harness.errors import HarnessError
 from harness.io import atomic_folder, atomic_write_text, read_json, write_tiff
+from harness.options import SynthConfig
 from harness.progress import Progress, notify
 
 GENERATOR_VERSION = "harness-synth-1"
@@ -70,47 +67,6 @@ PHOTOS = (
 )
 GROUP_EXPOSURE = {"short": 1.0, "mid": 2.0, "long": 4.0}
 EXPOSURES = tuple(GROUP_EXPOSURE[g] for i in range(NUM_FRAMES) for g, idx in EXPOSURE_GROUPS.items() if i in idx)
-MAX_VAL_SCENES = MAX_SCENE + 1 - VAL_SCENES.start
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """Arguments of ``harness data synth``; the defaults are the embedded dataset."""
-
-    train_scenes: int = 32
-    val_scenes: int = 8
-    height: int = 256
-    width: int = 512
-    seed: int = 0
-    max_shift: float = 2.0
-    blur_prob: float = 0.3
-    shot: float = 0.008
-    read: float = 0.07
-    margin: int = 8
-    test_scenes: int = 0  # in OUT/test, numbered from 300, without ground truth: like the official inputs
-
-    def test_numbers(self) -> list[int]:
-        if not 0 <= self.test_scenes <= MAX_SCENE + 1 - FIRST_HIDDEN_SCENE:
-            raise HarnessError(
-                f"--test-scenes: 0 to {MAX_SCENE + 1 - FIRST_HIDDEN_SCENE} (test scenes are numbered from {FIRST_HIDDEN_SCENE})"
-            )
-        return list(range(FIRST_HIDDEN_SCENE, FIRST_HIDDEN_SCENE + self.test_scenes))
-
-    def numbers(self) -> list[int]:
-        if self.train_scenes < 0 or self.val_scenes < 0 or self.train_scenes + self.val_scenes == 0:
-            raise HarnessError(
-                f"--train-scenes and --val-scenes: at least one scene, none negative (got {self.train_scenes}, {self.val_scenes})"
-            )
-        if self.train_scenes > len(TRAIN_SCENES):
-            raise HarnessError(
-                f"--train-scenes: at most {len(TRAIN_SCENES)} (train scenes are {TRAIN_SCENES.start:03d}-{TRAIN_SCENES.stop - 1:03d})"
-            )
-        if self.val_scenes > MAX_VAL_SCENES:
-            raise HarnessError(
-                f"--val-scenes: at most {MAX_VAL_SCENES} (validation scenes start at {VAL_SCENES.start})"
-            )
-        start = VAL_SCENES.start
-        return list(TRAIN_SCENES[: self.train_scenes]) + list(range(start, start + self.val_scenes))
 
 
 @dataclass

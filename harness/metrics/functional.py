@@ -22,20 +22,12 @@ Two SSIM semantics, both named, neither a hidden default:
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
 from skimage.color import rgb2gray
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from harness.challenge import GT_SCALE, SERVER_SSIM_DATA_RANGE, SSIM_WINDOW, STANDARD_SSIM_DATA_RANGE
-
-
-class Quantize(str, Enum):
-    """How a float output becomes 8-bit: ``floor`` matches the truncated ground truth, ``round`` is +0.5 LSB."""
-
-    floor = "floor"
-    round = "round"
+from harness.options import Quantize
 
 
 def quantize_gt(gt: np.ndarray) -> np.ndarray:

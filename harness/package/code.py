@@ -34,9 +34,10 @@ from torch import nn
 
 from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_FRAMES
 from harness.checkpoint import load_checkpoint
-from harness.data import Split, discover_scenes, select_scenes
+from harness.data import discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.io import sha256_file
+from harness.options import Split
 from harness.package.zips import safe_extract, write_zip
 from harness.registry import model_config, model_entry
 from harness.sources import Args, resolve_model
@@ -257,7 +258,8 @@ def verify_code(zip_path: Path, manifest_path: Path, data: Path | None = None) -
     """Run the zip's demo on the validation scenes and compare with `harness evaluate --backend eager`, byte for byte
     (the demo runs the model file as written, as the eager backend does)."""
     from harness.data.embedded import embedded_dataset
-    from harness.evaluate import EvalConfig, evaluate
+    from harness.evaluate import evaluate
+    from harness.options import EvalConfig
 
     manifest = read_manifest(manifest_path)
     data = data or embedded_dataset()
@@ -298,7 +300,8 @@ def verify_submission(path: Path, trust_code: bool, data: Path | None = None) ->
     """Someone else's code submission (folder or zip): its model built as its test_demo.py builds it, its checkpoint
     loaded strictly, and run over the validation scenes with every output checked."""
     from harness.data.embedded import embedded_dataset
-    from harness.evaluate import EvalConfig, evaluate
+    from harness.evaluate import evaluate
+    from harness.options import EvalConfig
 
     with tempfile.TemporaryDirectory(prefix="harness-verify-submission-") as tmp:
         summary = evaluate(

@@ -154,7 +154,7 @@ def _budget(
     if summary.model is None or kind == "submission":
         return None, "budget not computed: run `harness budget` on this model and pass --budget"
     from harness.budget.budget import cached_budget
-    from harness.budget.counters import REPORT_COUNTERS
+    from harness.options import REPORT_COUNTERS
     from harness.sources import resolve_model
 
     try:

@@ -34,52 +34,16 @@ from torch import nn
 from harness.checkpoint import CheckpointError, check_state_dict
 from harness.data import discover_scenes, frame_shape, select_scenes
 from harness.data.embedded import embedded_dataset
-from harness.errors import HarnessError, HarnessWarning
-from harness.inference import Device, resolve_device
-from harness.io import atomic_write, first_line, read_csv, read_json, write_csv, write_json
+from harness.errors import HarnessError, HarnessWarning, first_line
+from harness.inference import resolve_device
+from harness.io import atomic_write, read_csv, read_json, write_csv, write_json
 from harness.metrics import quantize_output
+from harness.options import TrainConfig
 from harness.progress import Progress, notify
 from harness.registry import model_config, model_multiple
 from harness.scoring import score_pair
 from harness.sources import ModelSource, parse_model_args, resolve_model
 from harness.train.dataset import CropDataset, center_crop, npy_cache
-from harness.variants import FLAGSHIP
-
-
-@dataclass
-class TrainConfig:
-    """Arguments of ``harness train``; the defaults are the published protocol."""
-
-    model: str = FLAGSHIP
-    data: Path | None = None  # None: the embedded synthetic dataset
-    out: Path = Path("runs/train")
-    iters: int = 224_000
-    stop_after: int | None = None
-    batch: int = 10
-    crop: int = 256
-    lr: float = 3e-4
-    min_lr: float = 1e-7
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    amp: bool | None = None  # None: on for CUDA, off on the CPU
-    val_every: int = 2000
-    val_crop: int = 256
-    log_every: int = 100
-    resume: bool = False
-    device: Device = Device.auto
-    seed: int = 0
-    workers: int = 2
-    train_scenes: str | None = None
-    val_scenes: str | None = None
-    model_args: str | None = None  # JSON: see harness.sources
-    trust_code: bool = False
-    micro_batch: int | None = None  # crops per forward/backward; gradients accumulate over --batch (None: all at once)
-
-    def __post_init__(self) -> None:
-        self.data = Path(self.data) if self.data is not None else None
-        self.out = Path(self.out)
-        self.device = Device(self.device)
 
 
 def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
