@@ -3,12 +3,16 @@
 Library functions take ``progress: Progress | None`` and call
 ``progress(done, total, note)``; they never print. The command line passes the
 ``advance`` of :func:`progress_bar`, which starts drawing at its first call, so
-a command that fails before any work prints nothing but its error.
+a command that fails before any work prints nothing but its error. Where the
+console is not a terminal (a CI log, ``nohup``, a pipe) it prints plain lines
+instead: one per finished step, at most one per :data:`PLAIN_EVERY_S` seconds,
+and always the last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -28,9 +32,34 @@ def notify(progress: Progress | None, done: int, total: int, note: str = "") -> 
         progress(done, total, note)
 
 
+PLAIN_EVERY_S = 2.0
+
+
+def plain_lines(label: str, console: Console) -> Progress:
+    """An ``advance`` that prints ``label: done/total note`` lines, for a console that is not a terminal."""
+    last_time = -float("inf")
+    last_done = -1
+
+    def advance(done: int, total: int, note: str = "") -> None:
+        nonlocal last_time, last_done
+        now = time.monotonic()
+        finished = bool(total) and done >= total
+        if done == last_done or (now - last_time < PLAIN_EVERY_S and not finished):
+            return
+        last_time, last_done = now, done
+        count = f"{done}/{total}" if total else str(done)
+        console.print(f"{label}: {count} {note}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+    return advance
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, console: Console | None = None) -> Iterator[Progress]:
-    """A rich bar labelled ``label``; yields its ``advance(done, total, note)``."""
+    """A rich bar labelled ``label`` (plain lines off a terminal); yields its ``advance(done, total, note)``."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield plain_lines(label, console)
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -39,7 +68,7 @@ def progress_bar(label: str, console: Console | None = None) -> Iterator[Progres
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
     )
-    bar = RichProgress(*columns, console=console or Console(stderr=True), transient=True)
+    bar = RichProgress(*columns, console=console, transient=True)
     task = bar.add_task(label, total=None, note="")
     started = False
 

@@ -111,6 +111,16 @@ SWAP_WARNING_DB = 3.0
 BGR_HINT = "was it written in BGR order (cv2.imwrite of an RGB array)?"
 
 
+def swapped_outputs(table: pd.DataFrame) -> list[str]:
+    """One line per scored output of ``table`` (from :func:`score_folder`) that scores far better with red and blue
+    swapped: what ``score`` and ``package verify --gt`` both say."""
+    return [
+        f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue swapped; {BGR_HINT}"
+        for row in table.to_dict("records")
+        if row["swapped_psnr_gain"] > SWAP_WARNING_DB
+    ]
+
+
 def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None = None) -> RunSummary:
     """Score a folder of outputs into a run folder (``metrics.csv``, ``summary.json``) at ``out``; warns about files the
     server ignores, ground truth left unscored, and outputs that score far better with red and blue swapped."""
@@ -129,15 +139,8 @@ def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None 
             ),
             stacklevel=2,
         )
-    for row in table.to_dict("records"):
-        if row["swapped_psnr_gain"] > SWAP_WARNING_DB:
-            warnings.warn(
-                HarnessWarning(
-                    f"{row['scene']}: PSNR rises by {row['swapped_psnr_gain']:.1f} dB with red and blue "
-                    f"swapped; {BGR_HINT}"
-                ),
-                stacklevel=2,
-            )
+    for line in swapped_outputs(table):
+        warnings.warn(HarnessWarning(line), stacklevel=2)
     summary = RunSummary(
         **mean_scores(table),
         num_scenes=int(len(table)),

@@ -77,12 +77,31 @@ def _from_file(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     return model, ModelSource(spec, "file", attr, args, str(path.resolve()), sha256_file(path))
 
 
+def _import_here_too(module_name: str) -> Any:
+    """Import ``module_name`` from the installed packages, else from the current folder (as ``python -m`` and
+    uvicorn do); the current folder is on ``sys.path`` only during that import."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        if exc.name != top or not ((here / top).is_dir() or (here / f"{top}.py").is_file()):
+            raise
+    sys.path.insert(0, str(here))
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(str(here))
+
+
 def _from_module(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here_too(module_name)
     except ModuleNotFoundError as exc:
-        raise HarnessError(f"--model {spec}: cannot import {exc.name!r} (not installed, or not on the path)") from None
+        raise HarnessError(
+            f"--model {spec}: cannot import {exc.name!r} (neither installed nor in the current folder {Path.cwd()})"
+        ) from None
     model = call_factory(_attribute(module, attr, module_name), args, spec)
     file = getattr(module, "__file__", None)
     return model, ModelSource(spec, "module", attr, args, file, sha256_file(file) if file else None)

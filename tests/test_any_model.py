@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -110,11 +111,8 @@ def test_file_source_through_evaluate_report_budget_and_train(tmp_path, toy_file
     assert summary["source"]["sha256"] == sha256_file(toy_file) and summary["source"]["args"] == {"width": 4}
     assert json.loads((tmp_path / "run" / "run.json").read_text())["source"] == summary["source"]
     assert sha256_file(toy_file) in (tmp_path / "run" / "report.html").read_text()
-    code, out = _run(
-        "budget", "--model", spec, "--size", "64x128", "--json", "--counters", "fvcore,flop_counter_mode,analytic"
-    )
-    assert code == 0, out
-    doc = json.loads(out)
+    code, doc = _budget_json("--model", spec, "--size", "64x128", "--counters", "fvcore,flop_counter_mode,analytic")
+    assert code == 0, doc
     assert doc["source"]["kind"] == "file" and doc["params"] == sum(p.numel() for p in create_model(spec).parameters())
     code, out = _run(
         "train",
@@ -207,8 +205,8 @@ def test_installed_plugin_by_entry_point(tmp_path, monkeypatch, small_data):
 
 def _budget_train_package(spec: str, tmp_path: Path, small_data: Path, *extra: str) -> None:
     """budget, train (2 iterations) and a results zip of the run in tmp_path/run, for one model source."""
-    code, out = _run("budget", "--model", spec, *extra, "--size", "64x128", "--json", "--counters", "analytic")
-    assert code == 0 and json.loads(out)["counters"]["analytic"]["uncounted_ops"] == [], out
+    code, doc = _budget_json("--model", spec, *extra, "--size", "64x128", "--counters", "analytic")
+    assert code == 0 and doc["counters"]["analytic"]["uncounted_ops"] == [], doc
     code, out = _run(
         "train",
         "--model",
@@ -334,7 +332,9 @@ def test_submission_folder_and_zip_evaluate_with_their_own_checkpoint(tmp_path, 
         for scene in ("Scene-280", "Scene-282"):
             name = f"res/{scene}-out.tif"
             assert (tmp_path / label / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
-    code, out = _run("package", "code", str(zipped), "--trust-code", "--data", str(small_data))
+    code, out = _run("package", "code", str(zipped), "--trust-code", "--data", str(small_data), "--verify")
+    assert code == 2 and "never run here" in _one_error(out) and "without --verify" in out
+    code, out = _run("package", "code", str(zipped), "--trust-code", "--data", str(small_data))  # the advice
     assert code == 0 and "verified: Toy" in out, out
     (tmp_path / "zip").rename(tmp_path / "run")
     _budget_train_package(f"submission:{zipped}", tmp_path, small_data, "--trust-code")
@@ -533,3 +533,17 @@ def test_a_model_zoo_of_two_checkpoints_takes_weights_as_advised(tmp_path, train
         "budget", "--model", f"submission:{sub}", "--trust-code", "--size", "64x128", "--counters", "analytic"
     )
     assert code == 0, out  # counting needs no weights: the choice is not asked for
+
+
+def test_a_module_in_the_current_folder_imports_without_pythonpath(tmp_path, monkeypatch):
+    package = tmp_path / "work" / "herepkg"
+    write_toy(package, helper_import="herepkg.toy_helper", name="nets.py")
+    (package / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path / "work")
+    before = list(sys.path)
+    code, doc = _budget_json("--model", "herepkg.nets:build", "--size", "64x128", "--counters", "analytic")
+    assert code == 0 and doc["source"]["kind"] == "module" and doc["params"] > 0
+    assert sys.path == before  # the current folder was on the path only during the import
+    monkeypatch.chdir(tmp_path)
+    line = _one_error(_run("budget", "--model", "nowhere.nets:build", "--size", "64x128")[1])
+    assert "cannot import 'nowhere' (neither installed nor in the current folder" in line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +49,8 @@ def test_package_code_does_not_verify_unless_asked(tmp_path, monkeypatch):
 
 
 def _help(*command: str) -> str:
-    return runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"}).output
+    """The help of ``harness COMMAND`` with its line breaks made spaces."""
+    return " ".join(runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"}).output.split())
 
 
 def test_help_shows_the_librarys_defaults_and_choices():
@@ -55,7 +58,7 @@ def test_help_shows_the_librarys_defaults_and_choices():
     assert "floor|round" in text and "train|val|all|test" in text and "auto|cpu|cuda" in text
     assert f"[default: ({EvalConfig.__dataclass_fields__['quantize'].default.value})]" in text
     train = _help("train")
-    assert f"[default: ({TrainConfig.iters})]" in train and f"[default: ({TrainConfig.model})]" in train
+    assert f"[default: ({TrainConfig.iters})" in train and f"[default: ({TrainConfig.model})]" in train
 
 
 def test_version():
@@ -100,3 +103,34 @@ def test_an_error_prints_nothing_but_the_error(tmp_path):
     assert [line for line in result.output.splitlines() if line.strip()] == [
         f"error: {tmp_path / 'none'}: no such data folder"
     ]
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, small_data):
+    command = shutil.which("harness") or pytest.fail("the harness console script is not installed")
+    args = ["evaluate", "--model", "demosaic", "--data", str(small_data), "--out", str(tmp_path / "run"), "--no-report"]
+    done = subprocess.run([command, *args], capture_output=True, text=True, check=True)
+    lines = done.stderr.splitlines()
+    assert lines and all(line.startswith("evaluating: ") for line in lines), done.stderr
+    assert lines[-1].startswith("evaluating: 3/3 Scene-282") and "\x1b" not in done.stderr
+
+
+def _at_80_columns(*args: str) -> str:
+    command = shutil.which("harness") or pytest.fail("the harness console script is not installed")
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    return subprocess.run([command, *args], capture_output=True, text=True, env=env, check=True).stdout
+
+
+def test_at_80_columns_lines_fit_and_no_name_is_broken():
+    from harness.registry import list_models
+
+    shown = {
+        "models": _at_80_columns("models"),
+        "budget": _at_80_columns("budget", "--model", "flowcnrdb_tiny", "--size", "64x128"),
+        "bench help": _at_80_columns("bench", "--help"),
+    }
+    for label, text in shown.items():
+        assert max(map(len, text.splitlines())) <= 80 and "…" not in text, label
+    assert set(list_models()) <= set(re.findall(r"\b[a-z_]+\b", shown["models"]))
+    assert all(f" {name} " in shown["budget"] for name in ("ptflops_pytorch", "flop_counter_mode", "ptflops_aten"))
+    assert "package.module:NAME" in shown["bench help"] and "<bool>" not in shown["bench help"]
+    assert re.search(r"^\s+--trust-code\s+Import", shown["bench help"], re.M)

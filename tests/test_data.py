@@ -107,6 +107,16 @@ def test_check_refuses(good, how):
     assert len(lines) == 1 and name in lines[0], result.output
 
 
+def test_a_stray_file_is_listed_with_the_other_problems_and_no_split_means_every_scene(good):
+    (good / "Scene-280-in-0.tif").rename(good / "Scene-280-in-0.TIF")
+    name = _break(good, "nan")
+    result = runner.invoke(app, ["data", "check", str(good)])
+    assert result.exit_code == 1 and "(every scene)" in result.output and "(test)" not in result.output
+    assert "-: Scene-280-in-0.TIF: not a RawFusion name" in result.output
+    assert f"Scene-281: {name}: " in result.output and "Scene-280: Scene-280-in-0.tif: frame missing" in result.output
+    assert "3 problem(s)" in result.output
+
+
 def test_synth_is_deterministic_and_documented(tmp_path):
     args = ["--train-scenes", "2", "--val-scenes", "1", "--size", "32x64", "--seed", "11"]
     for name in ("a", "b"):

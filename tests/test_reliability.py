@@ -545,6 +545,10 @@ def test_duplicate_members_are_noted_and_expect_scenes_checked(tmp_path, small_d
     assert code == 0 and "appears more than once" in out
     code, out = _run("package", "verify", zip_path, "--expect-scenes", "280-283")
     assert code == 2 and "--expect-scenes" in _one_error(out)
+    code, out = _run("package", "verify", zip_path, "--expect-scenes", "281-359")
+    assert "differ from --expect-scenes: missing 77 (283-359), unexpected 1 (280)" in _one_error(out)
+    code, out = _run("package", "results", tmp_path / "R", "--expect-scenes", "280-299", "--out", tmp_path / "r.zip")
+    assert "differ from the run's scenes: missing 17 (283-299)" in _one_error(out) and not (tmp_path / "r.zip").exists()
 
 
 def test_verify_descends_one_level_like_the_server(tmp_path, small_data):
@@ -617,6 +621,10 @@ def test_score_warns_about_what_it_did_not_score(tmp_path, small_data):
     assert "Scene-281: PSNR rises by" in out
     code, out = _run("score", ".", "--gt", small_data, "--out", tmp_path / "s2", cwd=res)
     assert code == 0, out
+    (res / "Scene-282-out.tiff").unlink()
+    zipped = _zip_outputs(run, tmp_path / "swapped.zip")
+    code, out = _run("package", "verify", zipped, "--gt", small_data)  # the same check as score's
+    assert code == 0 and "note: Scene-281: PSNR rises by" in out and "Scene-280: PSNR rises" not in out, out
 
 
 # --------------------------------------------------------------------------- memory: bombs never decoded

@@ -22,7 +22,7 @@ APP_HELP = (
     "server-exact evaluation, FLOP budgets, training, reports and Codalab-ready zips. "
     "Errors in input print one line and exit 2; HARNESS_DEBUG=1 shows the traceback."
 )
-app = typer.Typer(cls=RootGroup, no_args_is_help=True, help=APP_HELP)
+app = typer.Typer(cls=RootGroup, no_args_is_help=True, help=APP_HELP, rich_markup_mode=None)
 
 
 def _version(value: bool) -> None:

@@ -28,7 +28,7 @@ data_app = typer.Typer(cls=BoundaryGroup, no_args_is_help=True, help="Check and 
 @data_app.command("check")
 def data_check_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of Scene-XXX-in-N.tif / Scene-XXX-gt.tif files.")],
-    split: Annotated[Split, typer.Option(help=SPLIT_HELP)] = Split.test,
+    split: Annotated[Split | None, typer.Option(help=SPLIT_HELP, show_default="every scene present")] = None,
     scenes: ScenesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

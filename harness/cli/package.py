@@ -73,10 +73,17 @@ def code_cmd(
     data: DataOpt = None,
 ) -> None:
     """Write the code submission of a manifest (models/, model_zoo/, test_demo.py, factsheet), or verify a submission."""
+    from harness.errors import HarnessError
     from harness.package.code import package_code, read_manifest, verify_code, verify_submission
     from harness.progress import progress_bar
 
     if manifest.suffix != ".toml":
+        if verify:
+            raise HarnessError(
+                f"{manifest}: --verify runs the test_demo.py of a submission we package; somebody else's test_demo.py "
+                "is never run here (it would run unsandboxed): without --verify, its model is built as its "
+                "test_demo.py builds it and its outputs are checked"
+            )
         with progress_bar("verifying") as advance:
             advance(0, 0, f"{manifest}: building the model and running it on the validation scenes")
             result = verify_submission(manifest, bool(trust_code), data)

@@ -37,7 +37,7 @@ class Problem:
 @dataclass
 class CheckReport:
     folder: Path
-    split: Split
+    split: Split | None  # None: every scene present
     scenes: list[Scene]
     problems: list[Problem] = field(default_factory=list)
     sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
@@ -49,7 +49,7 @@ class CheckReport:
         """The report as JSON-ready values (``harness data check --json``)."""
         return {
             "folder": str(self.folder),
-            "split": self.split.value,
+            "split": self.split.value if self.split else None,
             "ok": self.ok,
             "scenes": [s.id for s in self.scenes],
             "split_counts": self.split_counts(),
@@ -59,6 +59,11 @@ class CheckReport:
             "ranges": {k: list(v) for k, v in self.ranges.items()},
             "problems": [{"scene": p.scene, "file": p.file, "what": p.what} for p in self.problems],
         }
+
+    @property
+    def label(self) -> str:
+        """Which scenes were checked, as the table's title says it."""
+        return f"split {self.split.value}" if self.split else "every scene"
 
     @property
     def ok(self) -> bool:
@@ -158,16 +163,24 @@ def _check_gt(scene: Scene, path: Path, shape: tuple[int, ...] | None, report: C
 
 def check_folder(
     folder: str | Path,
-    split: Split = Split.test,
+    split: Split | None = None,
     scenes: str | None = None,
     progress: Progress | None = None,
 ) -> CheckReport:
-    """Check every scene of ``folder`` in ``split`` (default: every scene; ``--scenes`` overrides it)."""
-    found = discover_scenes(folder)
-    selected = select_scenes(found, split, scenes)
-    report = CheckReport(Path(folder), Split(split), selected)
+    """Check every scene of ``folder`` in ``split`` (default: every scene present; ``--scenes`` overrides it).
+
+    Files named ``Scene-*`` that are not RawFusion names are problems listed with the others."""
+    strays: list[Path] = []
+    found = discover_scenes(folder, strays)
+    chosen = Split(split) if split is not None else None
+    selected = select_scenes(found, chosen or Split.test, scenes)
+    report = CheckReport(Path(folder), chosen, selected)
+    for path in strays:
+        report.problems.append(
+            Problem("-", path.name, f"not a RawFusion name (Scene-XXX-in-0..{NUM_FRAMES - 1}.tif or Scene-XXX-gt.tif)")
+        )
     if not selected:
-        why = empty_split(Path(folder), found, Split(split)).split(": ", 1)[1]
+        why = empty_split(Path(folder), found, chosen or Split.test).split(": ", 1)[1]
         report.problems.append(Problem("-", str(folder), why))
     for k, scene in enumerate(selected):
         _check_scene(scene, report)

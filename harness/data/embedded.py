@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.data.synth import GENERATOR_VERSION, synthesize
 from harness.options import SynthConfig
-from harness.progress import Progress
+from harness.progress import Progress, notify
 
 EMBEDDED = SynthConfig()
 
@@ -24,5 +24,9 @@ def embedded_dataset(progress: Progress | None = None) -> Path:
     """The folder of the embedded dataset, generating it on first use."""
     folder = cache_root() / f"{GENERATOR_VERSION}-default"
     if not (folder / "dataset.json").is_file():
-        synthesize(folder, EMBEDDED, force=True, progress=progress)
+
+        def synthesising(done: int, total: int, note: str = "") -> None:
+            notify(progress, done, total, f"synthesising the embedded dataset: {note}")
+
+        synthesize(folder, EMBEDDED, force=True, progress=synthesising)
     return folder

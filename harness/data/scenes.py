@@ -75,26 +75,31 @@ class Scene:
         return [f for f in self.frames if f is not None]
 
 
-def _file_of(path: Path) -> tuple[int, int | None] | None:
+def _file_of(path: Path, strays: list[Path] | None = None) -> tuple[int, int | None] | None:
     """(scene, frame index or None for the GT) of a RawFusion file name; None for other files; bad Scene-* names refused."""
     if not path.name.startswith("Scene-") or not path.is_file():
         return None
     m = FILE_RE.match(path.name)
     if not m or (m.group(2) is not None and int(m.group(2)) >= NUM_FRAMES):
+        if strays is not None:
+            strays.append(path)
+            return None
         raise HarnessError(
             f"{path}: not a RawFusion name (Scene-XXX-in-0..{NUM_FRAMES - 1}.tif or Scene-XXX-gt.tif, XXX three digits)"
         )
     return int(m.group(1)), None if m.group(3) else int(m.group(2))
 
 
-def discover_scenes(folder: str | Path) -> list[Scene]:
-    """Every scene in ``folder`` (frames or GT present), sorted by number; the same file twice (.tif, .tiff) is refused."""
+def discover_scenes(folder: str | Path, strays: list[Path] | None = None) -> list[Scene]:
+    """Every scene in ``folder`` (frames or GT present), sorted by number; the same file twice (.tif, .tiff) is refused.
+
+    A ``Scene-*`` file whose name is not a RawFusion name is refused, or, where ``strays`` is given, put there."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{folder}: no such data folder")
     files: dict[tuple[int, int | None], Path] = {}
     for path in sorted(folder.iterdir()):
-        key = _file_of(path)
+        key = _file_of(path, strays)
         if key is None:
             continue
         if key in files:
@@ -132,6 +137,14 @@ def number_ranges(numbers: list[int]) -> str:
         else:
             runs.append([n, n])
     return ", ".join(f"{a:03d}" if a == b else f"{a:03d}-{b:03d}" for a, b in runs)
+
+
+def scene_difference(want: set[int], have: set[int]) -> str:
+    """How ``have`` differs from ``want``, every scene counted and named as ranges: ``missing 57 (303-359)``."""
+    missing, extra = sorted(want - have), sorted(have - want)
+    parts = [f"missing {len(missing)} ({number_ranges(missing)})"] if missing else []
+    parts += [f"unexpected {len(extra)} ({number_ranges(extra)})"] if extra else []
+    return ", ".join(parts)
 
 
 def empty_split(folder: Path, scenes: list[Scene], split: Split) -> str:

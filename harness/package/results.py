@@ -12,12 +12,12 @@ import pandas as pd
 
 from harness.challenge import IMAGE_SIZE, scene_id
 from harness.data import discover_scenes, parse_scene_list
-from harness.data.scenes import Scene, frame_shape, reference_rgb
+from harness.data.scenes import Scene, frame_shape, reference_rgb, scene_difference
 from harness.errors import HarnessError
 from harness.io import output_header, read_gt, read_output, tiff_header
 from harness.package.zips import safe_extract, write_zip
 from harness.run import RunFolder, mean_scores
-from harness.scoring import BGR_HINT, OUT_RE, score_folder, server_folder, server_outputs
+from harness.scoring import BGR_HINT, OUT_RE, score_folder, server_folder, server_outputs, swapped_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
 SWAP_MIN_FIT = 0.6  # and it must fit well: outputs barely related to the reference (an untrained model) prove nothing
@@ -102,12 +102,12 @@ def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[st
         if not OUT_RE.match(path.name):
             raise HarnessError(f"{path.name}: not a Scene-XXX-out.tif name (the server pairs outputs by name)")
         files[path.name] = path
-    want = {f"{s}-out.tif" for s in info.scenes}
-    missing, extra = sorted(want - set(files)), sorted(set(files) - want)
-    if missing:
-        raise HarnessError(f"{run_dir}: missing output(s) for {len(missing)} scene(s): {', '.join(missing[:5])}")
-    if extra:
-        raise HarnessError(f"{run_dir}: output(s) for unexpected scene(s): {', '.join(extra[:5])}")
+    want = {int(s.split("-")[1]) for s in info.scenes}
+    have = {int(name.split("-")[1]) for name in files}
+    if want != have:
+        raise HarnessError(
+            f"{run_dir}: the outputs in res/ differ from the run's scenes: {scene_difference(want, have)}"
+        )
     scenes = {s.id: s for s in discover_scenes(info.data)} if info.data else {}
     for name, path in files.items():
         img = read_output(path)
@@ -169,9 +169,8 @@ def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes:
     if expect_scenes:
         want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
         if set(outputs) != want:
-            missing, extra = sorted(want - set(outputs)), sorted(set(outputs) - want)
             raise HarnessError(
-                f"{zip_path}: scenes differ from --expect-scenes (missing {missing[:5]}, unexpected {extra[:5]})"
+                f"{zip_path}: scenes differ from --expect-scenes: {scene_difference(want, set(outputs))}"
             )
     report: dict[str, Any] = {
         "zip": str(zip_path),
@@ -183,6 +182,7 @@ def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes:
     }
     if gt is not None:
         table: pd.DataFrame = score_folder(folder, gt)
+        report["notes"] = [*report["notes"], *swapped_outputs(table)]
         report.update(mean_scores(table))
         report["per_scene"] = table.to_dict("records")
     return report
