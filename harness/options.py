@@ -19,6 +19,8 @@ from harness.errors import HarnessError
 FLAGSHIP = "flowcnrdb"
 """The registered name of the flagship model (what ``harness train`` trains by default)."""
 MAX_VAL_SCENES = MAX_SCENE + 1 - VAL_SCENES.start
+PUBLISHED_CROP = 256
+"""The training crop of the published protocol."""
 
 
 class Device(str, Enum):
@@ -162,7 +164,7 @@ class TrainConfig:
     iters: int = 224_000
     stop_after: int | None = None
     batch: int = 10
-    crop: int = 256
+    crop: int | None = None  # None: PUBLISHED_CROP, or the largest the training scenes take
     lr: float = 3e-4
     min_lr: float = 1e-7
     weight_decay: float = 0.01
@@ -180,7 +182,8 @@ class TrainConfig:
     val_scenes: str | None = None
     model_args: str | None = None  # JSON: see harness.sources
     trust_code: bool = False
-    micro_batch: int | None = None  # crops per forward/backward; gradients accumulate over --batch (None: all at once)
+    micro_batch: int | None = None  # crops per forward/backward, gradients accumulated (None: the most that fit)
+    memory_check: bool = True  # refuse a configuration whose estimate exceeds the free memory
 
     def __post_init__(self) -> None:
         self.data = Path(self.data) if self.data is not None else None

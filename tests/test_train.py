@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,13 @@ def test_cosine_schedule_end_points():
 
 
 def _train(out, data, *extra):
-    args = [
+    result = runner.invoke(app, _train_args(out, data, *extra))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _train_args(out, data, *extra):
+    return [
         "train",
         "--model",
         "flowcnrdb_tiny",
@@ -84,9 +91,6 @@ def _train(out, data, *extra):
         "1",
         *extra,
     ]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_resume_is_bitwise_exact(tmp_path, small_data):
@@ -202,3 +206,42 @@ def test_a_model_the_meta_device_cannot_run_trains_unestimated_and_any_model_tak
     )
     assert odd.exit_code == 2 and "multiples of 2" in odd.output  # any model: crops keep the Bayer phase
     assert not (tmp_path / "odd").exists()
+
+
+def _free_memory_between(monkeypatch, crops: int, crop: int) -> None:
+    """The free memory the tiny model needs for ``crops`` crops at once, and not for one more."""
+    import harness.train.memory as memory
+
+    model = create_model("flowcnrdb_tiny")
+    have = (memory.training_memory(model, crops, crop) + memory.training_memory(model, crops + 1, crop)) // 2
+    monkeypatch.setattr(memory, "available_memory", lambda device: have)
+
+
+def test_a_batch_that_does_not_fit_is_refused_and_the_advised_micro_batch_trains(tmp_path, small_data, monkeypatch):
+    _free_memory_between(monkeypatch, 1, 32)
+    refused = runner.invoke(
+        app, _train_args(tmp_path / "refused", small_data, "--micro-batch", "2", "--stop-after", "1")
+    )
+    line = next(line for line in refused.output.splitlines() if line.startswith("error:"))
+    assert (
+        refused.exit_code == 2
+        and "more than the" in line
+        and line.endswith("use --micro-batch 1, or --no-memory-check to try anyway")
+    )
+    assert not (tmp_path / "refused").exists()
+    _train(tmp_path / "advised", small_data, "--micro-batch", "1", "--stop-after", "1")
+    forced = _train(tmp_path / "forced", small_data, "--micro-batch", "2", "--stop-after", "1", "--no-memory-check")
+    assert "warning: this configuration needs about" in forced.output
+    chosen = _train(tmp_path / "chosen", small_data, "--stop-after", "1")  # no --micro-batch: the most that fit
+    assert "warning: --micro-batch 1: 2 crops of 32x32 at once need about" in chosen.output
+    assert json.loads((tmp_path / "chosen" / "config.json").read_text())["micro_batch"] == 1
+
+
+def test_the_default_crop_is_the_largest_the_embedded_scenes_take(tmp_path, monkeypatch):
+    import harness.train.memory as memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**30)
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--stop-after", "1"])
+    assert result.exit_code == 2 and "--crop 224: the largest crop these scenes take" in result.output
+    assert "10 crops of 224x224 at once" in result.output and "use a smaller --crop" in result.output
+    assert not (tmp_path / "run").exists()

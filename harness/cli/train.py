@@ -41,10 +41,23 @@ def train_cmd(
         typer.Option(
             help="Crops per forward/backward pass; gradients accumulate to --batch (less memory, same step).",
             min=1,
-            show_default="--batch",
+            show_default="--batch, or the most that fit the free memory",
         ),
     ] = None,
-    crop: Annotated[int | None, _opt("crop", "Crop size (Bayer phase kept).", min=2)] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            help="Crop size (Bayer phase kept).", min=2, show_default="256 (published), or the largest the scenes take"
+        ),
+    ] = None,
+    memory_check: Annotated[
+        bool | None,
+        typer.Option(
+            "--memory-check/--no-memory-check",
+            help="Refuse a configuration whose memory estimate exceeds the free memory.",
+            show_default="on",
+        ),
+    ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
@@ -97,6 +110,7 @@ def train_cmd(
             model_args=model_args,
             trust_code=trust_code,
             micro_batch=micro_batch,
+            memory_check=memory_check,
         )
     )
     with progress_bar("training") as advance:

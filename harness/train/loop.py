@@ -15,6 +15,7 @@ rank 0 alone validates and writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from harness.errors import HarnessError, HarnessWarning, first_line
 from harness.inference import resolve_device
 from harness.io import atomic_write, read_csv, read_json, write_csv, write_json
 from harness.metrics import quantize_output
-from harness.options import TrainConfig
+from harness.options import PUBLISHED_CROP, TrainConfig
 from harness.progress import Progress, notify
 from harness.registry import model_config, model_multiple
 from harness.scoring import score_pair
@@ -88,7 +89,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(cfg, Session.begin(cfg, rank, world, device), progress)
+        session = Session.begin(cfg, rank, world, device)
+        return _train(session.cfg, session, progress)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -124,10 +126,11 @@ class Session:
         torch.manual_seed(cfg.seed)
         model, source = resolve_model(cfg.model, parse_model_args(cfg.model_args), cfg.trust_code)
         multiple = math.lcm(model_multiple(model), 2)  # even: a crop keeps the Bayer phase
-        if cfg.crop % multiple:
+        if cfg.crop is not None and cfg.crop % multiple:
             raise HarnessError(f"--crop {cfg.crop}: {cfg.model} takes crops that are multiples of {multiple}")
-        data, train_files, val_arrays = _load_data(cfg, multiple)
-        _warn_if_too_large(model, cfg, device, amp)
+        cfg, data, train_files, val_arrays = _load_data(cfg, multiple)
+        cfg = _fit_memory(model, cfg, device, amp)
+        _check_resume(cfg)
         model.to(device)
         opt = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
@@ -181,34 +184,57 @@ SCHEDULE = (
 """Settings a resumed run must keep: changing any of them would silently change what the run computes."""
 
 
-def _warn_if_too_large(model: nn.Module, cfg: TrainConfig, device: torch.device, amp: bool) -> None:
+def _fit_memory(model: nn.Module, cfg: TrainConfig, device: torch.device, amp: bool) -> TrainConfig:
+    """``cfg`` with a micro-batch that fits the free memory: --micro-batch as given, else all of --batch at once
+    when it fits, else the most crops that fit (the same step: gradients accumulate). A configuration whose
+    estimate exceeds the free memory is refused, or with --no-memory-check only warned about."""
     from harness.train.memory import available_memory, training_memory
 
+    crop = cfg.crop or PUBLISHED_CROP
     try:
-        need = training_memory(model, cfg.micro_batch or cfg.batch, cfg.crop, half=amp)
+        need = lambda n: training_memory(model, n, crop, half=amp)
+        batch_need = need(cfg.micro_batch or cfg.batch)
     except (RuntimeError, NotImplementedError, ValueError, TypeError) as exc:  # a model the meta device cannot run
         warnings.warn(
             HarnessWarning(f"no memory estimate for {cfg.model} ({type(exc).__name__}: {first_line(exc)})"),
             stacklevel=2,
         )
-        return
+        return cfg
     have = available_memory(device)
-    if need > have:
-        remedy = "--micro-batch or a smaller --crop" + (
-            " (the published configuration is a GPU job)" if device.type == "cpu" else ""
-        )
+    if batch_need <= have:
+        return cfg
+    fits = [n for n in range(1, (cfg.micro_batch or cfg.batch)) if need(n) <= have][-1:] if cfg.memory_check else []
+    if cfg.micro_batch is None and fits:
         warnings.warn(
             HarnessWarning(
-                f"this configuration needs about {need / 2**30:.1f} GiB to train (batch {cfg.micro_batch or cfg.batch} of "
-                f"{cfg.crop}x{cfg.crop} crops{', float16 autocast' if amp else ''}), more than the {have / 2**30:.1f} GiB "
-                f"available on {device}: use {remedy}"
+                f"--micro-batch {fits[0]}: {cfg.batch} crops of {crop}x{crop} at once need about "
+                f"{batch_need / 2**30:.1f} GiB, {fits[0]} fit the {have / 2**30:.1f} GiB free on {device} "
+                "(the same step: gradients accumulate over --batch)"
             ),
             stacklevel=2,
         )
+        return dataclasses.replace(cfg, micro_batch=fits[0])
+    fitting = f"--micro-batch {fits[0]}" if fits else "a smaller --crop"
+    message = (
+        f"this configuration needs about {batch_need / 2**30:.1f} GiB to train ({cfg.micro_batch or cfg.batch} "
+        f"crops of {crop}x{crop} at once{', float16 autocast' if amp else ''}), more than the "
+        f"{have / 2**30:.1f} GiB free on {device}: use {fitting}, or --no-memory-check to try anyway"
+    )
+    if cfg.memory_check:
+        raise HarnessError(message)
+    warnings.warn(HarnessWarning(message.split(": use ")[0]), stacklevel=2)
+    return cfg
 
 
 def _check_run_folder(cfg: TrainConfig) -> None:
-    if cfg.iters < 1 or cfg.batch < 1 or cfg.crop < 2 or cfg.val_every < 1 or cfg.log_every < 1 or cfg.workers < 0:
+    if (
+        cfg.iters < 1
+        or cfg.batch < 1
+        or (cfg.crop is not None and cfg.crop < 2)
+        or cfg.val_every < 1
+        or cfg.log_every < 1
+        or cfg.workers < 0
+    ):
         raise HarnessError(
             "--iters, --batch, --val-every and --log-every must be at least 1, --crop at least 2, --workers at least 0"
         )
@@ -223,6 +249,10 @@ def _check_run_folder(cfg: TrainConfig) -> None:
         raise HarnessError(f"{state_path}: nothing to resume")
     if not cfg.resume and state_path.is_file():
         raise HarnessError(f"{cfg.out}: holds a training run; pass --resume or another --out")
+
+
+def _check_resume(cfg: TrainConfig) -> None:
+    """A resumed run keeps its schedule (compared once the defaults are resolved)."""
     if cfg.resume:
         previous = read_json(cfg.out / "config.json") if (cfg.out / "config.json").is_file() else {}
         now = json.loads(json.dumps(asdict(cfg), default=str))
@@ -236,7 +266,8 @@ def _check_run_folder(cfg: TrainConfig) -> None:
 
 def _load_data(
     cfg: TrainConfig, multiple: int
-) -> tuple[Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
+) -> tuple[TrainConfig, Path, list[tuple[Path, Path]], list[tuple[np.ndarray, np.ndarray]]]:
+    """The training files and validation arrays, and ``cfg`` with its crop chosen (see :class:`TrainConfig`)."""
     data = cfg.data or embedded_dataset()
     scenes = discover_scenes(data)
     train_scenes = select_scenes(scenes, "train", cfg.train_scenes, "--train-scenes")
@@ -250,28 +281,43 @@ def _load_data(
             stacklevel=2,
         )
     shapes = {scene.id: frame_shape(scene)[:2] for scene in train_scenes}
+    largest = (min(min(shape) for shape in shapes.values()) - 2) // multiple * multiple
+    if cfg.crop is None:  # the published crop where the scenes take it, else the largest they take
+        if largest < multiple:
+            raise HarnessError(
+                f"{data}: the training scenes are too small to train on (crops need {multiple + 2} pixels)"
+            )
+        if largest < PUBLISHED_CROP:
+            warnings.warn(
+                HarnessWarning(
+                    f"--crop {largest}: the largest crop these scenes take (the published crop is {PUBLISHED_CROP})"
+                ),
+                stacklevel=2,
+            )
+        cfg = dataclasses.replace(cfg, crop=min(PUBLISHED_CROP, largest))
+    crop = cfg.crop
+    assert crop is not None
     for scene_id, (h, w) in shapes.items():
-        if min(h, w) < cfg.crop + 2:
-            largest = (min(min(shape) for shape in shapes.values()) - 2) // multiple * multiple
+        if min(h, w) < crop + 2:
             hint = (
                 f"these scenes take --crop {largest} at most"
                 if largest >= multiple
                 else "they are too small to train on"
             )
             raise HarnessError(
-                f"{scene_id}: {h}x{w} is too small for --crop {cfg.crop} (crops need {cfg.crop + 2} pixels); {hint}"
+                f"{scene_id}: {h}x{w} is too small for --crop {crop} (crops need {crop + 2} pixels); {hint}"
             )
     for scene in train_scenes + val_scenes:
         if scene.gt is None:
             raise HarnessError(f"{scene.id}: ground truth missing in {data}")
     val_arrays = [(np.load(f, mmap_mode="r"), np.load(g, mmap_mode="r")) for f, g in npy_cache(val_scenes)]
-    return data, npy_cache(train_scenes), val_arrays
+    return cfg, data, npy_cache(train_scenes), val_arrays
 
 
 def _loader(s: Session, stop: int) -> torch.utils.data.DataLoader:
     cfg = s.cfg
     return torch.utils.data.DataLoader(
-        CropDataset(s.train_files, cfg.crop, cfg.seed, s.rank),
+        CropDataset(s.train_files, cfg.crop or PUBLISHED_CROP, cfg.seed, s.rank),
         batch_size=cfg.batch,
         sampler=range(s.start * cfg.batch, stop * cfg.batch),  # resuming is starting later
         num_workers=cfg.workers,
