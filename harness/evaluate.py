@@ -220,6 +220,7 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
     prep.model.to(device)
     backend = choose_backend(cfg.backend, prep.model, Settings(device, cfg.precision, cfg.threads or 1)).name
     rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep, backend), cfg.force))
+    reused = len(rows)
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -245,6 +246,7 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
         else {"backend": backend, "note": "every scene reused from the run folder"}
     )
     summary = _summary(cfg, prep, table, device, time.perf_counter() - t_start, runtime)
+    summary.timings["reused_scenes"] = reused
     prep.folder.write_summary(summary)
     return summary
 

@@ -48,8 +48,8 @@ def fitted_tables(title: str, headers: list[str], rows: list[list[str]], width: 
     return tables
 
 
-def print_fitted(console: Console, title: str, headers: list[str], rows: list[list[str]]) -> None:
-    for table in fitted_tables(title, headers, rows, console.width):
+def print_fitted(console: Console, title: str, headers: list[str], rows: list[list[str]], keys: int = 1) -> None:
+    for table in fitted_tables(title, headers, rows, console.width, keys):
         console.print(table)
 
 
@@ -161,3 +161,22 @@ def render_budget(console: Console, model: str, doc: dict[str, Any]) -> None:
         )
         line = f"{label}: {mark} ({v['params_m']:.3f} M params; {detail}) - {v.get('undecided') or v['rule']}"
         console.print(line, soft_wrap=False)
+
+
+def render_compare_runs(console: Console, doc: dict[str, Any]) -> None:
+    """``harness compare``: the runs, best mean PSNR first, on the scenes they share."""
+    headers = ["rank", "run", "PSNR (dB)", "SSIM", "params", "G MACs", "s/scene", f"Δ vs {doc['baseline']}"]
+    rows = [
+        [
+            str(r["rank"]),
+            r["label"],
+            fmt(r["psnr"]),
+            fmt(r["ssim"], 5),
+            f"{r['parameters']:,}" if r["parameters"] is not None else "-",
+            fmt(r["fvcore_gmacs"], 1),
+            fmt(r["seconds_per_scene"], 2),
+            f"{r['delta']:+.4f}",
+        ]
+        for r in doc["runs"]
+    ]
+    print_fitted(console, f"{len(doc['runs'])} runs on {len(doc['shared'])} shared scene(s)", headers, rows, keys=2)

@@ -547,3 +547,20 @@ def test_a_module_in_the_current_folder_imports_without_pythonpath(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     line = _one_error(_run("budget", "--model", "nowhere.nets:build", "--size", "64x128")[1])
     assert "cannot import 'nowhere' (neither installed nor in the current folder" in line
+
+
+def test_a_submissions_report_counts_its_budget_when_trusted(tmp_path, trained_toy, small_data):
+    sub = make_submission(tmp_path / "sub", trained_toy)
+    run = tmp_path / "run"
+    code, out = _run(
+        "evaluate", "--model", f"submission:{sub}", "--trust-code", "--data", str(small_data), "--out", str(run)
+    )
+    assert code == 0, out
+    assert "parameters at 768x1536" in (run / "report.html").read_text()  # evaluate was trusted: it counted
+    code, out = _run("report", str(run))
+    assert code == 0, out
+    html = (run / "report.html").read_text()
+    advice = "`harness report RUN --trust-code` counts it"
+    assert advice in html and "parameters at 768x1536" not in html and "config</td>" not in html
+    code, out = _run("report", str(run), "--trust-code")  # the advice
+    assert code == 0 and "parameters at 768x1536" in (run / "report.html").read_text(), out

@@ -340,13 +340,13 @@ def test_an_undecodable_byte_in_the_data_path_does_not_break_the_report(tmp_path
 def test_report_refuses_a_foreign_or_other_models_budget(tmp_path, small_data):
     assert _run("evaluate", "--model", "demosaic", "--data", small_data, "--out", tmp_path / "r", "--no-report")[0] == 0
     (tmp_path / "foreign.json").write_text('{"hello": 1}')
-    code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "foreign.json")
+    code, out = _run("report", tmp_path / "r", "--budget-json", tmp_path / "foreign.json")
     assert code == 2 and "not a `harness budget --json` document" in _one_error(out)
     result = runner.invoke(
         app, ["budget", "--model", "flowcnrdb_tiny", "--size", "64x128", "--counters", "analytic", "--json"]
     )
     (tmp_path / "tiny.json").write_text(result.stdout)
-    code, out = _run("report", tmp_path / "r", "--budget", tmp_path / "tiny.json")
+    code, out = _run("report", tmp_path / "r", "--budget-json", tmp_path / "tiny.json")
     assert code == 2 and "not of this run's demosaic" in _one_error(out)
 
 

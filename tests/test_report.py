@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -116,8 +117,37 @@ def test_compare_known_differences(browser, tmp_path, run_dir):
     summary = browser.find_element(By.ID, "summary").text
     assert "+0.3333" in summary  # (+2 - 1 + 0) / 3 scenes
     rows = browser.find_elements(By.CSS_SELECTOR, "#summary tr")
-    cells = [c.text for c in rows[2].find_elements(By.TAG_NAME, "td")]
-    assert cells[-3:] == ["1", "1", "1"]  # wins, losses, ties against the first run
+    cells = [c.text for c in rows[1].find_elements(By.TAG_NAME, "td")]
+    assert cells[:2] == ["1", "other"]  # ranked first by its mean PSNR, though given second
+    assert cells[-3:] == ["1", "1", "1"]  # wins, losses, ties against the first run given
+
+
+def test_compare_of_five_runs_ranks_them_fits_1400_px_and_gives_json(browser, tmp_path, run_dir, small_data):
+    runs = [run_dir]
+    for name, extra in (("demosaic", []), ("demosaic_round", ["--quantize", "round"]), ("unet", ["--random-init"])):
+        model = "unet_baseline" if name == "unet" else "demosaic"
+        args = ["evaluate", "--model", model, *extra, "--data", small_data, "--out", tmp_path / name, "--no-report"]
+        assert runner.invoke(app, list(map(str, args))).exit_code == 0
+        runs.append(tmp_path / name)
+    runs.append(tmp_path / "tiny_again")
+    shutil.copytree(run_dir, runs[-1])
+    result = runner.invoke(app, ["compare", *map(str, runs), "--out", str(tmp_path / "c.html"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    psnr = [r["psnr"] for r in doc["runs"]]
+    assert psnr == sorted(psnr, reverse=True) and [r["rank"] for r in doc["runs"]] == [1, 2, 3, 4, 5]
+    assert doc["baseline"] == "tiny" and {r["label"] for r in doc["runs"]} == {p.name for p in runs}
+    by_label = {r["label"]: r for r in doc["runs"]}
+    assert by_label["demosaic"]["parameters"] == 0 and by_label["unet"]["parameters"] > 7_000_000
+    assert by_label["unet"]["fvcore_gmacs"] > by_label["tiny"]["fvcore_gmacs"] > 0
+    assert all(r["seconds_per_scene"] is not None for r in doc["runs"])
+    browser.set_window_size(1400, 1000)
+    try:
+        browser.get((tmp_path / "c.html").as_uri())
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow} px wider than the window"
+    finally:
+        browser.set_window_size(1280, 2000)
 
 
 def _open_compare(browser, tmp_path, *runs) -> None:
@@ -156,3 +186,49 @@ def test_compare_shows_where_runs_differ_losslessly_and_1_to_1(browser, tmp_path
     assert len(thumbs) == 1 + 3 and len(thumbs[1].find_elements(By.TAG_NAME, "img")) == 2
     captions = browser.find_element(By.ID, "visual").text
     assert "difference: tiny vs demosaic" in captions and "error: demosaic" in captions
+
+
+def _figures_fit_their_images(browser) -> None:
+    """Every 1:1 crop's figure is as wide as its image: captions wrap under it instead of widening it."""
+    widths = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.crops figure, .one-to-one figure'))"
+        ".map(f => [f.getBoundingClientRect().width, f.querySelector('img').getBoundingClientRect().width]);"
+    )
+    assert widths and all(figure <= image + 1 for figure, image in widths), widths
+
+
+def test_every_report_variant_says_only_what_it_knows(browser, tmp_path, run_dir, small_data):
+    score = tmp_path / "score"
+    assert (
+        runner.invoke(app, ["score", str(run_dir / "res"), "--gt", str(small_data), "--out", str(score)]).exit_code == 0
+    )
+    assert runner.invoke(app, ["report", str(score)]).exit_code == 0
+    browser.get((score / "report.html").as_uri())
+    header = browser.find_element(By.ID, "header").text
+    assert "None" not in header and "no model was run" in header
+    assert not browser.find_elements(By.ID, "budget")  # nothing to count, nothing suggested
+    _figures_fit_their_images(browser)
+    resumed = runner.invoke(
+        app,
+        ["evaluate", "--model", "flowcnrdb_tiny", "--random-init", "--data", str(small_data), "--out", str(run_dir)],
+    )
+    assert resumed.exit_code == 0, resumed.output
+    browser.get((run_dir / "report.html").as_uri())
+    header = browser.find_element(By.ID, "header").text
+    assert "3 of 3 scene(s) reused from an earlier invocation" in header and "in all" not in header
+    budget = browser.find_element(By.ID, "budget-terms").text
+    assert all(term in budget for term in ("native", "uncounted", "conv_same", "Left out here: ptflops_pytorch"))
+    _figures_fit_their_images(browser)
+
+
+def test_a_report_without_ground_truth_names_its_first_and_last_scene(browser, tmp_path, small_data):
+    test = tmp_path / "test"
+    test.mkdir()
+    for path in small_data.glob("Scene-28[0-2]-in-*.tif"):
+        shutil.copy(path, test / path.name.replace("Scene-28", "Scene-30"))
+    run = tmp_path / "run"
+    args = ["evaluate", "--model", "demosaic", "--data", str(test), "--split", "test", "--out", str(run)]
+    assert runner.invoke(app, args).exit_code == 0
+    browser.get((run / "report.html").as_uri())
+    titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#visual h3")]
+    assert titles == ["first: Scene-300", "middle: Scene-301", "last: Scene-302"]

@@ -123,6 +123,10 @@ ModelArgsOpt = Annotated[
         help="Constructor arguments: a JSON object of keywords ('{\"width\": 64}') or a JSON array of positional ones."
     ),
 ]
+BUDGET_HELP = (
+    "Put the model's budget in the report (computed once per model and size, and cached; "
+    "a code submission's needs --trust-code)."
+)
 TrustCodeOpt = Annotated[
     bool | None, typer.Option("--trust-code", help="Import a code submission's model file (somebody else's code).")
 ]

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import (
+    BUDGET_HELP,
     SPLIT_HELP,
     BackendOpt,
     DataOpt,
@@ -73,9 +74,7 @@ def evaluate_cmd(
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run folder.")] = True,
-    budget: Annotated[
-        bool, typer.Option(help="Put the model's budget in the report (computed once per model and size, cached).")
-    ] = True,
+    budget: Annotated[bool, typer.Option(help=BUDGET_HELP)] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Full-image inference and PSNR/SSIM exactly as the challenge server scored them."""
@@ -115,7 +114,7 @@ def evaluate_cmd(
         from harness.report.render import render_run_report
 
         with progress_bar("report", err_console) as advance:
-            path = render_run_report(folder.root, budget=budget, progress=advance)
+            path = render_run_report(folder.root, budget=budget, progress=advance, trust_code=cfg.trust_code)
         if not as_json:
             console.print(f"report: {path}")
     if as_json:

@@ -23,6 +23,7 @@ from harness.data.scenes import Scene, reference_rgb
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output
 from harness.metrics import quantize_gt
+from harness.options import COUNTERS
 from harness.progress import Progress
 from harness.report.images import (
     CROP,
@@ -67,7 +68,7 @@ def _plots(table: pd.DataFrame, summary: RunSummary, brightness: dict[str, float
     ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     plots["per_scene"] = png(fig)
     fig, ax = plt.subplots(figsize=(5, 2.8))
-    ax.hist(table["psnr"], bins=min(20, max(3, len(table))), color="#4a7ab5")
+    ax.hist(table["psnr"], bins=min(20, max(3, len(table))), color="#4a7ab5", edgecolor="white", linewidth=0.8)
     ax.set_xlabel("PSNR (dB)")
     ax.set_ylabel("scenes")
     plots["distribution"] = png(fig)
@@ -120,11 +121,8 @@ def _visual(label: str, scene_id: str, psnr: float | None, res: Path, scene: Sce
     else:
         y0, x0 = max(0, (out.shape[0] - CROP) // 2), max(0, (out.shape[1] - CROP) // 2)
     images = [{"caption": caption, "src": webp_uri(img)} for caption, img in panels]
-    crops = [
-        {"caption": f"{caption}, crop at ({y0}, {x0}), 1:1", "src": png_uri(crop(img, y0, x0))}
-        for caption, img in panels
-    ]
-    return {"label": label, "scene": scene_id, "psnr": psnr, "images": images, "crops": crops}
+    crops = [{"caption": caption.split(" (")[0], "src": png_uri(crop(img, y0, x0))} for caption, img in panels]
+    return {"label": label, "scene": scene_id, "psnr": psnr, "images": images, "crops": crops, "at": (y0, x0)}
 
 
 def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
@@ -144,22 +142,24 @@ def _given_budget(summary: RunSummary, path: Path) -> dict[str, Any]:
 
 
 def _budget(
-    summary: RunSummary, budget_path: Path | None, compute: bool, progress: Progress | None
+    summary: RunSummary, budget_path: Path | None, compute: bool, progress: Progress | None, trust_code: bool = False
 ) -> tuple[dict[str, Any] | None, str]:
     if budget_path is not None:
         return _given_budget(summary, budget_path), ""
+    if summary.model is None:
+        return None, ""  # a scored folder of outputs: no model to count
     if not compute:
         return None, "budget not computed (--no-budget); `harness report RUN` computes it once and caches it"
     kind = summary.source.get("kind", "registered")
-    if summary.model is None or kind == "submission":
-        return None, "budget not computed: run `harness budget` on this model and pass --budget"
+    if kind == "submission" and not trust_code:
+        return None, "budget not computed: the model is a code submission; `harness report RUN --trust-code` counts it"
     from harness.budget.budget import cached_budget
     from harness.options import REPORT_COUNTERS
     from harness.sources import resolve_model
 
     try:
         args = summary.model_config if kind == "registered" else summary.source.get("args", {})
-        model, source = resolve_model(summary.model, args)
+        model, source = resolve_model(summary.model, args, trust_code)
         return cached_budget(model.eval(), source, IMAGE_SIZE, list(REPORT_COUNTERS), progress), ""
     except HarnessError as exc:
         return None, f"budget not computed: {exc}"
@@ -182,8 +182,8 @@ def _picks(table: pd.DataFrame, scenes: dict[str, Scene], res: Path) -> list[dic
     if "psnr" in table and table["psnr"].notna().any():
         order = table.dropna(subset=["psnr"]).sort_values("psnr", kind="stable").reset_index(drop=True)
         labels = ("best", "median", "worst")
-    else:
-        order, labels = table.iloc[::-1].reset_index(drop=True), ("last", "middle", "first")
+    else:  # no scores: the first, middle and last scene
+        order, labels = table.iloc[::-1].reset_index(drop=True), ("first", "middle", "last")
     picks = [(labels[0], order.iloc[-1]), (labels[1], order.iloc[len(order) // 2]), (labels[2], order.iloc[0])]
     seen: set[str] = set()
     out = []
@@ -201,6 +201,7 @@ def render_run_report(
     out: Path | None = None,
     budget: bool = True,
     progress: Progress | None = None,
+    trust_code: bool = False,
 ) -> Path:
     """Write the report of a run folder (evaluate or score, with or without ground truth); returns its path."""
     folder = RunFolder(Path(run_dir))
@@ -217,7 +218,7 @@ def render_run_report(
     plots = _plots(scored, summary, brightness) if not scored.empty else {}
     log_path = folder.root / "train_log.csv"
     plots["training"] = _training_plot(read_csv(log_path)) if log_path.is_file() else ""
-    budget_doc, budget_note = _budget(summary, budget_path, budget, progress)
+    budget_doc, budget_note = _budget(summary, budget_path, budget, progress, trust_code)
     columns = [c for c in ("scene", "psnr", "ssim", "ssim_standard", "seconds") if c in table.columns]
     res = Path(summary.res) if summary.res else folder.res
     html = (
@@ -234,10 +235,12 @@ def render_run_report(
             budget=budget_doc,
             budget_note=budget_note,
             rec_names=[n for n in (budget_doc or {}).get("counters", {}) if n != "analytic"],
+            left_out=[n for n in COUNTERS if n not in (budget_doc or {}).get("counters", {})],
             columns=columns,
             rows=table[columns].to_dict("records"),
             visuals=_picks(table, scenes, res),
             fmt=fmt,
+            crop=CROP,
             cell=fmt,
         )
     )
@@ -248,8 +251,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_compare(run_dirs: list[Path], out: Path) -> Path:
-    """A report comparing runs on the scenes they share (deltas against the first run)."""
+def compare_runs(
+    run_dirs: list[Path], budget: bool = True, trust_code: bool = False, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Runs compared on the scenes they share: each run's means, parameters, FLOPs (fvcore, at the challenge size;
+    with ``budget``, computed once and cached) and seconds per scene, best mean PSNR first; and every shared scene's
+    scores. Deltas, wins and losses are against the first run given (the baseline)."""
     if len(run_dirs) < 2:
         raise HarnessError("compare needs at least two run folders")
     folders = [RunFolder(Path(d)) for d in run_dirs]
@@ -257,79 +264,87 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
     tables = [f.scored_metrics().set_index("scene") for f in folders]
     shared = _shared_scenes(run_dirs, tables)
     labels = _labels(run_dirs)
-    columns = (
-        ["scene"]
-        + [f"PSNR {lb}" for lb in labels]
-        + [f"SSIM {lb}" for lb in labels]
-        + [f"ΔPSNR {lb}" for lb in labels[1:]]
-    )
-    fig, ax = plt.subplots(figsize=(7, 3))
-    for scene in shared:
-        ax.plot(range(len(labels)), [t.loc[scene, "psnr"] for t in tables], color="#999", lw=0.8, marker="o", ms=3)
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel("PSNR (dB)")
-    res_dirs = [Path(sm.res) if sm.res else f.res for sm, f in zip(summaries, folders)]
-    data = Path(summaries[0].data)
-    scenes = {sc.id: sc for sc in discover_scenes(data)} if data.is_dir() else {}
-    spread = {
-        sc: max(abs(float(t.loc[sc, "psnr"]) - float(tables[0].loc[sc, "psnr"])) for t in tables[1:]) for sc in shared
-    }
-    differ = [sc for sc in sorted(shared, key=lambda sc: -spread[sc])[:COMPARE_SCENES] if sc in scenes]
-    html = (
-        _env()
-        .get_template("compare.html.j2")
-        .render(
-            runs=_compare_runs(labels, summaries, tables, shared),
-            shared=shared,
-            columns=columns,
-            rows=_compare_rows(labels, tables, shared),
-            plot=png(fig),
-            cell=fmt,
-            date=_now(),
-            counts=[len(t) for t in tables],
-            visuals=[compare_panels(scenes[sc], sc, labels, res_dirs) for sc in differ],
-            thumbs=[thumbnails(sc, labels, res_dirs) for sc in shared],
-        )
-    )
-    return atomic_write_text(out, html)
-
-
-def _compare_runs(
-    labels: list[str], summaries: list[RunSummary], tables: list[pd.DataFrame], shared: list[str]
-) -> list[dict[str, Any]]:
-    """Each run's means on the shared scenes, and its wins, losses and ties against the first run."""
     base = tables[0].loc[shared, "psnr"]
-    runs = []
-    for label, summary, t in zip(labels, summaries, tables):
-        psnr = t.loc[shared, "psnr"]
-        delta = psnr - base
+    runs: list[dict[str, Any]] = []
+    for label, summary, t, folder in zip(labels, summaries, tables, folders):
+        delta = t.loc[shared, "psnr"] - base
+        doc, _ = _budget(summary, None, budget, progress, trust_code)
+        fvcore = (doc or {}).get("counters", {}).get("fvcore", {})
         runs.append(
             {
                 "label": label,
+                "run": str(folder.root.resolve()),
                 "model": summary.model or "?",
-                "psnr": float(psnr.mean()),
+                "psnr": float(t.loc[shared, "psnr"].mean()),
                 "ssim": float(t.loc[shared, "ssim"].mean()),
+                "parameters": summary.parameters,
+                "fvcore_gmacs": fvcore["macs"] / 1e9 if "macs" in fvcore else None,
+                "seconds_per_scene": float(t.loc[shared, "seconds"].mean()) if "seconds" in t else None,
                 "delta": float(delta.mean()),
                 "wins": int((delta > 0).sum()),
                 "losses": int((delta < 0).sum()),
                 "ties": int((delta == 0).sum()),
             }
         )
-    return runs
-
-
-def _compare_rows(labels: list[str], tables: list[pd.DataFrame], shared: list[str]) -> list[dict[str, Any]]:
-    """One row per shared scene: every run's PSNR and SSIM, and each later run's PSNR delta to the first."""
-    rows = []
+    order = sorted(range(len(runs)), key=lambda i: -runs[i]["psnr"])
+    scenes = []
     for scene in shared:
         row: dict[str, Any] = {"scene": scene}
-        for label, t in zip(labels, tables):
-            row[f"PSNR {label}"] = float(t.loc[scene, "psnr"])
-            row[f"SSIM {label}"] = float(t.loc[scene, "ssim"])
-        for label in labels[1:]:
-            row[f"ΔPSNR {label}"] = row[f"PSNR {label}"] - row[f"PSNR {labels[0]}"]
-        rows.append(row)
-    return rows
+        for i in order:
+            row[f"PSNR {labels[i]}"] = float(tables[i].loc[scene, "psnr"])
+        for i in order:
+            row[f"SSIM {labels[i]}"] = float(tables[i].loc[scene, "ssim"])
+        for i in order:
+            if i:
+                row[f"ΔPSNR {labels[i]}"] = row[f"PSNR {labels[i]}"] - row[f"PSNR {labels[0]}"]
+        scenes.append(row)
+    return {
+        "baseline": labels[0],
+        "shared": shared,
+        "counts": [len(t) for t in tables],
+        "runs": [{"rank": r + 1, **runs[i]} for r, i in enumerate(order)],
+        "scenes": scenes,
+    }
+
+
+def render_compare(
+    run_dirs: list[Path], out: Path, budget: bool = True, trust_code: bool = False, progress: Progress | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """The comparison of :func:`compare_runs` as a self-contained HTML page at ``out``; returns it and the document."""
+    doc = compare_runs(run_dirs, budget, trust_code, progress)
+    folders = [RunFolder(Path(d)) for d in run_dirs]
+    summaries = [f.read_summary() for f in folders]
+    labels = _labels(run_dirs)
+    shared = doc["shared"]
+    psnr = {r["label"]: {s["scene"]: s[f"PSNR {r['label']}"] for s in doc["scenes"]} for r in doc["runs"]}
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ranked = [r["label"] for r in doc["runs"]]
+    for scene in shared:
+        ax.plot(range(len(ranked)), [psnr[lb][scene] for lb in ranked], color="#999", lw=0.8, marker="o", ms=3)
+    ax.set_xticks(range(len(ranked)), ranked)
+    ax.set_ylabel("PSNR (dB)")
+    res_dirs = [Path(sm.res) if sm.res else f.res for sm, f in zip(summaries, folders)]
+    data = Path(summaries[0].data)
+    scenes = {sc.id: sc for sc in discover_scenes(data)} if data.is_dir() else {}
+    spread = {sc: max(abs(psnr[lb][sc] - psnr[labels[0]][sc]) for lb in labels[1:]) for sc in shared}
+    differ = [sc for sc in sorted(shared, key=lambda sc: -spread[sc])[:COMPARE_SCENES] if sc in scenes]
+    html = (
+        _env()
+        .get_template("compare.html.j2")
+        .render(
+            doc=doc,
+            runs=doc["runs"],
+            shared=shared,
+            columns=list(doc["scenes"][0]),
+            rows=doc["scenes"],
+            plot=png(fig),
+            cell=fmt,
+            date=_now(),
+            visuals=[compare_panels(scenes[sc], sc, labels, res_dirs) for sc in differ],
+            thumbs=[thumbnails(sc, labels, res_dirs) for sc in shared],
+        )
+    )
+    return atomic_write_text(out, html), doc
 
 
 def _shared_scenes(run_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str]:
