@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from harness.archive import safe_extract
@@ -57,6 +58,24 @@ def call_factory(factory: Any, args: Args, label: str) -> nn.Module:
     return model
 
 
+SUBMISSIONS_EXTRA = {"einops": "einops", "cv2": "opencv-python-headless"}
+"""Modules other teams' code imports, by the distribution the ``[submissions]`` extra installs for each."""
+TORCH_BUILT = ("torchvision", "timm")  # compiled against one torch build (timm through torchvision)
+
+
+def install_hint(module: str | None) -> str:
+    """How to install a module somebody else's code imports."""
+    top = (module or "").split(".")[0]
+    if top in SUBMISSIONS_EXTRA:
+        return f"pip install -e '.[submissions]' installs it ({SUBMISSIONS_EXTRA[top]}) with the others teams' code imports"
+    if top in TORCH_BUILT:
+        return (
+            f"it must be built for this torch ({torch.__version__}): install the matching build from the PyTorch "
+            "index (a plain pip install takes a CUDA build of torch with it)"
+        )
+    return f"pip install {top}"
+
+
 def import_file(path: Path, roots: list[Path]) -> Any:
     """Import a Python file as a module of its own package (its folder), so that its helper modules
     import as siblings (``from .helper import x``) and, with ``roots`` on sys.path, by name."""
@@ -80,7 +99,7 @@ def import_file(path: Path, roots: list[Path]) -> Any:
     except ModuleNotFoundError as exc:
         del sys.modules[name]
         raise HarnessError(
-            f"{path}: needs the module {exc.name!r}, which is not installed (pip install {exc.name})"
+            f"{path}: needs the module {exc.name!r}, which is not installed: {install_hint(exc.name)}"
         ) from None
     except Exception as exc:
         del sys.modules[name]

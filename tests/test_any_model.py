@@ -564,3 +564,26 @@ def test_a_submissions_report_counts_its_budget_when_trusted(tmp_path, trained_t
     assert advice in html and "parameters at 768x1536" not in html and "config</td>" not in html
     code, out = _run("report", str(run), "--trust-code")  # the advice
     assert code == 0 and "parameters at 768x1536" in (run / "report.html").read_text(), out
+
+
+def test_modules_teams_import_come_with_the_submissions_extra(tmp_path, small_data, monkeypatch):
+    net = tmp_path / "cv_net.py"
+    net.write_text(
+        "import cv2\nimport einops\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(9, 3, 1)\n\n"
+        "    def forward(self, x):\n        return einops.rearrange(self.conv(x), 'b c h w -> b c h w')\n"
+    )
+    budget = ("--model", f"{net}:Net", "--size", "64x128", "--counters", "analytic")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "cv2", None)  # as on a machine without the extra
+        line = _one_error(_run("budget", *budget)[1])
+    assert (
+        "needs the module 'cv2'" in line
+        and "pip install -e '.[submissions]' installs it (opencv-python-headless)" in line
+    )
+    code, doc = _budget_json(*budget)  # with the extra installed, as the advice says
+    assert code == 0 and doc["params"] == 9 * 3 + 3
+    (tmp_path / "tv_net.py").write_text("import torchvision_for_this_test\n")
+    monkeypatch.setattr("harness.model_import.TORCH_BUILT", ("torchvision_for_this_test",))
+    line = _one_error(_run("budget", "--model", f"{tmp_path / 'tv_net.py'}:Net")[1])
+    assert "'torchvision_for_this_test'" in line and "built for this torch" in line
