@@ -274,7 +274,7 @@ def compare_runs(
             {
                 "label": label,
                 "run": str(folder.root.resolve()),
-                "model": summary.model or "?",
+                "model": summary.model or "outputs only",
                 "psnr": float(t.loc[shared, "psnr"].mean()),
                 "ssim": float(t.loc[shared, "ssim"].mean()),
                 "parameters": summary.parameters,
@@ -287,24 +287,30 @@ def compare_runs(
             }
         )
     order = sorted(range(len(runs)), key=lambda i: -runs[i]["psnr"])
-    scenes = []
+    return {
+        "baseline": labels[0],
+        "shared": shared,
+        "counts": [len(t) for t in tables],
+        "runs": [{"rank": r + 1, **runs[i]} for r, i in enumerate(order)],
+        "scenes": _scene_rows(labels, tables, shared, order),
+    }
+
+
+def _scene_rows(
+    labels: list[str], tables: list[pd.DataFrame], shared: list[str], order: list[int]
+) -> list[dict[str, Any]]:
+    """One row per shared scene: every run's PSNR and SSIM, and each later run's PSNR delta to the first, ranked."""
+    rows = []
     for scene in shared:
         row: dict[str, Any] = {"scene": scene}
         for i in order:
             row[f"PSNR {labels[i]}"] = float(tables[i].loc[scene, "psnr"])
         for i in order:
             row[f"SSIM {labels[i]}"] = float(tables[i].loc[scene, "ssim"])
-        for i in order:
-            if i:
-                row[f"ΔPSNR {labels[i]}"] = row[f"PSNR {labels[i]}"] - row[f"PSNR {labels[0]}"]
-        scenes.append(row)
-    return {
-        "baseline": labels[0],
-        "shared": shared,
-        "counts": [len(t) for t in tables],
-        "runs": [{"rank": r + 1, **runs[i]} for r, i in enumerate(order)],
-        "scenes": scenes,
-    }
+        for i in (i for i in order if i):
+            row[f"ΔPSNR {labels[i]}"] = row[f"PSNR {labels[i]}"] - row[f"PSNR {labels[0]}"]
+        rows.append(row)
+    return rows
 
 
 def render_compare(
