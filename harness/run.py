@@ -185,6 +185,21 @@ class RunFolder:
                     f"{self.root}: inconsistent run: res/{row['scene']}-out.tif is not the output its row recorded"
                 )
 
+    def check_not_input(self, out: Path) -> None:
+        """Refuse ``out`` as a path to write when it is part of this run as an input: the folder itself, its records,
+        its outputs or its data."""
+        summary = read_json(self.summary_json) if self.summary_json.is_file() else {}
+        records = [self.settings_json, self.summary_json, self.metrics_csv, self.root / "train_log.csv"]
+        folders = [self.res] + [Path(summary[k]) for k in ("res", "data") if isinstance(summary.get(k), str)]
+        target = Path(out).resolve()
+        hit = next((p for p in records if p.resolve() == target), None) or next(
+            (d for d in folders if d.resolve() == target or d.resolve() in target.parents), None
+        )
+        if hit is not None or target == self.root.resolve():
+            raise HarnessError(
+                f"--out {out}: would overwrite {hit or self.root}, an input of this command; choose another path"
+            )
+
     def scored_metrics(self) -> pd.DataFrame:
         """The rows with a PSNR (scenes with ground truth)."""
         table = self.read_metrics()

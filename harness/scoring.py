@@ -121,12 +121,33 @@ def swapped_outputs(table: pd.DataFrame) -> list[str]:
     ]
 
 
+def _check_target(folder: RunFolder, res_dir: Path, gt_dir: Path) -> None:
+    """``score`` writes a score run of its own, or rewrites one of the same outputs and ground truth; any other
+    folder (an evaluate run, another score, somebody's files, its own inputs) is refused."""
+    root = folder.root.resolve()
+    if root in (res_dir, gt_dir) or root in res_dir.parents or root in gt_dir.parents:
+        raise HarnessError(f"--out {folder.root}: holds this command's inputs; choose another folder")
+    if folder.settings_json.is_file():
+        raise HarnessError(
+            f"--out {folder.root}: holds a `harness evaluate` run; score writes a run of its own: choose another --out"
+        )
+    if folder.summary_json.is_file():
+        previous = folder.read_summary()
+        if previous.res != str(res_dir) or previous.data != str(gt_dir):
+            raise HarnessError(
+                f"--out {folder.root}: holds the scores of {previous.res} against {previous.data}; choose another --out"
+            )
+    elif root.is_dir() and any(root.iterdir()):
+        raise HarnessError(f"--out {folder.root}: not empty and not a score run; choose another --out")
+
+
 def score_run(res_dir: Path, gt_dir: Path, out: Path, progress: Progress | None = None) -> RunSummary:
     """Score a folder of outputs into a run folder (``metrics.csv``, ``summary.json``) at ``out``; warns about files the
     server ignores, ground truth left unscored, and outputs that score far better with red and blue swapped."""
     res_dir, gt_dir = Path(res_dir).resolve(), Path(gt_dir).resolve()
     if not res_dir.is_dir():
         raise HarnessError(f"{res_dir}: no such folder")
+    _check_target(RunFolder(out), res_dir, gt_dir)
     table = score_folder(res_dir, gt_dir, progress)
     read_from = server_folder(res_dir)
     for name in ignored_files(read_from):

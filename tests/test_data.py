@@ -141,8 +141,28 @@ def test_synth_refuses_non_empty_folder(tmp_path):
     result = runner.invoke(
         app, ["data", "synth", str(tmp_path / "x"), "--train-scenes", "1", "--val-scenes", "0", "--size", "32x64"]
     )
-    assert result.exit_code == 2 and "--force" in result.output
-    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+    assert result.exit_code == 2 and "not a dataset this generator wrote" in result.output
+    forced = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            str(tmp_path / "x"),
+            "--force",
+            "--train-scenes",
+            "1",
+            "--val-scenes",
+            "0",
+            "--size",
+            "32x64",
+        ],
+    )
+    assert forced.exit_code == 2 and (tmp_path / "x" / "keep.txt").read_text() == "mine"  # --force never deletes it
+    args = ["data", "synth", str(tmp_path / "d"), "--train-scenes", "1", "--val-scenes", "0", "--size", "32x64"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "pass --force to replace it" in again.output
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0  # the advice
 
 
 def test_demosaic_baseline_difficulty_on_the_embedded_default(tmp_path):

@@ -700,3 +700,27 @@ def test_writing_where_a_file_stands_is_one_line(tmp_path, small_data, command):
     }[command]
     code, out = _run(*args)
     assert code == 2 and "afile" in _one_error(out)
+
+
+def test_no_command_writes_into_a_run_it_only_reads(tmp_path, small_data):
+    run = _evaluated(tmp_path, small_data)
+    before = {p.name: p.read_bytes() for p in (*run.iterdir(), *(run / "res").iterdir()) if p.is_file()}
+    other = tmp_path / "other"
+    assert _run("evaluate", "--model", "flowcnrdb_tiny", "--data", small_data, "--out", other, "--no-report")[0] == 0
+    code, out = _run("score", other / "res", "--gt", small_data, "--out", run)
+    assert code == 2 and "holds a `harness evaluate` run" in _one_error(out)
+    for args in (
+        ("package", "results", run, "--out", run / "metrics.csv"),
+        ("report", run, "--out", run / "summary.json", "--no-budget"),
+        ("compare", other, run, "--out", run / "res" / "Scene-281-out.tif", "--no-budget"),
+        ("report", run, "--out", small_data / "Scene-280-gt.tif", "--no-budget"),
+    ):
+        code, out = _run(*args)
+        assert code == 2 and "an input of this command" in _one_error(out), args
+    after = {p.name: p.read_bytes() for p in (*run.iterdir(), *(run / "res").iterdir()) if p.is_file()}
+    assert after == before
+    assert _run("package", "results", run, "--out", tmp_path / "ok.zip")[0] == 0  # the run is whole
+    assert _run("score", other / "res", "--gt", small_data, "--out", tmp_path / "s")[0] == 0
+    code, out = _run("score", run / "res", "--gt", small_data, "--out", tmp_path / "s")  # other outputs, same folder
+    assert code == 2 and "holds the scores of" in _one_error(out)
+    assert _run("score", other / "res", "--gt", small_data, "--out", tmp_path / "s")[0] == 0  # the same: rescored

@@ -191,8 +191,13 @@ def synthesize(
             f"--size: H and W must be positive multiples of {SIZE_MULTIPLE}, got {cfg.height}x{cfg.width}"
         )
     numbers = cfg.numbers()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise HarnessError(f"{out}: exists and is not empty (pass --force to replace it)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if read_metadata(out) is None:  # --force replaces only what this generator wrote
+            raise HarnessError(
+                f"{out}: exists, is not empty and is not a dataset this generator wrote; choose another folder"
+            )
+        if not force:
+            raise HarnessError(f"{out}: holds a synthetic dataset (pass --force to replace it)")
     cfg.test_numbers()
     with atomic_folder(out) as tmp:
         photos = {name: _photo(name) for name in PHOTOS}

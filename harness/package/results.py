@@ -130,6 +130,7 @@ def _expected_shape(scene: Scene | None) -> tuple[int, int]:
 
 def package_results(run_dir: Path, out: Path, expect_scenes: str | None = None) -> Path:
     """Zip exactly the outputs of a complete, consistent run, after every check the server would fail them for."""
+    RunFolder(run_dir).check_not_input(out)
     files = validate_results(run_dir, expect_scenes)
     RunFolder(run_dir).verified()
     return write_zip(dict(files), out)

@@ -205,6 +205,8 @@ def render_run_report(
 ) -> Path:
     """Write the report of a run folder (evaluate or score, with or without ground truth); returns its path."""
     folder = RunFolder(Path(run_dir))
+    if out is not None:
+        folder.check_not_input(out)
     summary = folder.verified()
     table = folder.read_metrics()
     scored = folder.scored_metrics()
@@ -317,8 +319,10 @@ def render_compare(
     run_dirs: list[Path], out: Path, budget: bool = True, trust_code: bool = False, progress: Progress | None = None
 ) -> tuple[Path, dict[str, Any]]:
     """The comparison of :func:`compare_runs` as a self-contained HTML page at ``out``; returns it and the document."""
-    doc = compare_runs(run_dirs, budget, trust_code, progress)
     folders = [RunFolder(Path(d)) for d in run_dirs]
+    for folder in folders:
+        folder.check_not_input(out)
+    doc = compare_runs(run_dirs, budget, trust_code, progress)
     summaries = [f.read_summary() for f in folders]
     labels = _labels(run_dirs)
     shared = doc["shared"]
