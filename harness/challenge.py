@@ -31,6 +31,13 @@ MAX_SIDE_FACTOR = 4
 MAX_DECODE_PIXELS = MAX_SIDE_FACTOR**2 * IMAGE_HEIGHT * IMAGE_WIDTH
 """No image with more pixels is ever decoded: a TIFF declaring more is refused from its header (18.9 M pixels)."""
 
+MAX_CHECKPOINT_BYTES = 2**30
+"""A checkpoint holds at most 1 GiB of tensors, decided from its zip directory (or its size) before anything is
+read: a model within the 30 M parameter limit is 120 MB in float32, 480 MB with a training state's moments."""
+
+MAX_DEMO_BYTES = 256 * 2**10
+"""A code submission's ``test_demo.py`` is parsed (never run) only up to 256 KiB; the starter kit's is about 5 KB."""
+
 SIZE_MULTIPLE = 32
 """H and W of data checked by ``harness data check`` (the flagship model's multiple, and 768x1536's)."""
 

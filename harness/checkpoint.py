@@ -7,12 +7,14 @@ before anything is copied, so a mismatch never leaves a model half loaded.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from harness.challenge import MAX_CHECKPOINT_BYTES
 from harness.errors import HarnessError, first_line
 
 WRAPPER_KEYS = ("state_dict", "model", "params")
@@ -40,11 +42,26 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             magic = fh.read(4)
         if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
             raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle)")
+        _check_unpacked_size(path, zipped=magic.startswith(b"PK"))
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
             raise CheckpointError(f"{path}: {_load_failure(exc)}") from None
     return _unwrap(obj, path)
+
+
+def _check_unpacked_size(path: Path, zipped: bool) -> None:
+    """Refuse a checkpoint whose tensors would take more than MAX_CHECKPOINT_BYTES, from its zip directory (members
+    may be stored compressed) or its size, before torch reads a byte of it."""
+    try:
+        size = sum(i.file_size for i in zipfile.ZipFile(path).infolist()) if zipped else path.stat().st_size
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first_line(exc)})") from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path}: holds {size / 2**30:.1f} GiB unpacked; checkpoints here hold at most "
+            f"{MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB (a model within the challenge's limits is far smaller)"
+        )
 
 
 def _load_failure(exc: BaseException) -> str:
@@ -88,6 +105,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
             raise CheckpointError(
                 f"{path}: holds {name!r} twice (with and without a wrapper prefix); which one is meant?"
             )
+        if value.is_meta:
+            raise CheckpointError(f"{path}: {key!r} is a meta tensor: a shape without data, nothing to load")
         if value.layout != torch.strided:
             raise CheckpointError(f"{path}: {key!r} is a {value.layout} tensor; weights must be dense")
         out[name] = value

@@ -12,6 +12,7 @@ remaining scenes.
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -219,6 +220,18 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> RunSummary:
     prep = prepare(cfg, progress)
     prep.model.to(device)
     backend = choose_backend(cfg.backend, prep.model, Settings(device, cfg.precision, cfg.threads or 1)).name
+    created = not prep.folder.root.exists()
+    try:
+        return _evaluate(cfg, prep, device, backend, progress)
+    except BaseException:
+        if created and not prep.folder.metrics_csv.exists():  # failed before its first scene: nothing half-written
+            shutil.rmtree(prep.folder.root, ignore_errors=True)
+        raise
+
+
+def _evaluate(
+    cfg: EvalConfig, prep: Prepared, device: torch.device, backend: str, progress: Progress | None
+) -> RunSummary:
     rows = _kept_rows(prep, _open_run(prep.folder, _settings(cfg, prep, backend), cfg.force))
     reused = len(rows)
     t_start = time.perf_counter()

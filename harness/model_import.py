@@ -19,6 +19,7 @@ from torch import nn
 
 from harness.archive import safe_extract
 from harness.errors import HarnessError, first_line
+from harness.foreign import as_if_run_alone, their_code
 from harness.io import atomic_folder, sha256_file
 
 Args = list[Any] | dict[str, Any]
@@ -48,10 +49,11 @@ class ModelSource:
 
 def call_factory(factory: Any, args: Args, label: str) -> nn.Module:
     try:
-        model = factory(*args) if isinstance(args, list) else factory(**args)
-    except TypeError as exc:
+        with their_code("construction", label):
+            model = factory(*args) if isinstance(args, list) else factory(**args)
+    except TypeError as exc:  # arguments the constructor does not take
         raise HarnessError(f"model {label!r}: {exc}") from None
-    except Exception as exc:  # somebody else's constructor: any error is bad input, said in one line
+    except (Exception, SystemExit) as exc:  # raised before reaching their code, or in a library it called
         raise HarnessError(f"model {label!r}: construction failed ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise HarnessError(f"model {label!r}: built a {type(model).__name__}, not a torch.nn.Module")
@@ -95,15 +97,16 @@ def import_file(path: Path, roots: list[Path]) -> Any:
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
     try:
-        spec.loader.exec_module(module)
-    except ModuleNotFoundError as exc:
+        with their_code("import", path.name), as_if_run_alone(path):
+            try:
+                spec.loader.exec_module(module)
+            except ModuleNotFoundError as exc:
+                raise HarnessError(
+                    f"{path}: needs the module {exc.name!r}, which is not installed: {install_hint(exc.name)}"
+                ) from None
+    except HarnessError:
         del sys.modules[name]
-        raise HarnessError(
-            f"{path}: needs the module {exc.name!r}, which is not installed: {install_hint(exc.name)}"
-        ) from None
-    except Exception as exc:
-        del sys.modules[name]
-        raise HarnessError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None
+        raise
     return module
 
 

@@ -26,13 +26,15 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
+from harness.foreign import their_code
 from harness.io import sha256_file
 from harness.model_import import Args, ModelSource, call_factory, import_file
 from harness.registry import create_model as create_registered
@@ -47,13 +49,37 @@ def parse_model_args(text: str | None) -> Args:
     """``--model-args``: a JSON object (keyword arguments) or array (positional ones)."""
     if not text:
         return {}
+    if len(text) > MAX_MODEL_ARGS_CHARS:
+        raise HarnessError(
+            f"--model-args: {len(text):,} characters; constructor arguments take at most {MAX_MODEL_ARGS_CHARS:,}"
+        )
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_a_number)
     except json.JSONDecodeError as exc:
-        raise HarnessError(f"--model-args: not JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+        raise HarnessError(f"--model-args: not JSON ({exc.msg} at character {exc.pos}): {text[:80]!r}") from None
+    except RecursionError:
+        raise HarnessError("--model-args: nested too deeply to be constructor arguments") from None
     if not isinstance(value, (dict, list)):
         raise HarnessError(f"--model-args: expected a JSON object or array, got {type(value).__name__}")
+    _check_finite(value)
     return value
+
+
+MAX_MODEL_ARGS_CHARS = 100_000
+
+
+def _not_a_number(name: str) -> Any:
+    raise HarnessError(f"--model-args: {name} is not a number a constructor can take")
+
+
+def _check_finite(value: Any) -> None:
+    """Numbers too large for a float (1e999) are read as inf by JSON: refused, like NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HarnessError(
+            f"--model-args: {value} (a number beyond float range) is not a number a constructor can take"
+        )
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        _check_finite(item)
 
 
 def plugins() -> dict[str, importlib.metadata.EntryPoint]:
@@ -97,7 +123,8 @@ def _import_here_too(module_name: str) -> Any:
 def _from_module(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     module_name, _, attr = spec.partition(":")
     try:
-        module = _import_here_too(module_name)
+        with their_code("import", module_name):
+            module = _import_here_too(module_name)
     except ModuleNotFoundError as exc:
         raise HarnessError(
             f"--model {spec}: cannot import {exc.name!r} (neither installed nor in the current folder {Path.cwd()})"
@@ -110,7 +137,8 @@ def _from_module(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
 def _from_plugin(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
     ep = plugins()[spec]
     try:
-        factory = ep.load()
+        with their_code("import", spec):
+            factory = ep.load()
     except ModuleNotFoundError as exc:
         raise HarnessError(
             f"plugin model {spec!r} ({ep.value}): needs the module {exc.name!r}, which is not installed"
@@ -127,7 +155,15 @@ def _from_registry(spec: str, args: Args) -> tuple[nn.Module, ModelSource]:
         )
     entry = model_entry(spec)
     file = entry.source_file
-    return create_registered(spec, **args), ModelSource(
+    try:
+        model = create_registered(spec, **args)
+    except HarnessError:
+        raise
+    except Exception as exc:  # a configuration the family cannot build: the arguments are the input at fault
+        raise HarnessError(
+            f"--model-args {json.dumps(args)[:120]}: {spec} cannot be built with them ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
+    return model, ModelSource(
         spec, "registered", spec, args, str(file) if file else None, sha256_file(file) if file else None
     )
 

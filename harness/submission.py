@@ -21,8 +21,9 @@ from typing import Any
 
 from torch import nn
 
+from harness.challenge import MAX_DEMO_BYTES
 from harness.data.embedded import cache_root
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.io import sha256_file
 from harness.model_import import Args, ModelSource, call_factory, extract_cached, import_file
 
@@ -99,7 +100,7 @@ def _constructor(tree: ast.Module, local: str, demo: Path) -> tuple[list[Any], d
                     kwargs.update(
                         _literal(kw.value, constants) if kw.arg is None else {kw.arg: _literal(kw.value, constants)}
                     )
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError, MemoryError):
                 return (
                     [],
                     {},
@@ -124,10 +125,17 @@ def read_submission(path: Path) -> Submission:
     """The model file, class, constructor arguments and checkpoint of a submission folder (nothing imported)."""
     root = _root(path)
     demo = root / DEMO
+    if demo.stat().st_size > MAX_DEMO_BYTES:
+        raise HarnessError(
+            f"{demo}: {demo.stat().st_size:,} bytes; a test_demo.py is parsed only up to {MAX_DEMO_BYTES:,} "
+            "(the starter kit's is about 5 KB)"
+        )
     try:
         tree = ast.parse(demo.read_text(encoding="utf-8"), str(demo))
-    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
-        raise HarnessError(f"{demo}: unreadable ({exc})") from None
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        raise HarnessError(f"{demo}: unreadable ({first_line(exc)})") from None
+    except (RecursionError, MemoryError):
+        raise HarnessError(f"{demo}: nested too deeply to be parsed (a test_demo.py constructs a model)") from None
     classes = _imported_classes(tree)
     if not classes:
         raise HarnessError(

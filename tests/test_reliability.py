@@ -724,3 +724,119 @@ def test_no_command_writes_into_a_run_it_only_reads(tmp_path, small_data):
     code, out = _run("score", run / "res", "--gt", small_data, "--out", tmp_path / "s")  # other outputs, same folder
     assert code == 2 and "holds the scores of" in _one_error(out)
     assert _run("score", other / "res", "--gt", small_data, "--out", tmp_path / "s")[0] == 0  # the same: rescored
+
+
+# --------------------------------------------------------------------------- somebody else's code, failing
+
+CONV = "from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.c = nn.Conv2d(9, 3, 1)\n"
+HOSTILE = {
+    "exits_at_import": (
+        "import sys\nsys.exit(0)\n" + CONV,
+        "exits_at_import.py:2: exits_at_import.py's import called sys.exit(0)",
+    ),
+    "parses_argv": (
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', required=True)\np.parse_args()\n"
+        + CONV,
+        "exited at import, saying: parses_argv.py: error: the following arguments are required: --lr",
+    ),
+    "raises": (
+        CONV + "\n    def forward(self, x):\n        raise RuntimeError('boom')\n",
+        "raises.py:10: the model's forward pass raised RuntimeError: boom",
+    ),
+    "runs_out_of_memory": (
+        CONV
+        + "\n    def forward(self, x):\n        import torch\n        raise torch.OutOfMemoryError('CUDA out of memory')\n",
+        "runs_out_of_memory.py:11: the model's forward pass raised OutOfMemoryError: CUDA out of memory",
+    ),
+    "exits_in_forward": (
+        CONV + "\n    def forward(self, x):\n        raise SystemExit(0)\n",
+        "exits_in_forward.py:10: the model's forward pass called sys.exit(0)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_somebody_elses_code_failing_is_one_line_naming_its_file_and_line(tmp_path, small_data, name):
+    text, said = HOSTILE[name]
+    (tmp_path / f"{name}.py").write_text(text)
+    code, out = _run(
+        "evaluate",
+        "--model",
+        f"{tmp_path / name}.py:Net",
+        "--data",
+        small_data,
+        "--out",
+        tmp_path / "run",
+        "--random-init",
+    )
+    assert code == 2 and said in _one_error(out), out
+    assert not (tmp_path / "run").exists()  # failed before its first scene: nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ('{"stem_width": -1}', "flowcnrdb_tiny cannot be built with them (RuntimeError"),
+        ('"wide"', "expected a JSON object or array, got str"),
+        ('{"stem_width": 1e999}', "inf (a number beyond float range) is not a number"),
+        (
+            '{"reg_widths": [16, 32], "reg_depths": [1]}',
+            "cannot be built with them (ValueError: reg_widths and reg_depths",
+        ),
+        ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ],
+)
+def test_bad_model_arguments_are_one_line(args, said):
+    code, out = _run(
+        "budget", "--model", "flowcnrdb_tiny", "--model-args", args, "--size", "64x128", "--counters", "analytic"
+    )
+    assert code == 2 and said in _one_error(out)
+
+
+def _demo_submission(root: Path, demo: str) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "Model_09_Net.py").write_text(CONV + "\n    def forward(self, x):\n        return self.c(x)\n")
+    (root / "test_demo.py").write_text(demo)
+    return root
+
+
+def test_a_hostile_test_demo_is_refused_in_one_line_within_memory(tmp_path):
+    header = "from models.Model_09_Net import Net\n"
+    nested = _demo_submission(
+        tmp_path / "nested", header + "model = Net(" + "(" * 100_000 + "1" + ")" * 100_000 + ")\n"
+    )
+    code, out = _run("budget", "--model", f"submission:{nested}", "--trust-code", "--size", "64x128")
+    assert code == 2 and "test_demo.py: unreadable (too many nested parentheses" in _one_error(out)
+    deep = _demo_submission(tmp_path / "deep", header + "model = Net(" + "-" * 100_000 + "1)\n")
+    code, out = _run("budget", "--model", f"submission:{deep}", "--trust-code", "--size", "64x128")
+    assert code == 2 and "test_demo.py" in _one_error(out)
+    huge = _demo_submission(
+        tmp_path / "huge", header + "".join(f"x{i} = {i}\n" for i in range(300_000)) + "model = Net()\n"
+    )
+    code, peak, out = _peak("budget", "--model", f"submission:{huge}", "--trust-code", "--size", "64x128")
+    assert code == 2 and "a test_demo.py is parsed only up to" in out and peak < 1536, out
+
+
+def test_hostile_checkpoints_are_refused_before_they_are_read(tmp_path, small_data):
+    (tmp_path / "one.py").write_text(CONV + "\n    def forward(self, x):\n        return self.c(x)\n")
+    model = f"{tmp_path / 'one.py'}:Net"
+    torch.save(
+        {"c.weight": torch.empty(3, 9, 1, 1, device="meta"), "c.bias": torch.empty(3, device="meta")},
+        tmp_path / "meta.pth",
+    )
+    code, out = _run(
+        "evaluate", "--model", model, "--weights", tmp_path / "meta.pth", "--data", small_data, "--out", tmp_path / "r"
+    )
+    assert code == 2 and "'c.weight' is a meta tensor" in _one_error(out)
+    big = tmp_path / "big.pth"
+    torch.save({"c.weight": torch.zeros(3, 9, 1, 1), "c.bias": torch.zeros(3)}, big)
+    with (
+        zipfile.ZipFile(big, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open("big/data/9", "w", force_zip64=True) as fh,
+    ):
+        for _ in range(18):
+            fh.write(bytes(64 << 20))  # 1.1 GiB of tensor bytes, stored in 1 MB
+    code, peak, out = _peak(
+        "evaluate", "--model", model, "--weights", big, "--data", small_data, "--out", tmp_path / "r"
+    )
+    assert code == 2 and "holds 1.1 GiB unpacked" in out and peak < 1024, out

@@ -21,6 +21,7 @@ from harness.backends.eager import reference_forward
 from harness.backends.gate import GateResult, check, compare
 from harness.backends.registry import choose_backend, default_threads
 from harness.errors import HarnessError
+from harness.foreign import their_code
 from harness.options import Precision
 
 
@@ -36,7 +37,7 @@ class Runner:
         self.gated = not (name == "eager" and settings.precision is Precision.fp32)  # eager float32 is the reference
 
     def __call__(self, burst: Tensor) -> Tensor:
-        with torch_threads(self.settings.threads):
+        with torch_threads(self.settings.threads), their_code("forward pass"):
             out = self.prepared(burst)
             if self.gated and self.gate is None:
                 self.gate = check(compare(self.name, self.settings.precision, self.reference(burst), out))
@@ -75,6 +76,6 @@ def prepare_runner(
     settings = Settings(device, precision, threads or default_threads())
     chosen = choose_backend(backend, model, settings)
     t0 = time.perf_counter()
-    with torch_threads(settings.threads):
+    with torch_threads(settings.threads), their_code("forward pass, traced by the backend"):
         prepared = chosen.prepare(model, settings, size)
     return Runner(chosen.name, prepared, model, settings, time.perf_counter() - t0)

@@ -115,7 +115,10 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
     t0 = time.perf_counter()
     try:
         analytic, analytic_failed = analytic_count(model, (1, NUM_FRAMES, h, w)), None
-    except Exception as exc:  # somebody else's model: the other counters still run, the strict verdict is undecided
+    except (
+        Exception,
+        SystemExit,
+    ) as exc:  # somebody else's model: the other counters run, the strict verdict is undecided
         analytic, analytic_failed = AnalyticCount(), f"{type(exc).__name__}: {first_line(exc)}"
     results: dict[str, dict[str, Any]] = {}
     with contextlib.redirect_stdout(sys.stderr):  # what counters print is not the command's output (--json)
@@ -142,7 +145,7 @@ def _run_counter(
         return {"failed": analytic_failed, "seconds": 0.0}
     try:
         measured = _analytic_measured(analytic, size) if name == "analytic" else RUNNERS[name](model, size)
-    except Exception as exc:  # somebody else's model: any error is this counter's failure, in one line
+    except (Exception, SystemExit) as exc:  # somebody else's model: any error is this counter's failure, in one line
         return {"failed": f"{type(exc).__name__}: {first_line(exc)}", "seconds": time.perf_counter() - t}
     return _describe(name, measured, analytic, time.perf_counter() - t)
 

@@ -36,6 +36,7 @@ from harness.checkpoint import CheckpointError, check_state_dict
 from harness.data import discover_scenes, frame_shape, select_scenes
 from harness.data.embedded import embedded_dataset
 from harness.errors import HarnessError, HarnessWarning, first_line
+from harness.foreign import their_code
 from harness.inference import resolve_device
 from harness.io import atomic_write, read_csv, read_json, write_csv, write_json
 from harness.metrics import quantize_output
@@ -71,7 +72,8 @@ def validate(
     with torch.inference_mode():
         for arrays in val:
             frames, gt = center_crop(arrays, crop // mult * mult)
-            out = model(frames.unsqueeze(0).to(device))[0].float().cpu()
+            with their_code("forward pass"):
+                out = model(frames.unsqueeze(0).to(device))[0].float().cpu()
             row = score_pair(gt.permute(1, 2, 0).numpy(), quantize_output(out.permute(1, 2, 0).numpy()))
             psnrs.append(row["psnr"])
             ssims.append(row["ssim"])
@@ -334,12 +336,13 @@ def _step(s: Session, net: nn.Module, x: torch.Tensor, y: torch.Tensor, it: int)
     total = 0.0
     size = s.cfg.micro_batch or len(x)
     for xc, yc in zip(x.split(size), y.split(size)):
-        with torch.autocast(s.device.type, dtype=torch.float16, enabled=s.amp):
+        with torch.autocast(s.device.type, dtype=torch.float16, enabled=s.amp), their_code("forward pass"):
             pred = net(xc)
         loss = F.mse_loss(pred.float(), yc) * (len(xc) / len(x))  # the batch mean, as a sum of weighted chunk means
         if not torch.isfinite(loss):
             raise HarnessError(f"iteration {it}: the loss is not finite")
-        s.scaler.scale(loss).backward()
+        with their_code("backward pass"):
+            s.scaler.scale(loss).backward()
         total += float(loss.detach())
     s.scaler.step(s.opt)
     s.scaler.update()
