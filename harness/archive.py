@@ -22,8 +22,14 @@ MAX_RATIO = 200  # uncompressed / compressed; an 8-bit photo TIFF compresses far
 
 @dataclass
 class ZipCheck:
-    members: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)  # the members extracted
     notes: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # every member, as the server's unzip would write them
+
+    @property
+    def top(self) -> list[str]:
+        """The entries the server sees at the top of the extracted folder (folders and files alike)."""
+        return sorted({n.replace("\\", "/").split("/")[0] for n in self.names if n.strip("/")})
 
 
 MIN_RATIO_CHECKED = 64 * 1024  # below this, a high ratio is a tiny text file, not a bomb
@@ -67,6 +73,7 @@ def check_zip(path: Path, allowed_suffixes: tuple[str, ...] | None = (".tif",)) 
         seen: set[str] = set()
         for info in infos:
             _check_member(path, info)
+            check.names.append(info.filename)
             if info.filename in seen:
                 check.notes.append(f"{info.filename}: appears more than once; the last copy is the one read")
             seen.add(info.filename)

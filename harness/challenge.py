@@ -25,11 +25,16 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 768, 1536
 
 IMAGE_SIZE = (IMAGE_HEIGHT, IMAGE_WIDTH)
 
-MAX_SIDE_FACTOR = 4
-"""Data of this layout may be up to 4x the challenge's size per side (synthetic data, larger sensors), no more."""
+MAX_SIDE_FACTOR = 2
+"""Data of this layout may be up to 2x the challenge's size per side (synthetic data, larger sensors), no more:
+every command then stays within 1.5 GB beyond what the model itself needs at the challenge size."""
 
 MAX_DECODE_PIXELS = MAX_SIDE_FACTOR**2 * IMAGE_HEIGHT * IMAGE_WIDTH
-"""No image with more pixels is ever decoded: a TIFF declaring more is refused from its header (18.9 M pixels)."""
+"""No image with more pixels is ever decoded: a TIFF declaring more is refused from its header (4.7 M pixels)."""
+
+MAX_DECODE_BYTES = MAX_DECODE_PIXELS * 3 * 4
+"""Nor one whose decoded samples take more (an RGB float32 image of MAX_DECODE_PIXELS: 57 MB), whatever its
+samples per pixel."""
 
 MAX_CHECKPOINT_BYTES = 2**30
 """A checkpoint holds at most 1 GiB of tensors, decided from its zip directory (or its size) before anything is

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_DECODE_PIXELS
+from harness.challenge import IMAGE_HEIGHT, IMAGE_WIDTH, MAX_DECODE_BYTES, MAX_DECODE_PIXELS
 from harness.errors import HarnessError, first_line
 from harness.json_values import jsonable
 
@@ -130,7 +130,7 @@ def tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The first image of a TIFF, decoded only after its header passed: no more than ``max_pixels``
     (H x W) and, when given, exactly ``shape``. A small file can declare gigabytes; it is refused unread."""
-    declared, _ = tiff_header(path)
+    declared, dtype = tiff_header(path)
     if shape is not None and declared != tuple(shape):
         raise HarnessError(f"{path}: declares shape {declared}, expected {tuple(shape)}")
     pixels = prod(declared[:2]) if len(declared) >= 2 else prod(declared)
@@ -139,8 +139,67 @@ def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int,
             f"{path}: declares {'x'.join(map(str, declared))}, more than the {max_pixels:,} pixels "
             "any image here may have (refused before decoding)"
         )
+    if prod(declared) * dtype.itemsize > MAX_DECODE_BYTES:
+        raise HarnessError(
+            f"{path}: declares {'x'.join(map(str, declared))} {dtype} samples, more than the "
+            f"{MAX_DECODE_BYTES / 2**20:.0f} MB any image here may take (refused before decoding)"
+        )
+    _check_codec(path)
     try:
         return tifffile.imread(path, key=0)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise UnreadableTiff(path, exc) from None
+
+
+BOUNDED_CODECS = {1: "none", 5: "LZW", 8: "deflate", 32946: "deflate", 32773: "PackBits"}
+"""TIFF compressions whose decoders write no more than the strip the header declares."""
+JPEG = 7  # its decoder sizes its output from each strip's own frame header: checked against the TIFF's first
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG stream's frame header; None when it has none before its scan."""
+    pos = 2 if data[:2] == b"\xff\xd8" else len(data)
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in SOF_MARKERS and pos + 9 <= len(data):
+            return int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+        if marker == 0xDA:
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _check_codec(path: Path) -> None:
+    """Refuse a TIFF whose compressed strips would decode to more than its header declares: a codec that sizes
+    its output from data inside each strip (JPEG) is checked strip by strip, one not known to be bounded refused."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            codec = int(page.compression)
+            if codec in BOUNDED_CODECS:
+                return
+            if codec != JPEG:
+                raise HarnessError(
+                    f"{path}: compression {tifffile.COMPRESSION(codec).name} is not one read here "
+                    f"({', '.join(sorted(set(BOUNDED_CODECS.values())))} or JPEG)"
+                )
+            height, width = (max(a, b) for a, b in zip(page.shape[:2], (page.tilelength or 0, page.tilewidth or 0)))
+            fh = tif.filehandle
+            for offset, count in zip(page.dataoffsets, page.databytecounts):
+                fh.seek(offset)
+                size = _jpeg_size(fh.read(min(count, 1 << 16)))
+                if size is None or size[0] > height or size[1] > width:
+                    said = "no frame header" if size is None else f"a {size[0]}x{size[1]} frame"
+                    raise HarnessError(
+                        f"{path}: a JPEG strip holds {said} in a {page.shape[0]}x{page.shape[1]} image "
+                        "(refused before decoding)"
+                    )
+    except HarnessError:
+        raise
     except Exception as exc:  # tifffile raises several types for damaged files
         raise UnreadableTiff(path, exc) from None
 

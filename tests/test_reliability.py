@@ -840,3 +840,81 @@ def test_hostile_checkpoints_are_refused_before_they_are_read(tmp_path, small_da
         "evaluate", "--model", model, "--weights", big, "--data", small_data, "--out", tmp_path / "r"
     )
     assert code == 2 and "holds 1.1 GiB unpacked" in out and peak < 1024, out
+
+
+def _jpeg_bomb(path: Path, side: int) -> Path:
+    """A 64x128 RGB TIFF whose one JPEG strip's frame header declares side x side (its decoder would allocate that)."""
+    import imagecodecs
+
+    small = imagecodecs.jpeg8_encode(np.zeros((64, 128, 3), np.uint8))
+    at = small.find(b"\xff\xc0")
+    patched = small[: at + 5] + side.to_bytes(2, "big") * 2 + small[at + 9 :]
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(
+            iter([patched]), shape=(64, 128, 3), dtype="uint8", compression="jpeg", rowsperstrip=64, photometric="rgb"
+        )
+    return path
+
+
+def test_compressed_tiffs_that_would_decode_beyond_their_header_stay_under_1_gb(tmp_path, small_data):
+    res = tmp_path / "res"
+    res.mkdir()
+    _jpeg_bomb(res / "Scene-280-out.tif", 24000)
+    code, peak, out = _peak("score", res, "--gt", small_data, "--out", tmp_path / "s")
+    assert code == 2 and "a JPEG strip holds a 24000x24000 frame in a 64x128 image" in out and peak < 1024, out
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    tifffile.imwrite(
+        data / "Scene-281-in-0.tif",
+        np.zeros((2048, 2048, 100), np.float32),
+        compression="zlib",
+        photometric="minisblack",
+        planarconfig="contig",
+    )
+    code, peak, out = _peak("data", "check", data)
+    assert code == 1 and "float32 samples, more than the" in out and peak < 1024, out
+    tifffile.imwrite(data / "Scene-281-in-0.tif", np.zeros((8, 8), np.float32), compression="zstd")
+    code, out = _run("data", "check", data)
+    assert code == 1 and "compression ZSTD is not one read here" in out
+
+
+def test_frames_beyond_twice_the_challenge_side_are_refused_from_their_header(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(9):
+        declare_huge(data / f"Scene-280-in-{i}.tif", 3008, 6016)
+    code, peak, out = _peak(
+        "evaluate", "--model", "demosaic", "--data", data, "--split", "test", "--out", tmp_path / "r"
+    )
+    assert code == 2 and "3008x6016" in out and peak < 1024, out
+
+
+def _rezip(source: Path, target: Path, keep=lambda name: True, rename=lambda name: name) -> Path:
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            if keep(info.filename):
+                dst.writestr(rename(info.filename), src.read(info))
+    return target
+
+
+def test_zips_read_as_the_server_unzips_them(tmp_path, small_data, monkeypatch):
+    run = _evaluated(tmp_path, small_data)
+    plain = _zip_outputs(run, tmp_path / "plain.zip", folder="res/")
+    mac = tmp_path / "mac.zip"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(mac, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("__MACOSX/res/._.DS_Store", b"\x00\x05\x16\x07")  # no TIFF: never extracted, still an entry
+    code, out = _run("package", "verify", mac)
+    line = _one_error(out)
+    assert code == 2 and "the server sees 2 entries at the top (__MACOSX, res)" in line and "zip -d mac.zip" in line
+    code, out = _run(
+        "package", "verify", _rezip(mac, tmp_path / "fixed.zip", keep=lambda n: not n.startswith("__MACOSX/"))
+    )
+    assert code == 0 and "from 'res'" in out  # the advice taken
+    with monkeypatch.context() as m:  # names in CP437, as many zip tools write them (no UTF-8 flag)
+        m.setattr(zipfile.ZipInfo, "_encodeFilenameFlags", lambda self: (self.filename.encode("cp437"), self.flag_bits))
+        cp437 = _rezip(plain, tmp_path / "cp437.zip", rename=lambda n: n.replace("res/", "Résultats/"))
+    assert not any(i.flag_bits & 0x800 for i in zipfile.ZipFile(cp437).infolist())
+    code, out = _run("package", "verify", cp437, "--gt", small_data)
+    assert code == 0 and "from 'Résultats'" in out and "PSNR" in out, out

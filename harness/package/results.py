@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.io import output_header, read_gt, read_output, tiff_header
 from harness.package.zips import safe_extract, write_zip
 from harness.run import RunFolder, mean_scores
-from harness.scoring import BGR_HINT, OUT_RE, score_folder, server_folder, server_outputs, swapped_outputs
+from harness.scoring import BGR_HINT, OUT_RE, score_folder, server_outputs, swapped_outputs
 
 SWAP_MARGIN = 0.05  # correlation points by which the swapped order must fit better
 SWAP_MIN_FIT = 0.6  # and it must fit well: outputs barely related to the reference (an untrained model) prove nothing
@@ -165,7 +165,16 @@ def verify_zip(zip_path: Path, gt: Path | None = None, expect_scenes: str | None
 
 def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes: str | None) -> dict[str, Any]:
     check = safe_extract(zip_path, Path(tmp))
-    folder = server_folder(Path(tmp))
+    top = check.top
+    descends = len(top) == 1 and all(n.replace("\\", "/").startswith(top[0] + "/") for n in check.names)
+    folder = Path(tmp) / top[0] if descends else Path(tmp)  # as the server: from every member, not just the TIFFs
+    folder.mkdir(exist_ok=True)
+    if len(top) > 1 and not any(folder.glob("*.tif")):
+        raise HarnessError(
+            f"{zip_path}: the server sees {len(top)} entries at the top ({', '.join(top[:4])}), so it descends into "
+            "none and finds no *.tif outputs there; zip the outputs alone"
+            + (f" (zip -d {zip_path.name} '__MACOSX/*' removes macOS's copy)" if "__MACOSX" in top else "")
+        )
     outputs = server_outputs(folder)
     if expect_scenes:
         want = set(parse_scene_list(expect_scenes, "--expect-scenes"))
