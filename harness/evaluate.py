@@ -139,11 +139,12 @@ def _open_run(folder: RunFolder, settings: RunSettings, force: bool) -> dict[str
             raise HarnessError(
                 f"{folder.root}: holds a run with other settings ({', '.join(settings.changed(previous))}); pass --force or another --out"
             )
+    sealed = folder.read_summary().metrics_sha256 if folder.summary_json.is_file() else None
     folder.summary_json.unlink(missing_ok=True)  # incomplete until this run ends
     folder.res.mkdir(parents=True, exist_ok=True)
     folder.write_settings(settings)
-    if not folder.metrics_csv.is_file():
-        return {}
+    if not folder.metrics_csv.is_file() or (sealed is not None and sealed != sha256_file(folder.metrics_csv)):
+        return {}  # no rows, or rows changed since the run sealed them: every scene is computed again
     return {str(r["scene"]): r for r in folder.read_metrics().to_dict("records")}
 
 

@@ -15,6 +15,8 @@ one line rather than misread.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -25,8 +27,9 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.io import read_csv, read_json, sha256_file, write_csv, write_json
+from harness.json_values import jsonable
 
-SCHEMA = 2  # 2: the backend that ran (run.json, summary.json) and its runtime details
+SCHEMA = 3  # 2: the backend that ran (run.json, summary.json) and its runtime details; 3: digests of rows and summary
 METRICS = ("psnr", "ssim", "ssim_standard")
 
 
@@ -82,6 +85,8 @@ class RunSummary:
     command: str = ""
     res: str | None = None
     schema: int = SCHEMA
+    metrics_sha256: str | None = None  # of metrics.csv as the run wrote it
+    digest: str | None = None  # of every other field: a summary edited by hand no longer matches it
 
     @property
     def scores(self) -> dict[str, float | None]:
@@ -119,6 +124,9 @@ class RunFolder:
         return _from_dict(RunSettings, read_json(self.settings_json), self.settings_json)
 
     def write_summary(self, summary: RunSummary) -> None:
+        """Write ``summary.json`` sealed: with the sha256 of ``metrics.csv`` as it stands and a digest of itself."""
+        summary.metrics_sha256 = sha256_file(self.metrics_csv) if self.metrics_csv.is_file() else None
+        summary.digest = summary_digest(summary)
         write_json(self.summary_json, asdict(summary))
 
     def read_summary(self) -> RunSummary:
@@ -165,12 +173,35 @@ class RunFolder:
                 f"{self.root}: incomplete run (no summary.json): finish it with `harness evaluate` or start again"
             )
         summary = self.read_summary()
+        self._verify_seal(summary)
         table = self.read_metrics()
         if "scene" not in table or sorted(map(str, table["scene"])) != sorted(summary.scenes):
             raise HarnessError(f"{self.root}: inconsistent run: metrics.csv and summary.json list different scenes")
         if summary.res is None:  # an evaluate run: its outputs are here
             self._verify_outputs(table, summary.scenes)
+        self._verify_data(table, Path(summary.data))
         return summary
+
+    def _verify_seal(self, summary: RunSummary) -> None:
+        if summary.digest is None:
+            raise HarnessError(
+                f"{self.root}: summary.json has no digest (an older harness wrote it); rerun the command that made "
+                "the run (evaluate reuses its outputs)"
+            )
+        if summary.digest != summary_digest(summary):
+            raise HarnessError(f"{self.root}: summary.json was changed after the run wrote it; rerun the run")
+        if summary.metrics_sha256 != sha256_file(self.metrics_csv):
+            raise HarnessError(f"{self.root}: metrics.csv was changed after the run wrote it; rerun the run")
+
+    def _verify_data(self, table: pd.DataFrame, data: Path) -> None:
+        """The ground truth the rows were scored against is still the file in the data folder (when it is there)."""
+        for row in table.to_dict("records") if "gt_sha256" in table else []:
+            gt = data / f"{row['scene']}-gt.tif"
+            if isinstance(row["gt_sha256"], str) and gt.is_file() and sha256_file(gt) != row["gt_sha256"]:
+                raise HarnessError(
+                    f"{self.root}: {gt} is not the ground truth its row was scored against (the data changed); "
+                    "rerun the run with --force"
+                )
 
     def _verify_outputs(self, table: pd.DataFrame, scenes: list[str]) -> None:
         present = sorted(p.name for p in self.res.glob("*")) if self.res.is_dir() else []
@@ -204,6 +235,12 @@ class RunFolder:
         """The rows with a PSNR (scenes with ground truth)."""
         table = self.read_metrics()
         return table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+
+
+def summary_digest(summary: RunSummary) -> str:
+    """sha256 of a summary's fields but its digest, as canonical JSON."""
+    fields = {k: v for k, v in asdict(summary).items() if k != "digest"}
+    return hashlib.sha256(json.dumps(jsonable(fields), sort_keys=True).encode()).hexdigest()
 
 
 def mean_scores(rows: pd.DataFrame) -> dict[str, Any]:

@@ -918,3 +918,28 @@ def test_zips_read_as_the_server_unzips_them(tmp_path, small_data, monkeypatch):
     assert not any(i.flag_bits & 0x800 for i in zipfile.ZipFile(cp437).infolist())
     code, out = _run("package", "verify", cp437, "--gt", small_data)
     assert code == 0 and "from 'Résultats'" in out and "PSNR" in out, out
+
+
+def test_a_run_edited_by_hand_or_whose_data_changed_is_refused_and_a_rerun_mends_it(tmp_path, data):
+    run = tmp_path / "R"
+    evaluate = ("evaluate", "--model", "demosaic", "--data", data, "--out", run, "--no-report")
+    assert _run(*evaluate)[0] == 0
+    package = ("package", "results", run, "--out", tmp_path / "r.zip")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "psnr": 41.38}))
+    for args in (package, ("report", run, "--no-budget")):
+        code, out = _run(*args)
+        assert code == 2 and "summary.json was changed after the run wrote it" in _one_error(out)
+    assert _run(*evaluate)[0] == 0 and _run(*package)[0] == 0  # the advice: rerun
+    table = pd.read_csv(run / "metrics.csv")
+    table.loc[0, "psnr"] = 99.0
+    table.to_csv(run / "metrics.csv", index=False)
+    code, out = _run(*package)
+    assert code == 2 and "metrics.csv was changed after the run wrote it" in _one_error(out)
+    assert _run(*evaluate)[0] == 0 and _run(*package)[0] == 0
+    assert pd.read_csv(run / "metrics.csv")["psnr"].max() < 99  # the rerun recomputed the edited row, not reused it
+    gt = data / "Scene-281-gt.tif"
+    tifffile.imwrite(gt, np.clip(tifffile.imread(gt) * 0.9, 0, 1), photometric="rgb")
+    code, out = _run("report", run, "--no-budget")
+    assert code == 2 and "Scene-281-gt.tif is not the ground truth its row was scored against" in _one_error(out)
+    assert _run(*evaluate, "--force")[0] == 0 and _run("report", run, "--no-budget")[0] == 0
