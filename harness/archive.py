@@ -63,6 +63,8 @@ def check_zip(path: Path, allowed_suffixes: tuple[str, ...] | None = (".tif",)) 
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise HarnessError(f"{path}: not a zip ({exc})") from None
+    except UnicodeDecodeError as exc:  # a name flagged UTF-8 that is not
+        raise HarnessError(f"{path}: member {bytes(exc.object)!r} is flagged UTF-8 but its name is not") from None
     check = ZipCheck()
     with zf:
         infos = zf.infolist()

@@ -15,6 +15,7 @@ import contextlib
 import io
 import sys
 import sysconfig
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,10 +49,22 @@ def their_frame(exc: BaseException) -> traceback.FrameSummary | None:
     return next((f for f in reversed(frames) if _theirs(f.filename, roots)), None)
 
 
+WAIT_NOTE_S = 10.0
+"""After this long inside an import or a construction, a line on stderr says what the harness is waiting for."""
+
+
 @contextlib.contextmanager
-def their_code(what: str, label: str = "the model") -> Iterator[None]:
+def their_code(what: str, label: str = "the model", note_wait: bool = False) -> Iterator[None]:
     """Around a call into a model's code (``what``: "import", "construction", "forward pass"): whatever escapes
-    becomes ``FILE:LINE: LABEL's WHAT raised TYPE: MESSAGE`` (a SystemExit: ``... called sys.exit(CODE)``)."""
+    becomes ``FILE:LINE: LABEL's WHAT raised TYPE: MESSAGE`` (a SystemExit: ``... called sys.exit(CODE)``).
+    With ``note_wait``, a call still running after WAIT_NOTE_S seconds is said on stderr (it is not stopped)."""
+    stderr = sys.stderr
+    timer = threading.Timer(
+        WAIT_NOTE_S, lambda: print(f"still waiting for {label}'s {what} after {WAIT_NOTE_S:g} s ...", file=stderr)
+    )
+    timer.daemon = True
+    if note_wait:
+        timer.start()
     try:
         yield
     except HarnessError:
@@ -66,6 +79,8 @@ def their_code(what: str, label: str = "the model") -> Iterator[None]:
         else:
             happened = f"raised {type(exc).__name__}: {first_line(exc)}"
         raise HarnessError(f"{where}: {label}'s {what} {happened}") from None
+    finally:
+        timer.cancel()
 
 
 @contextlib.contextmanager

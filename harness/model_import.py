@@ -49,7 +49,7 @@ class ModelSource:
 
 def call_factory(factory: Any, args: Args, label: str) -> nn.Module:
     try:
-        with their_code("construction", label):
+        with their_code("construction", label, note_wait=True):
             model = factory(*args) if isinstance(args, list) else factory(**args)
     except TypeError as exc:  # arguments the constructor does not take
         raise HarnessError(f"model {label!r}: {exc}") from None
@@ -97,7 +97,7 @@ def import_file(path: Path, roots: list[Path]) -> Any:
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
     try:
-        with their_code("import", path.name), as_if_run_alone(path):
+        with their_code("import", path.name, note_wait=True), as_if_run_alone(path):
             try:
                 spec.loader.exec_module(module)
             except ModuleNotFoundError as exc:

@@ -14,6 +14,7 @@ the constructor arguments, which must be literals.
 from __future__ import annotations
 
 import ast
+import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,8 @@ def submission_folder(path: Path) -> Path:
         return path
     if path.is_file() and zipfile.is_zipfile(path):
         return extract_cached(path, cache_root() / "submissions")
+    if path.is_file() and tarfile.is_tarfile(path):
+        raise HarnessError(f"{path}: a tar archive, not a zip; code submissions are folders or zips")
     raise HarnessError(f"{path}: not a code submission folder or zip")
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 import zipfile
 from collections.abc import Callable
@@ -572,7 +573,9 @@ def test_outputs_of_different_or_excessive_sizes_are_refused(tmp_path, small_dat
         zf.write(run / "res" / "Scene-280-out.tif", "Scene-280-out.tif")
         zf.writestr("Scene-281-out.tif", _tiff_bytes(np.zeros((32, 64, 3), np.uint8)))
     code, out = _run("package", "verify", small)
-    assert code == 2 and "different sizes" in _one_error(out)
+    line = _one_error(out)
+    assert code == 2 and "different sizes" in line and "Scene-280-out.tif is 64x128x3" in line
+    assert "Scene-281-out.tif is 32x64x3" in line and "small.zip:" in line
     code, out = _run("package", "verify", small, "--gt", small_data)
     assert code == 2 and "expected 64x128" in _one_error(out)
 
@@ -943,3 +946,45 @@ def test_a_run_edited_by_hand_or_whose_data_changed_is_refused_and_a_rerun_mends
     code, out = _run("report", run, "--no-budget")
     assert code == 2 and "Scene-281-gt.tif is not the ground truth its row was scored against" in _one_error(out)
     assert _run(*evaluate, "--force")[0] == 0 and _run("report", run, "--no-budget")[0] == 0
+
+
+def test_low_messages_name_what_they_are_about(tmp_path, small_data, monkeypatch):
+    run = _evaluated(tmp_path, small_data)
+    (run / "res" / "notes.txt").write_text("mine")
+    code, out = _run("package", "results", run, "--out", tmp_path / "r.zip")
+    assert code == 2 and f"{run}: res/notes.txt is not a Scene-XXX-out.tif name" in _one_error(out)
+    with monkeypatch.context() as m:
+        m.setattr(
+            zipfile.ZipInfo, "_encodeFilenameFlags", lambda self: (b"Scene-280-out\xff.tif", self.flag_bits | 0x800)
+        )
+        with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+            zf.writestr("x.tif", b"abc")
+    code, out = _run("package", "verify", tmp_path / "bad.zip")
+    assert code == 2 and "bad.zip: member b'Scene-280-out\\xff.tif' is flagged UTF-8 but its name is not" in _one_error(
+        out
+    )
+    with tarfile.open(tmp_path / "team.zip", "w") as tar:
+        tar.add(small_data / "dataset.json", "test_demo.py")
+    code, out = _run("budget", "--model", f"submission:{tmp_path / 'team.zip'}", "--trust-code")
+    assert code == 2 and f"{tmp_path / 'team.zip'}: a tar archive, not a zip" in _one_error(out)
+
+
+def test_an_error_under_json_is_a_json_document_too(tmp_path):
+    result = invoke("budget", "--model", "nope", "--json")
+    assert result.exit_code == 2 and json.loads(result.stdout) == {
+        "error": _one_error(result.stderr)[7:],
+        "exit_code": 2,
+    }
+    result = invoke("data", "check", tmp_path / "absent", "--json")
+    assert result.exit_code == 2 and "no such data folder" in json.loads(result.stdout)["error"]
+
+
+def test_a_slow_constructor_is_said_while_it_is_awaited(tmp_path, monkeypatch):
+    monkeypatch.setattr("harness.foreign.WAIT_NOTE_S", 0.2)
+    (tmp_path / "slow.py").write_text(
+        "import time\n" + CONV.replace("super().__init__()", "super().__init__()\n        time.sleep(1.0)")
+    )
+    result = invoke("budget", "--model", f"{tmp_path / 'slow.py'}:Net", "--size", "64x128", "--counters", "analytic")
+    assert (
+        result.exit_code == 0 and "still waiting for" in result.stderr and "construction after 0.2 s" in result.stderr
+    )

@@ -54,6 +54,7 @@ class BoundaryGroup(TyperGroup):
     """Turns input errors into one line and an exit code, for every sub-command; HarnessWarnings into warning lines."""
 
     def invoke(self, ctx: Any) -> Any:
+        as_json = _wants_json(ctx)  # read now: click empties the arguments as it hands them to the sub-command
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library warnings are not the user's business
             warnings.simplefilter("always", HarnessWarning)
@@ -65,7 +66,15 @@ class BoundaryGroup(TyperGroup):
                     raise
                 message, code = _one_line(exc)
                 print_error(message)
+                if as_json:
+                    emit_json({"error": message, "exit_code": code})
                 raise typer.Exit(code) from None
+
+
+def _wants_json(ctx: Any) -> bool:
+    """Whether the command was asked for ``--json`` (then an error is a JSON document on stdout too)."""
+    given = [*getattr(ctx, "_protected_args", []), *getattr(ctx, "protected_args", []), *ctx.args]
+    return "--json" in given[: given.index("--")] if "--" in given else "--json" in given
 
 
 class RootGroup(BoundaryGroup):

@@ -100,7 +100,9 @@ def validate_results(run_dir: Path, expect_scenes: str | None = None) -> dict[st
     files: dict[str, Path] = {}
     for path in sorted(info.res.iterdir()):
         if not OUT_RE.match(path.name):
-            raise HarnessError(f"{path.name}: not a Scene-XXX-out.tif name (the server pairs outputs by name)")
+            raise HarnessError(
+                f"{run_dir}: res/{path.name} is not a Scene-XXX-out.tif name (the server pairs outputs by name)"
+            )
         files[path.name] = path
     want = {int(s.split("-")[1]) for s in info.scenes}
     have = {int(name.split("-")[1]) for name in files}
@@ -149,7 +151,10 @@ def _check_sizes(outputs: dict[int, Path], gt: Path | None) -> list[list[int]]:
         shapes[path] = output_header(path, None if hw is None else (hw[0], hw[1]))
     distinct = sorted({tuple(v) for v in shapes.values()})
     if len(distinct) > 1:
-        raise HarnessError(f"outputs of different sizes: {', '.join('x'.join(map(str, d)) for d in distinct)}")
+        first = {d: next(p for p, s in shapes.items() if tuple(s) == d) for d in distinct}
+        raise HarnessError(
+            "outputs of different sizes: " + ", ".join(f"{first[d]} is {'x'.join(map(str, d))}" for d in distinct)
+        )
     return [list(d) for d in distinct]
 
 
