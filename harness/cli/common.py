@@ -55,6 +55,7 @@ class BoundaryGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         as_json = _wants_json(ctx)  # read now: click empties the arguments as it hands them to the sub-command
+        _EMITTED.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library warnings are not the user's business
             warnings.simplefilter("always", HarnessWarning)
@@ -66,7 +67,7 @@ class BoundaryGroup(TyperGroup):
                     raise
                 message, code = _one_line(exc)
                 print_error(message)
-                if as_json:
+                if as_json and not _EMITTED:
                     emit_json({"error": message, "exit_code": code})
                 raise typer.Exit(code) from None
 
@@ -112,9 +113,13 @@ def default_of(config: type, name: str) -> str:
     return value.value if isinstance(value, Enum) else str(value)
 
 
+_EMITTED: list[bool] = []  # whether this command printed its JSON document (an error after it adds none)
+
+
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout."""
     typer.echo(json.dumps(jsonable(doc), default=str))
+    _EMITTED.append(True)
 
 
 def given(**options: Any) -> dict[str, Any]:
