@@ -235,3 +235,15 @@ def test_a_report_without_ground_truth_names_its_first_and_last_scene(browser, t
     browser.get((run / "report.html").as_uri())
     titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#visual h3")]
     assert titles == ["first: Scene-300", "middle: Scene-301", "last: Scene-302"]
+
+
+def test_the_histogram_bars_have_edges(run_dir, monkeypatch):
+    import harness.report.render as render
+
+    figures = []
+    monkeypatch.setattr(render, "png", lambda fig: figures.append(fig) or "data:,")
+    folder = RunFolder(run_dir)
+    render._plots(folder.scored_metrics(), folder.read_summary(), {})
+    histogram = next(f for f in figures if f.axes[0].get_ylabel() == "scenes")
+    bars = histogram.axes[0].patches
+    assert bars and all(bar.get_linewidth() > 0 and bar.get_edgecolor()[:3] != bar.get_facecolor()[:3] for bar in bars)
