@@ -79,3 +79,29 @@ def test_your_own_model_section_runs_as_written(tmp_path):
     b = json.loads((tmp_path / "runs" / "my_net-submission" / "summary.json").read_text())
     assert a["source"]["kind"] == "file" and b["source"]["kind"] == "submission"
     assert a["psnr"] == b["psnr"]  # the packaged submission is the same network with the same weights
+
+
+def test_organising_a_challenge_section_runs_as_written(tmp_path, small_data):
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from test_challenge import toy_submission
+
+    toy_submission(tmp_path / "teams" / "toy", seed=1)
+    shutil.copytree(small_data, tmp_path / "data")
+    (body,) = re.findall(r"```bash\n(.+?)\n```", _section("Organising a challenge"), re.S)
+    for line in body.splitlines():
+        proc = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+    board = json.loads((tmp_path / "runs" / "challenge" / "board.json").read_text())
+    assert [(t["team"], t["rank"], t["status"]) for t in board["teams"]] == [("toy", 1, "ok")]
+    assert (tmp_path / "runs" / "challenge" / "board.html").is_file()

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from harness.cli import bench, budget, evaluate, export, models, report, train
+from harness.cli.challenge import challenge_app
 from harness.cli.common import RootGroup
 from harness.cli.data import data_app
 from harness.cli.package import package_app
@@ -46,3 +47,4 @@ for module in (models, evaluate, train, budget, bench, export, report):
     module.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(package_app, name="package")
+app.add_typer(challenge_app, name="challenge")

@@ -1,0 +1,95 @@
+"""One team's run, inside its sandbox: ``python -m harness.organise.job SPEC_JSON``.
+
+Evaluates the submission on the test data through the harness runner (scored where ground truth exists), counts
+its budget at the challenge size (the official fvcore count and the complete analytic one), times it by the bench
+protocol, renders its run report, and writes everything a board needs to ``OUT/job.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run_job(spec: dict[str, Any]) -> dict[str, Any]:
+    from harness.bench import bench
+    from harness.budget.budget import cached_budget
+    from harness.challenge import IMAGE_SIZE
+    from harness.evaluate import evaluate
+    from harness.loading import load_model
+    from harness.options import REPORT_COUNTERS, BenchConfig, EvalConfig, Split
+    from harness.report.render import render_run_report
+    from harness.run import RunFolder
+
+    out = Path(spec["out"])
+    model = f"submission:{spec['submission']}"
+    cfg = EvalConfig(
+        model, data=Path(spec["data"]), split=Split.test, out=out / "run", trust_code=True, backend=spec["backend"],
+        device=spec["device"], threads=spec.get("threads"),
+    )  # fmt: skip
+    phases: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        phases[name] = round(time.perf_counter() - clock[0], 3)
+        clock[0] = time.perf_counter()
+
+    summary = evaluate(cfg)
+    table = RunFolder(cfg.run_dir).scored_metrics()
+    lap("evaluate")
+    loaded = load_model(model, trust_code=True)
+    budget = cached_budget(loaded.model.eval(), loaded.source, IMAGE_SIZE, list(REPORT_COUNTERS))
+    lap("budget")
+    render_run_report(cfg.run_dir, trust_code=True)
+    lap("report")
+    latency = None
+    if spec.get("latency"):
+        doc = bench(BenchConfig(model, trust_code=True, device=spec["device"], backends=[spec["backend"]]))
+        run = doc["runs"][0]
+        latency = {
+            "median_seconds": run["median_seconds"],
+            "iqr_seconds": run["iqr_seconds"],
+            "peak_memory_mb": run["peak_memory_mb"],
+        }
+        lap("latency")
+    fvcore = budget["counters"].get("fvcore", {})
+    return {
+        "psnr": summary.psnr,
+        "ssim": summary.ssim,
+        "per_scene": {str(r["scene"]): float(r["psnr"]) for r in table.to_dict("records")},
+        "scenes": summary.num_scenes,
+        "params": budget["params"],
+        "fvcore_macs": fvcore.get("macs"),
+        "complete_macs": {
+            n: c["macs"] + sum(c["uncounted"].values()) for n, c in budget["counters"].items() if "macs" in c
+        },
+        "uncounted": budget["counters"].get("analytic", {}).get("uncounted_ops", []),
+        "verdicts": budget["verdicts"],
+        "latency": latency,
+        "seconds_per_scene": summary.timings.get("mean_seconds_per_scene"),
+        "versions": summary.versions,
+        "device": summary.device,
+        "backend": summary.backend,
+        "phases": phases,
+    }
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    from harness.errors import HarnessError
+
+    try:
+        row = run_job(spec)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from harness.io import write_json
+
+    write_json(Path(spec["out"], "job.json"), row)
+
+
+if __name__ == "__main__":
+    main()

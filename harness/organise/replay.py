@@ -1,0 +1,71 @@
+"""Replay: a team's uploaded results zip against the outputs the organiser re-ran from its code.
+
+Per scene: identical bytes or not, the largest difference in 8-bit levels, the share of values that differ;
+per team a verdict: ``reproduced`` (every scene identical), ``reproduced within 1 level`` (with the likely cause
+named), ``not reproduced``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.archive import safe_extract
+from harness.errors import HarnessError
+from harness.io import read_output, sha256_file
+from harness.scoring import server_folder, server_outputs
+
+
+def _cause(diffs: list[np.ndarray], uploaded: list[np.ndarray], rerun: list[np.ndarray]) -> str:
+    """The likely reason outputs differ by one level at most."""
+    if all(np.array_equal(u, r[..., ::-1]) for u, r in zip(uploaded, rerun)):
+        return "red and blue swapped"
+    signs = np.concatenate([d.ravel() for d in diffs])
+    if signs.min() >= 0:
+        return "rounding instead of truncation (uploaded values are never below the re-run's)"
+    if signs.max() <= 0:
+        return "truncation where the re-run rounded"
+    return "arithmetic differences (another device, precision or library version)"
+
+
+def replay(results_zip: Path, rerun_res: Path) -> dict[str, Any]:
+    """Compare the outputs in ``results_zip`` (read as the server read it) with those in ``rerun_res``."""
+    with tempfile.TemporaryDirectory(prefix="harness-replay-") as tmp:
+        safe_extract(results_zip, Path(tmp))
+        uploaded_files = server_outputs(server_folder(Path(tmp)))
+        rerun_files = server_outputs(rerun_res)
+        if set(uploaded_files) != set(rerun_files):
+            raise HarnessError(
+                f"{results_zip}: holds scenes {sorted(uploaded_files)}, the re-run {sorted(rerun_files)}"
+            )
+        scenes: list[dict[str, Any]] = []
+        diffs, uploaded, rerun = [], [], []
+        for number in sorted(rerun_files):
+            same = sha256_file(uploaded_files[number]) == sha256_file(rerun_files[number])
+            u, r = read_output(uploaded_files[number]), read_output(rerun_files[number])
+            if u.shape != r.shape:
+                raise HarnessError(f"{results_zip}: Scene-{number:03d} is {u.shape}, the re-run's {r.shape}")
+            d = u.astype(np.int16) - r.astype(np.int16)
+            scenes.append(
+                {
+                    "scene": f"Scene-{number:03d}",
+                    "identical": same,
+                    "max_levels": int(np.abs(d).max()),
+                    "differing": float(np.mean(d != 0)),
+                }
+            )
+            diffs.append(d)
+            uploaded.append(u)
+            rerun.append(r)
+    worst = max(s["max_levels"] for s in scenes)
+    if all(s["identical"] for s in scenes) or worst == 0:
+        verdict, cause = "reproduced", ""
+    elif worst <= 1:
+        verdict, cause = "reproduced within 1 level", _cause(diffs, uploaded, rerun)
+    else:
+        verdict = "not reproduced"
+        cause = "red and blue swapped" if _cause(diffs, uploaded, rerun) == "red and blue swapped" else ""
+    return {"verdict": verdict, "cause": cause, "max_levels": worst, "scenes": scenes}

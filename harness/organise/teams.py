@@ -1,0 +1,168 @@
+"""Every team's submission, run independently and resumably: lint, sandboxed run, replay, one row each.
+
+``OUT/teams/TEAM/`` holds the team's extracted code (a zip), ``lint.json``, ``job.log``, its evaluate run and, last,
+``row.json``: a team whose ``row.json`` carries the same key (the sha256 of its submission, the data and the
+settings) is not run again, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.archive import safe_extract
+from harness.errors import HarnessError
+from harness.io import read_json, sha256_file, write_json
+from harness.organise.lint import lint
+from harness.organise.replay import replay
+from harness.organise.sandbox import Limits, run_sandboxed, sandbox_problem
+from harness.progress import Progress, notify
+
+RESULTS_SUFFIX = ".results.zip"
+
+
+@dataclass(frozen=True)
+class ChallengeConfig:
+    """Arguments of ``harness challenge run``; the defaults are the command's."""
+
+    submissions: Path
+    data: Path
+    out: Path
+    rule: str = "psnr"
+    jobs: int = 1
+    time_limit: float = 1800.0
+    memory_limit: float = 16.0
+    device: str = "cpu"
+    backend: str = "eager"
+    latency: bool = True
+    sandbox: bool = True
+
+
+def entries(folder: Path) -> dict[str, tuple[Path, Path | None]]:
+    """Team -> (its code submission, its results zip or None): every folder and zip, ``NAME.results.zip`` beside."""
+    if not folder.is_dir():
+        raise HarnessError(f"{folder}: no such folder of submissions")
+    teams: dict[str, tuple[Path, Path | None]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name.endswith(RESULTS_SUFFIX):
+            continue
+        if path.is_dir() or path.suffix == ".zip":
+            name = path.name.removesuffix(".zip")
+            results = folder / f"{name}{RESULTS_SUFFIX}"
+            teams[name] = (path, results if results.is_file() else None)
+    if not teams:
+        raise HarnessError(f"{folder}: holds no submission (a folder or a zip per team)")
+    return teams
+
+
+def _tree_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _key(code: Path, results: Path | None, data_digest: str, cfg: ChallengeConfig) -> str:
+    settings = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k in ("time_limit", "memory_limit", "device", "backend", "latency", "sandbox")
+    }
+    parts = [
+        _tree_digest(code),
+        sha256_file(results) if results else "",
+        data_digest,
+        json.dumps(settings, sort_keys=True),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _code_folder(code: Path, team_dir: Path) -> Path:
+    """The submission as a folder: a zip is extracted safely (nothing run) into the team's folder."""
+    if code.is_dir():
+        return code.resolve()
+    target = team_dir / "code"
+    shutil.rmtree(target, ignore_errors=True)
+    safe_extract(code, target, allowed_suffixes=None)
+    return target
+
+
+def run_team(team: str, code: Path, results: Path | None, key: str, cfg: ChallengeConfig) -> dict[str, Any]:
+    """One team, start to end; every failure is this team's row, never an exception."""
+    team_dir = (cfg.out / "teams" / team).resolve()
+    team_dir.mkdir(parents=True, exist_ok=True)
+    (team_dir / "row.json").unlink(missing_ok=True)
+    row: dict[str, Any] = {"team": team, "key": key, "submission_sha256": _tree_digest(code), "sandbox": cfg.sandbox}
+    t0 = time.perf_counter()
+    try:
+        folder = _code_folder(code, team_dir)
+        found = lint(folder)
+    except HarnessError as exc:
+        found = {"runnable": False, "findings": [str(exc)]}
+    row["lint_seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(team_dir / "lint.json", found)
+    row["findings"] = found["findings"]
+    if not found["runnable"]:
+        return _finish(team_dir, {**row, "status": "not run (see the findings)"})
+    run_dir = team_dir / "job"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    spec: dict[str, Any] = {"submission": str(folder), "data": str(cfg.data.resolve()), "out": str(run_dir)}
+    spec |= {"backend": cfg.backend}
+    spec |= {"device": cfg.device, "latency": cfg.latency}
+    outcome = run_sandboxed(
+        [sys.executable, "-m", "harness.organise.job", json.dumps(spec)],
+        [folder, cfg.data.resolve()],
+        [run_dir],
+        Limits(cfg.time_limit, cfg.memory_limit),
+        team_dir / "job.log",
+        cfg.sandbox,
+    )
+    row |= {"status": outcome.status, "job_seconds": round(outcome.seconds, 2)}
+    if outcome.status == "ok":
+        row |= read_json(run_dir / "job.json")
+    else:
+        lines = (team_dir / "job.log").read_text(errors="replace").strip().splitlines()
+        row["error"] = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
+    if results is not None and outcome.status == "ok":
+        try:
+            row["replay"] = replay(results, run_dir / "run" / "res")
+        except HarnessError as exc:
+            row["replay"] = {"verdict": "not reproduced", "cause": str(exc), "scenes": []}
+    return _finish(team_dir, row)
+
+
+def _finish(team_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    row["within_limits"] = bool((row.get("verdicts") or {}).get("official", {}).get("pass"))
+    write_json(team_dir / "row.json", row)  # last: a team is complete once this exists
+    return row
+
+
+def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Every team's row: those complete with the same key are kept, the others run (``cfg.jobs`` at a time)."""
+    if cfg.sandbox and (problem := sandbox_problem()):
+        raise HarnessError(f"no sandbox can be made: {problem}; --no-sandbox runs the teams' code without one")
+    teams = entries(cfg.submissions)
+    data_digest = _tree_digest(cfg.data)
+    todo, rows = [], {}
+    for team, (code, results) in teams.items():
+        key = _key(code, results, data_digest, cfg)
+        done = cfg.out / "teams" / team / "row.json"
+        if done.is_file() and read_json(done).get("key") == key:
+            rows[team] = read_json(done)
+        else:
+            todo.append((team, code, results, key))
+    notify(progress, len(rows), len(teams), "teams")
+    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
+        for row in pool.map(lambda t: run_team(t[0], t[1], t[2], t[3], cfg), todo):
+            rows[row["team"]] = row
+            notify(progress, len(rows), len(teams), row["team"])
+    return [rows[t] for t in teams]
