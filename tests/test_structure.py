@@ -106,7 +106,7 @@ LAYERS = [
     ("harness.metrics", "harness.inference", "harness.backends"),
     ("harness.scoring", "harness.run", "harness.tables"),
     ("harness.evaluate", "harness.train", "harness.budget", "harness.bench", "harness.export"),
-    ("harness.report", "harness.package"),
+    ("harness.report", "harness.package", "harness.organise"),
     ("harness.cli",),
 ]
 

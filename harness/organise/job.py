@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any
 
 
-def run_job(spec: dict[str, Any]) -> dict[str, Any]:
+def _latency(model: str, spec: dict[str, Any]) -> dict[str, float]:
+    """The bench protocol at the challenge size (a fresh process, a warm-up, timed passes): median, IQR, peak."""
     from harness.bench import bench
+    from harness.options import BenchConfig
+
+    run = bench(BenchConfig(model, trust_code=True, device=spec["device"], backends=[spec["backend"]]))["runs"][0]
+    return {k: run[k] for k in ("median_seconds", "iqr_seconds", "peak_memory_mb")}
+
+
+def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.budget.budget import cached_budget
     from harness.challenge import IMAGE_SIZE
     from harness.evaluate import evaluate
     from harness.loading import load_model
-    from harness.options import REPORT_COUNTERS, BenchConfig, EvalConfig, Split
+    from harness.options import REPORT_COUNTERS, EvalConfig, Split
     from harness.report.render import render_run_report
     from harness.run import RunFolder
 
@@ -45,22 +53,15 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     lap("budget")
     render_run_report(cfg.run_dir, trust_code=True)
     lap("report")
-    latency = None
-    if spec.get("latency"):
-        doc = bench(BenchConfig(model, trust_code=True, device=spec["device"], backends=[spec["backend"]]))
-        run = doc["runs"][0]
-        latency = {
-            "median_seconds": run["median_seconds"],
-            "iqr_seconds": run["iqr_seconds"],
-            "peak_memory_mb": run["peak_memory_mb"],
-        }
+    latency = _latency(model, spec) if spec.get("latency") else None
+    if latency is not None:
         lap("latency")
+    return {**_budget_fields(budget), "latency": latency, "phases": phases, **_run_fields(summary, table)}
+
+
+def _budget_fields(budget: dict[str, Any]) -> dict[str, Any]:
     fvcore = budget["counters"].get("fvcore", {})
     return {
-        "psnr": summary.psnr,
-        "ssim": summary.ssim,
-        "per_scene": {str(r["scene"]): float(r["psnr"]) for r in table.to_dict("records")},
-        "scenes": summary.num_scenes,
         "params": budget["params"],
         "fvcore_macs": fvcore.get("macs"),
         "complete_macs": {
@@ -68,12 +69,19 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         },
         "uncounted": budget["counters"].get("analytic", {}).get("uncounted_ops", []),
         "verdicts": budget["verdicts"],
-        "latency": latency,
+    }
+
+
+def _run_fields(summary: Any, table: Any) -> dict[str, Any]:
+    return {
+        "psnr": summary.psnr,
+        "ssim": summary.ssim,
+        "per_scene": {str(r["scene"]): float(r["psnr"]) for r in table.to_dict("records")},
+        "scenes": summary.num_scenes,
         "seconds_per_scene": summary.timings.get("mean_seconds_per_scene"),
         "versions": summary.versions,
         "device": summary.device,
         "backend": summary.backend,
-        "phases": phases,
     }
 
 
