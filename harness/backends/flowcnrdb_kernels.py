@@ -4,7 +4,7 @@ Point-wise layers run as matrix products in channels-last layout, a cache-sized
 piece at a time; the windowed GRN's box sums as a sliding window down the rows
 and block sums along the columns, its replicate padding applied by
 broadcasting; a CNRDB's dense features grow in one buffer. Each function
-states which module call it equals; ``tests/test_backend_fast.py`` holds them
+states which module call it equals; ``tests/inference/test_backend_fast.py`` holds them
 to the modules within 1e-4 (float32). Nothing here changes process state.
 
 Reduced precision (:class:`Compute` with ``dtype`` bfloat16) runs the matrix
@@ -75,7 +75,7 @@ class Compute:
 
     def expanded(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
         """silu(conv(x)) of a contiguous channels-last (..., C) map as one oneDNN product with the SiLU fused."""
-        return _fused_silu_product(x, conv.weight.flatten(1), conv.bias)
+        return fused_silu_product(x, conv.weight.flatten(1), conv.bias)
 
     def linear(self, conv: nn.Conv2d, x: Tensor, silu: bool = False, add: Tensor | None = None) -> Tensor:
         """A 1x1 convolution on a channels-last (..., C) map, returned in the wide dtype (see :meth:`linear_into`)."""
@@ -118,13 +118,13 @@ class Compute:
             for k, (src, w) in enumerate(srcs):
                 part = src[i : i + step].to(self.dtype)
                 if fused:  # the SiLU comes with the product, in float32 before the rounding to ``dtype``
-                    y = piece.copy_(_fused_silu_product(part, w, b))
+                    y = piece.copy_(fused_silu_product(part, w, b))
                 elif direct and k:
                     piece.addmm_(part, w.t())
                 elif direct:
-                    _product_into(part, w, b, piece)
+                    product_into(part, w, b, piece)
                 else:  # into the wide output by converting the product
-                    part = _product_into(part, w, b if k == 0 else None, part.new_empty(part.shape[0], w.shape[0]))
+                    part = product_into(part, w, b if k == 0 else None, part.new_empty(part.shape[0], w.shape[0]))
                     if y is None:
                         y = piece.copy_(part) if piece.dtype == self.wide else part.to(self.wide)
                     else:
@@ -150,13 +150,13 @@ def _dense(x: Tensor) -> Tensor:
     return x if x.dtype.itemsize >= 4 or x.is_contiguous() else x.contiguous()
 
 
-def _product_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
+def product_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
     """x @ w.T (+ b) of a (pixels, C) matrix, written into ``out``."""
     x = _dense(x)
     return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
 
 
-def _fused_silu_product(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+def fused_silu_product(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """oneDNN's silu(x @ w.T + b), the SiLU applied as each piece is computed (a new tensor)."""
     return torch.ops.mkldnn._linear_pointwise(_dense(x), w, b, "swish", [], "")
 
@@ -167,17 +167,17 @@ def fused_expansion_works(dtype: torch.dtype = torch.float32) -> bool:
 
     Probed once per process and dtype on a small product.
     """
-    return _probe_fused_expansion(dtype)
+    return probe_fused_expansion(dtype)
 
 
-def _probe_fused_expansion(dtype: torch.dtype = torch.float32) -> bool:
+def probe_fused_expansion(dtype: torch.dtype = torch.float32) -> bool:
     gen = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(*shape, generator=gen).to(dtype) for shape in ((3, 5, 16), (40, 16), (40,)))
     try:
         if not torch.backends.mkldnn.is_available():
             return False
         with torch.inference_mode():
-            fused = _fused_silu_product(x, w, b)
+            fused = fused_silu_product(x, w, b)
     except (AttributeError, RuntimeError, NotImplementedError, TypeError):
         return False
     expected = F.silu(F.linear(x.double(), w.double(), b.double()))  # rounded once to ``dtype`` at most
@@ -310,7 +310,7 @@ def grn_scale(grn: GRN, x: Tensor) -> Tensor:
     whole = rows * row <= 3 * GRN_CHUNK_BYTES
     out = None if whole else x.new_empty(x.shape[0], rows, w - k2 + 1, x.shape[3])
     for j0, sums in _row_square_sums(x, k1, rows if whole else max(1, GRN_CHUNK_BYTES // row)):
-        g = _column_window_sums_(sums, k2).clamp_min_(0).sqrt_()
+        g = column_window_sums_(sums, k2).clamp_min_(0).sqrt_()
         if out is None:
             return _normalised(grn, g, g)
         _normalised(grn, g, out[:, j0 : j0 + g.shape[1]])
@@ -376,7 +376,7 @@ def _row_square_sums(x: Tensor, k: int, step: int) -> Iterator[tuple[int, Tensor
         yield j0, out
 
 
-def _column_window_sums_(src: Tensor, k: int) -> Tensor:
+def column_window_sums_(src: Tensor, k: int) -> Tensor:
     """The n - k + 1 'valid' sums of ``k`` consecutive columns of a contiguous (..., n, C) map, written over ``src``.
 
     The window sums at every ``b``-th start come from block sums (one

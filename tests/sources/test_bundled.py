@@ -12,7 +12,7 @@ from harness.cli import app
 from harness.io import sha256_file
 from harness.package.code import package_code, verify_code
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 

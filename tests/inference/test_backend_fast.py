@@ -75,7 +75,7 @@ def test_grn_statistics_in_chunks_of_rows_give_the_bits_of_one_piece(monkeypatch
 def test_column_window_sums_equal_summing_every_window(shape, k):
     x = torch.rand(shape, dtype=torch.float64)
     want = x.unfold(-2, k, 1).sum(-1)
-    got = kernels._column_window_sums_(x.clone(), k)
+    got = kernels.column_window_sums_(x.clone(), k)
     assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -196,7 +196,7 @@ def test_a_strided_bfloat16_slice_with_nan_beyond_k_gives_a_finite_product():
     buf[:, 80:] = float("nan")
     w = torch.randn(32, 80).bfloat16()
     out = torch.empty(5120, 32, dtype=torch.bfloat16)
-    got = kernels._product_into(buf[:, :80], w, None, out)
+    got = kernels.product_into(buf[:, :80], w, None, out)
     assert torch.isfinite(got).all()
     assert torch.allclose(got.float(), buf[:, :80].float() @ w.float().t(), rtol=0.02, atol=0.5)
     compute = Compute(torch.bfloat16, torch.float32)
@@ -287,9 +287,9 @@ def test_expansions_go_through_onednns_fused_silu_where_it_pays(monkeypatch, ava
         pytest.skip("this torch build has no oneDNN fused product-and-SiLU")
     monkeypatch.setattr(fast_module, "fused_expansion_works", lambda dtype=torch.float32: available)
     calls: list[tuple[torch.Size, torch.dtype]] = []
-    fused_product = kernels._fused_silu_product
+    fused_product = kernels.fused_silu_product
     monkeypatch.setattr(
-        kernels, "_fused_silu_product", lambda x, w, b: calls.append((x.shape, x.dtype)) or fused_product(x, w, b)
+        kernels, "fused_silu_product", lambda x, w, b: calls.append((x.shape, x.dtype)) or fused_product(x, w, b)
     )
     model = _randomise(create_model("flowcnrdb_tiny"), std=0.05).eval()
     x = torch.rand(1, 9, 64, 128)
@@ -313,12 +313,12 @@ def test_the_fused_expansion_probe_says_no_where_onednn_fails(monkeypatch):
     def broken(*args: object) -> torch.Tensor:
         raise RuntimeError("mkldnn_linear_pointwise: not compiled with oneDNN")
 
-    monkeypatch.setattr(kernels, "_fused_silu_product", broken)
-    assert kernels._probe_fused_expansion() is False
-    monkeypatch.setattr(kernels, "_fused_silu_product", torch.nn.functional.linear)  # no SiLU
-    assert kernels._probe_fused_expansion() is False
+    monkeypatch.setattr(kernels, "fused_silu_product", broken)
+    assert kernels.probe_fused_expansion() is False
+    monkeypatch.setattr(kernels, "fused_silu_product", torch.nn.functional.linear)  # no SiLU
+    assert kernels.probe_fused_expansion() is False
     monkeypatch.undo()
-    assert kernels._probe_fused_expansion() is True
+    assert kernels.probe_fused_expansion() is True
 
 
 def test_frames_go_side_by_side_on_single_threads_and_the_callers_count_comes_back():

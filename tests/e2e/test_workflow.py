@@ -14,7 +14,7 @@ import torch
 from clihelp import invoke
 from clihelp import one_error as _one_error
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: object, cwd: Path | None = None) -> tuple[int, str, str]:

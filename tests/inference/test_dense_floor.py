@@ -20,7 +20,7 @@ SIZE = (64, 128)
 
 @pytest.fixture(scope="module")
 def dense_floor() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dense_floor.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "dense_floor.py"
     spec = importlib.util.spec_from_file_location("dense_floor", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -2,70 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from clihelp import invoke, one_error
 from selenium.webdriver.common.by import By
+from team_code import toy_submission
 
 from harness.organise.ranking import bootstrap, rank
 
-TOY = textwrap.dedent("""
-    import torch
-    from torch import nn
-
-
-    class Toy(nn.Module):
-        def __init__(self, width=4):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(9, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 3, 1))
-
-        def forward(self, x):
-            {hostile}
-            return torch.sigmoid(self.body(x))
-""")
-DEMO = textwrap.dedent("""
-    import torch
-    from models.Model_05_Toy import Toy
-
-    def main():
-        model = Toy(width=4)
-        model.load_state_dict(torch.load("model_zoo/Ckpt_05_Toy.pth"))
-
-    if __name__ == "__main__":
-        main()
-""")
 HOSTILE = {
     "net": "import socket; socket.create_connection(('127.0.0.1', PORT), timeout=2).sendall(b'leak')",
     "write": "open(r'DATA/ESCAPED', 'w').write('written outside its folder')",
     "memory": "hoard = [torch.ones(2**26) for _ in range(10**6)]",
     "sleep": "import time; time.sleep(10**6)",
 }
-
-
-def toy_submission(root: Path, seed: int, hostile: str = "pass") -> Path:
-    (root / "models").mkdir(parents=True)
-    (root / "model_zoo").mkdir()
-    (root / "models" / "Model_05_Toy.py").write_text(TOY.format(hostile=hostile))
-    (root / "test_demo.py").write_text(DEMO)
-    spec = importlib.util.spec_from_file_location("toy_for_weights", root / "models" / "Model_05_Toy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # our own test's file: built here to save its seeded weights
-    torch.manual_seed(seed)
-    torch.save(module.Toy(width=4).state_dict(), root / "model_zoo" / "Ckpt_05_Toy.pth")
-    return root
 
 
 def results_zip(submission: Path, data: Path, out: Path, *extra: str) -> Path:

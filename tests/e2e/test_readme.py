@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _readme_commands() -> list[str]:
@@ -87,7 +87,7 @@ def test_organising_a_challenge_section_runs_as_written(tmp_path, small_data):
     import shutil
     import subprocess
 
-    from test_challenge import toy_submission
+    from team_code import toy_submission
 
     toy_submission(tmp_path / "teams" / "toy", seed=1)
     shutil.copytree(small_data, tmp_path / "data")
