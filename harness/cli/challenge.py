@@ -55,6 +55,9 @@ def run_cmd(
     sandbox: Annotated[
         bool, typer.Option(help="Run the teams' code in bubblewrap; --no-sandbox runs it without.")
     ] = True,
+    executor: Annotated[
+        str, typer.Option(help="local: here, --jobs at a time; slurm: one Slurm job per team (submitit).")
+    ] = "local",
 ) -> None:
     """Lint, run (sandboxed), score, budget, time and replay every team; then write the board."""
     from harness.data.embedded import embedded_dataset
@@ -65,7 +68,7 @@ def run_cmd(
     options = _options(rule_option)
     cfg = ChallengeConfig(
         submissions, data or embedded_dataset(), out, rule, jobs, time_limit, memory_limit, device, backend, latency,
-        sandbox,
+        sandbox, executor,
     )  # fmt: skip
     with progress_bar("teams", err_console) as advance:
         run_teams(cfg, advance)

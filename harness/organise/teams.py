@@ -7,11 +7,13 @@ settings) is not run again, so an interrupted run continues where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ class ChallengeConfig:
     backend: str = "eager"
     latency: bool = True
     sandbox: bool = True
+    executor: str = "local"  # local: subprocesses here; slurm: one job per team through submitit
 
 
 def entries(folder: Path) -> dict[str, tuple[Path, Path | None]]:
@@ -148,6 +151,11 @@ def _finish(team_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
 
 def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every team's row: those complete with the same key are kept, the others run (``cfg.jobs`` at a time)."""
+    if cfg.executor not in ("local", "slurm"):
+        raise HarnessError(f"--executor must be local or slurm, not {cfg.executor!r}")
+    cfg = dataclasses.replace(
+        cfg, submissions=cfg.submissions.resolve(), data=cfg.data.resolve(), out=cfg.out.resolve()
+    )
     if cfg.sandbox and (problem := sandbox_problem()):
         raise HarnessError(f"no sandbox can be made: {problem}; --no-sandbox runs the teams' code without one")
     teams = entries(cfg.submissions)
@@ -161,8 +169,41 @@ def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[di
         else:
             todo.append((team, code, results, key))
     notify(progress, len(rows), len(teams), "teams")
-    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
-        for row in pool.map(lambda t: run_team(t[0], t[1], t[2], t[3], cfg), todo):
-            rows[row["team"]] = row
-            notify(progress, len(rows), len(teams), row["team"])
+    for row in (_on_slurm if cfg.executor == "slurm" else _here)(todo, cfg):
+        rows[row["team"]] = row
+        notify(progress, len(rows), len(teams), row["team"])
     return [rows[t] for t in teams]
+
+
+Todo = list[tuple[str, Path, Path | None, str]]
+
+
+def _here(todo: Todo, cfg: ChallengeConfig) -> Iterator[dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
+        yield from pool.map(lambda t: run_team(t[0], t[1], t[2], t[3], cfg), todo)
+
+
+def _on_slurm(todo: Todo, cfg: ChallengeConfig) -> Iterator[dict[str, Any]]:
+    """One Slurm job per team (a job array, ``cfg.jobs`` at a time), each writing its row into the shared run folder;
+    the team's own limits inside, the job's a little above them."""
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise HarnessError("--executor slurm needs submitit: pip install -e '.[cluster]'") from None
+    if not todo:
+        return
+    executor = submitit.AutoExecutor(folder=cfg.out / "slurm" / "%j", cluster="slurm")
+    executor.update_parameters(
+        timeout_min=int(cfg.time_limit // 60) + 5,
+        mem_gb=cfg.memory_limit + 2,
+        cpus_per_task=1,
+        slurm_array_parallelism=max(1, cfg.jobs),
+        name="harness-challenge",
+    )
+    teams, codes, results, keys = (list(column) for column in zip(*todo))
+    jobs = executor.map_array(run_team, teams, codes, results, keys, [cfg] * len(todo))
+    for job, team in zip(jobs, teams):
+        try:
+            yield job.result()
+        except Exception as exc:  # the job itself failed (node, scheduler): this team's row, not the run's end
+            yield _finish((cfg.out / "teams" / team).resolve(), {"team": team, "status": f"Slurm job failed: {exc}"})

@@ -87,10 +87,16 @@ def _challenge(ch: dict, out: Path, *extra: str):
     return invoke(*_args(ch, out, *extra))
 
 
-def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge, browser):
+@pytest.fixture(scope="module")
+def local_run(challenge) -> Path:
     out = challenge["root"] / "run"
     result = _challenge(challenge, out)
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge, local_run, browser):
+    out = local_run
     board = {t["team"]: t for t in json.loads((out / "board.json").read_text())["teams"]}
     assert board["tiny"]["rank"] == 1 and board["tiny"]["replay"]["verdict"] == "reproduced"
     assert board["toy"]["replay"]["verdict"] == "reproduced within 1 level"
@@ -105,7 +111,9 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     assert board["hostile_sleep"]["status"] == "timed out"
     assert all(board[f"hostile_{n}"]["rank"] is None for n in HOSTILE)
     assert challenge["listener"].connections == 0 and not (challenge["data"] / "ESCAPED").exists()
-    assert sorted(p.name for p in challenge["root"].iterdir()) == ["elsewhere", "run", "submissions", "team_runs"]
+    assert {"elsewhere", "run", "submissions", "team_runs"} >= {p.name for p in challenge["root"].iterdir()} - {
+        "slurm_run"
+    }
     csv = pd.read_csv(out / "board.csv")
     assert list(csv["team"][:3]) == ["tiny", "toy", "toy_b"] or list(csv["team"][:3]) == ["tiny", "toy_b", "toy"]
     assert "tiny" in (out / "board.tex").read_text() and "\\begin{tabular}" in (out / "board.tex").read_text()
@@ -118,6 +126,19 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     assert Path(link.get_attribute("href").removeprefix("file://")).is_file()
     assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
     browser.set_window_size(1280, 2000)
+
+
+def test_the_local_slurm_cluster_gives_the_same_board(challenge, local_run):
+    out = challenge["root"] / "slurm_run"
+    result = _challenge(challenge, out, "--executor", "slurm")
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "slurm").iterdir())) >= 1  # the jobs' own folders: they ran on the cluster
+    columns = ["rank", "team", "psnr", "ssim", "params", "fvcore_macs", "status"]
+    assert pd.read_csv(out / "board.csv")[columns].equals(pd.read_csv(local_run / "board.csv")[columns])
+    verdicts = lambda run: {
+        t["team"]: (t["replay"] or {}).get("verdict") for t in json.loads((run / "board.json").read_text())["teams"]
+    }
+    assert verdicts(out) == verdicts(local_run)
 
 
 def test_an_interrupted_run_continues_and_gives_the_same_board(challenge, tmp_path):
