@@ -57,7 +57,7 @@ WAIT_NOTE_S = 10.0
 def their_code(what: str, label: str = "the model", note_wait: bool = False) -> Iterator[None]:
     """Around a call into a model's code (``what``: "import", "construction", "forward pass"): whatever escapes
     becomes ``FILE:LINE: LABEL's WHAT raised TYPE: MESSAGE`` (a SystemExit: ``... called sys.exit(CODE)``).
-    With ``note_wait``, a call still running after WAIT_NOTE_S seconds is said on stderr (it is not stopped)."""
+    With ``note_wait``, a call still running after WAIT_NOTE_S is said on stderr (it is not stopped)."""
     stderr = sys.stderr
     timer = threading.Timer(
         WAIT_NOTE_S, lambda: print(f"still waiting for {label}'s {what} after {WAIT_NOTE_S:g} s ...", file=stderr)

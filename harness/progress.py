@@ -5,7 +5,7 @@ Library functions take ``progress: Progress | None`` and call
 ``advance`` of :func:`progress_bar`, which starts drawing at its first call, so
 a command that fails before any work prints nothing but its error. Where the
 console is not a terminal (a CI log, ``nohup``, a pipe) it prints plain lines
-instead: one per finished step, at most one per :data:`PLAIN_EVERY_S` seconds,
+instead: one per finished step, at most one per :data:`PLAIN_EVERY_S`,
 and always the last.
 """
 

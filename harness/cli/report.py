@@ -37,7 +37,7 @@ def compare_cmd(
     trust_code: TrustCodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare runs on the scenes they share, best mean PSNR first, with parameters, FLOPs and seconds per scene:
+    """Compare runs on the scenes they share, best mean PSNR first, with parameters, FLOPs and runtime per scene:
     per-scene deltas, wins and losses, paired plot."""
     from harness.progress import progress_bar
     from harness.report.render import render_compare

@@ -1,7 +1,7 @@
 """Ranking teams: a rule is a small function from the teams' rows to scores; confidence by bootstrap over scenes.
 
 A row is a team's dict with ``team``, ``psnr`` (mean over the scenes), ``per_scene`` (scene -> PSNR),
-``params``, ``fvcore_macs``, ``seconds`` and ``within_limits``. A rule returns each eligible team's score
+``params``, ``fvcore_macs``, the runtime ``seconds`` and ``within_limits``. A rule returns each eligible team's score
 (higher is better); teams it leaves out are unranked, with the reason it gives.
 """
 

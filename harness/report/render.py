@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_csv, read_gt, read_json, read_output
 from harness.metrics import quantize_gt
 from harness.options import COUNTERS
+from harness.organise.ranking import bootstrap
 from harness.progress import Progress
 from harness.report.images import (
     CROP,
@@ -257,7 +258,7 @@ def compare_runs(
     run_dirs: list[Path], budget: bool = True, trust_code: bool = False, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Runs compared on the scenes they share: each run's means, parameters, FLOPs (fvcore, at the challenge size;
-    with ``budget``, computed once and cached) and seconds per scene, best mean PSNR first; and every shared scene's
+    with ``budget``, computed once and cached) and runtime per scene, best mean PSNR first; and every shared scene's
     scores. Deltas, wins and losses are against the first run given (the baseline)."""
     if len(run_dirs) < 2:
         raise HarnessError("compare needs at least two run folders")
@@ -289,6 +290,14 @@ def compare_runs(
             }
         )
     order = sorted(range(len(runs)), key=lambda i: -runs[i]["psnr"])
+    confidence = bootstrap(
+        [{"team": labels[i], "per_scene": dict(tables[i].loc[shared, "psnr"])} for i in order],
+        [labels[i] for i in order],
+    )
+    for position, i in enumerate(order):
+        below = labels[order[position + 1]] if position + 1 < len(order) else None
+        runs[i]["interval"] = confidence["intervals"].get(labels[i])
+        runs[i]["swap_with_next"] = confidence["swap"].get(f"{labels[i]} / {below}") if below else None
     return {
         "baseline": labels[0],
         "shared": shared,

@@ -121,6 +121,10 @@ def test_compare_of_five_runs_ranks_them_fits_1400_px_and_gives_json(browser, tm
     assert by_label["demosaic"]["parameters"] == 0 and by_label["unet"]["parameters"] > 7_000_000
     assert by_label["unet"]["fvcore_gmacs"] > by_label["tiny"]["fvcore_gmacs"] > 0
     assert all(r["seconds_per_scene"] is not None for r in doc["runs"])
+    assert all(r["interval"][0] <= r["psnr"] <= r["interval"][1] for r in doc["runs"])
+    assert doc["runs"][-1]["swap_with_next"] is None
+    twins = sorted(("tiny", "tiny_again"), key=lambda lb: [r["label"] for r in doc["runs"]].index(lb))
+    assert by_label[twins[0]]["swap_with_next"] == 1.0  # identical runs: never separable
     browser.set_window_size(1400, 1000)
     try:
         browser.get((tmp_path / "c.html").as_uri())
