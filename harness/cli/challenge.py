@@ -53,7 +53,7 @@ def run_cmd(
     backend: Annotated[str, typer.Option(help="The runner's backend, the same for every team.")] = "eager",
     latency: Annotated[bool, typer.Option(help="Time every team by the bench protocol.")] = True,
     sandbox: Annotated[
-        bool, typer.Option(help="Run the teams' code in bubblewrap; --no-sandbox runs it without.")
+        bool, typer.Option(help="Run the teams' code in bubblewrap (off: with the same limits but no sandbox).")
     ] = True,
     executor: Annotated[
         str, typer.Option(help="local: here, --jobs at a time; slurm: one Slurm job per team (submitit).")
