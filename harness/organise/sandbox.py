@@ -14,6 +14,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,17 @@ def _isolation(writable: list[Path], readable: tuple[Path, ...] | list[Path] = (
     return args
 
 
+def _code_roots() -> list[Path]:
+    """The folders the job's Python needs to see: the harness (an editable install's source too), its models, the
+    interpreter's prefix and every folder on the path; bound read-only over the sandbox's private /tmp."""
+    import harness
+    import harness.models
+
+    roots = {Path(harness.__file__).resolve().parent.parent, Path(harness.models.__file__).resolve().parent}
+    roots |= {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p and Path(p).is_dir()}
+    return sorted(r for r in roots if r.parts[:2] == ("/", "tmp"))
+
+
 def _environment() -> dict[str, str]:
     """What the code sees of the environment: a path, a home and a cache of its own, nothing of the organiser's."""
     return {
@@ -78,7 +90,7 @@ def run_sandboxed(
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    isolation = _isolation(writable, readable)
+    isolation = [*_isolation(writable, [*_code_roots(), *readable]), "--chdir", str(writable[0])]
     argv = [shutil.which("bwrap") or "bwrap", *isolation, "--clearenv", *command] if sandbox else command
     env = _environment()
     if sandbox:  # bwrap takes the environment as options once it has been cleared
