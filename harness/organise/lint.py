@@ -14,7 +14,8 @@ from harness.errors import HarnessError
 from harness.submission import read_submission
 
 NETWORK = {"socket", "urllib", "http", "requests", "httpx", "ftplib", "smtplib", "paramiko", "aiohttp", "websocket"}
-KNOWN = {"torch", "numpy", "einops", "cv2", "timm", "torchvision", "scipy", "PIL", "skimage", "tifffile", "models"}
+KNOWN = {"torch", "numpy", "einops", "cv2", "timm", "torchvision", "scipy", "PIL", "skimage", "tifffile", "fvcore"}
+KNOWN |= {"models"}  # the submission's own package
 
 
 def _imports(tree: ast.Module) -> list[tuple[str, int]]:
@@ -27,8 +28,8 @@ def _imports(tree: ast.Module) -> list[tuple[str, int]]:
     return found
 
 
-def _source_findings(path: Path, local: set[str]) -> list[str]:
-    rel = f"{path.parent.name}/{path.name}"
+def _source_findings(path: Path, root: Path, local: set[str]) -> list[str]:
+    rel = path.relative_to(root).as_posix()
     if path.stat().st_size > MAX_DEMO_BYTES:
         return [f"{rel}: {path.stat().st_size:,} bytes, not read"]
     try:
@@ -65,7 +66,7 @@ def lint(root: Path) -> dict[str, Any]:
         findings.append(sub.args_problem.replace(str(sub.root) + "/", ""))
     local = {p.stem for p in sub.root.rglob("*.py")} | {p.name for p in sub.root.iterdir() if p.is_dir()}
     for path in sorted((sub.root / "models").rglob("*.py")) + [sub.root / "test_demo.py"]:
-        findings += _source_findings(path, local)
+        findings += _source_findings(path, sub.root, local)
     checkpoint = None
     if len(sub.checkpoints) > 1:
         findings.append(f"model_zoo/: {len(sub.checkpoints)} files; which one is the model's?")

@@ -24,7 +24,9 @@ def psnr_rule(rows: list[Row], options: dict[str, float]) -> tuple[dict[str, flo
     for row in rows:
         if row.get("psnr") is None:
             left_out[row["team"]] = "no score"
-        elif not row.get("within_limits"):
+        elif row.get("within_limits") is None:
+            left_out[row["team"]] = "the limits are undecided (the official count failed; see its report)"
+        elif not row["within_limits"]:
             left_out[row["team"]] = "outside the limits"
         else:
             scores[row["team"]] = float(row["psnr"])

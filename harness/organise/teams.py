@@ -144,7 +144,8 @@ def run_team(team: str, code: Path, results: Path | None, key: str, cfg: Challen
 
 
 def _finish(team_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
-    row["within_limits"] = bool((row.get("verdicts") or {}).get("official", {}).get("pass"))
+    official = (row.get("verdicts") or {}).get("official") or {}
+    row["within_limits"] = official.get("pass")  # None: undecided (a counter failed, or it did not run)
     write_json(team_dir / "row.json", row)  # last: a team is complete once this exists
     return row
 

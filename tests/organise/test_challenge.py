@@ -207,6 +207,7 @@ def test_rules_rank_and_the_bootstrap_says_when_neighbours_are_not_separable():
         _row("slow", [31.0] * 4, seconds=4.0, fvcore_macs=1e9, params=1e5),
         _row("weak", [20.0] * 4, seconds=0.5, fvcore_macs=1e9, params=1e5),
         _row("big", [35.0] * 4, within_limits=False),
+        _row("uncounted", [36.0] * 4, within_limits=None),
     ]
     options = {"psnr_threshold": 25.0, "baseline_seconds": 2.0, "baseline_macs": 1e9, "baseline_params": 1e5}
     esr = {r["team"]: r for r in rank(rows, "esr", options)}
@@ -214,3 +215,4 @@ def test_rules_rank_and_the_bootstrap_says_when_neighbours_are_not_separable():
     assert "below 25" in esr["weak"]["note"]
     psnr = {r["team"]: r for r in rank(rows, "psnr")}
     assert psnr["slow"]["rank"] == 1 and psnr["big"]["rank"] is None and psnr["big"]["note"] == "outside the limits"
+    assert psnr["uncounted"]["rank"] is None and "the limits are undecided" in psnr["uncounted"]["note"]
