@@ -130,7 +130,21 @@ def tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The first image of a TIFF, decoded only after its header passed: no more than ``max_pixels``
     (H x W) and, when given, exactly ``shape``. A small file can declare gigabytes; it is refused unread."""
-    declared, dtype = tiff_header(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            _check_declared(path, tuple(page.shape), np.dtype(page.dtype), max_pixels, shape)
+            _check_codec(path, tif)
+            return page.asarray()
+    except HarnessError:
+        raise
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise UnreadableTiff(path, exc) from None
+
+
+def _check_declared(
+    path: Path, declared: tuple[int, ...], dtype: np.dtype, max_pixels: int, shape: tuple[int, ...] | None
+) -> None:
     if shape is not None and declared != tuple(shape):
         raise HarnessError(f"{path}: declares shape {declared}, expected {tuple(shape)}")
     pixels = prod(declared[:2]) if len(declared) >= 2 else prod(declared)
@@ -144,11 +158,6 @@ def read_tiff(path: Path, max_pixels: int = MAX_DECODE_PIXELS, shape: tuple[int,
             f"{path}: declares {'x'.join(map(str, declared))} {dtype} samples, more than the "
             f"{MAX_DECODE_BYTES / 2**20:.0f} MB any image here may take (refused before decoding)"
         )
-    _check_codec(path)
-    try:
-        return tifffile.imread(path, key=0)
-    except Exception as exc:  # tifffile raises several types for damaged files
-        raise UnreadableTiff(path, exc) from None
 
 
 BOUNDED_CODECS = {1: "none", 5: "LZW", 8: "deflate", 32946: "deflate", 32773: "PackBits"}
@@ -173,35 +182,27 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _check_codec(path: Path) -> None:
+def _check_codec(path: Path, tif: tifffile.TiffFile) -> None:
     """Refuse a TIFF whose compressed strips would decode to more than its header declares: a codec that sizes
     its output from data inside each strip (JPEG) is checked strip by strip, one not known to be bounded refused."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            codec = int(page.compression)
-            if codec in BOUNDED_CODECS:
-                return
-            if codec != JPEG:
-                raise HarnessError(
-                    f"{path}: compression {tifffile.COMPRESSION(codec).name} is not one read here "
-                    f"({', '.join(sorted(set(BOUNDED_CODECS.values())))} or JPEG)"
-                )
-            height, width = (max(a, b) for a, b in zip(page.shape[:2], (page.tilelength or 0, page.tilewidth or 0)))
-            fh = tif.filehandle
-            for offset, count in zip(page.dataoffsets, page.databytecounts):
-                fh.seek(offset)
-                size = _jpeg_size(fh.read(min(count, 1 << 16)))
-                if size is None or size[0] > height or size[1] > width:
-                    said = "no frame header" if size is None else f"a {size[0]}x{size[1]} frame"
-                    raise HarnessError(
-                        f"{path}: a JPEG strip holds {said} in a {page.shape[0]}x{page.shape[1]} image "
-                        "(refused before decoding)"
-                    )
-    except HarnessError:
-        raise
-    except Exception as exc:  # tifffile raises several types for damaged files
-        raise UnreadableTiff(path, exc) from None
+    page = tif.pages.first
+    codec = int(page.compression)
+    if codec in BOUNDED_CODECS:
+        return
+    if codec != JPEG:
+        raise HarnessError(
+            f"{path}: compression {tifffile.COMPRESSION(codec).name} is not one read here "
+            f"({', '.join(sorted(set(BOUNDED_CODECS.values())))} or JPEG)"
+        )
+    height, width = (max(a, b) for a, b in zip(page.shape[:2], (page.tilelength or 0, page.tilewidth or 0)))
+    for offset, count in zip(page.dataoffsets, page.databytecounts):
+        tif.filehandle.seek(offset)
+        size = _jpeg_size(tif.filehandle.read(min(count, 1 << 16)))
+        if size is None or size[0] > height or size[1] > width:
+            said = "no frame header" if size is None else f"a {size[0]}x{size[1]} frame"
+            raise HarnessError(
+                f"{path}: a JPEG strip holds {said} in a {page.shape[0]}x{page.shape[1]} image (refused before decoding)"
+            )
 
 
 def write_tiff(path: Path, image: np.ndarray, photometric: str) -> Path:

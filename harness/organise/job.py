@@ -27,10 +27,10 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.budget.budget import cached_budget
     from harness.challenge import IMAGE_SIZE
     from harness.evaluate import evaluate
-    from harness.loading import load_model
     from harness.options import REPORT_COUNTERS, EvalConfig, Split
     from harness.report.render import render_run_report
     from harness.run import RunFolder
+    from harness.sources import resolve_model
 
     out = Path(spec["out"])
     model = f"submission:{spec['submission']}"
@@ -48,8 +48,8 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     summary = evaluate(cfg)
     table = RunFolder(cfg.run_dir).scored_metrics()
     lap("evaluate")
-    loaded = load_model(model, trust_code=True)
-    budget = cached_budget(loaded.model.eval(), loaded.source, IMAGE_SIZE, list(REPORT_COUNTERS))
+    built, source = resolve_model(model, trust_code=True)  # counting needs the structure, not the weights
+    budget = cached_budget(built.eval(), source, IMAGE_SIZE, list(REPORT_COUNTERS))
     lap("budget")
     render_run_report(cfg.run_dir, trust_code=True)
     lap("report")

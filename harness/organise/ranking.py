@@ -84,11 +84,11 @@ def rank(rows: list[Row], rule: str, options: dict[str, float] | None = None) ->
     and the team below it swap; ranked teams first, best first."""
     scores, left_out = RULES[rule](rows, options or {})
     ranked = sorted(scores, key=lambda t: -scores[t])
-    scored = [t for t in ranked if next(r for r in rows if r["team"] == t).get("per_scene")]
-    confidence = bootstrap(rows, scored)
+    by_team = {r["team"]: r for r in rows}
+    confidence = bootstrap(rows, [t for t in ranked if by_team[t].get("per_scene")])
     board = []
     for position, team in enumerate(ranked):
-        row = next(r for r in rows if r["team"] == team)
+        row = by_team[team]
         below = ranked[position + 1] if position + 1 < len(ranked) else None
         board.append(
             {

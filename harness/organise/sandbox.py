@@ -41,13 +41,15 @@ def sandbox_problem() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
-    probe = subprocess.run([bwrap, *_isolation([]), "true"], capture_output=True, text=True)
+    probe = subprocess.run([bwrap, *isolation([], []), "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"bubblewrap cannot create namespaces here ({(probe.stderr.strip() or 'no reason given')[:160]})"
     return None
 
 
-def _isolation(writable: list[Path], readable: tuple[Path, ...] | list[Path] = ()) -> list[str]:
+def isolation(readable: list[Path], writable: list[Path]) -> list[str]:
+    """bubblewrap's options for the sandbox: everything read-only, a private /tmp, ``readable`` read-only and
+    ``writable`` writable over it, no namespace shared with the organiser."""
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev"]
     args += ["--proc", "/proc", "--tmpfs", "/tmp"]  # then what it reads and writes, over the private /tmp
     for folder in readable:
@@ -90,11 +92,12 @@ def run_sandboxed(
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    isolation = [*_isolation(writable, [*_code_roots(), *readable]), "--chdir", str(writable[0])]
-    argv = [shutil.which("bwrap") or "bwrap", *isolation, "--clearenv", *command] if sandbox else command
     env = _environment()
+    argv = command
     if sandbox:  # bwrap takes the environment as options once it has been cleared
-        argv = argv[: argv.index("--clearenv") + 1] + [a for k, v in env.items() for a in ("--setenv", k, v)] + command
+        bound = [*isolation([*_code_roots(), *readable], writable), "--chdir", str(writable[0]), "--clearenv"]
+        setenv = [a for k, v in env.items() for a in ("--setenv", k, v)]
+        argv = [shutil.which("bwrap") or "bwrap", *bound, *setenv, *command]
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -73,14 +73,14 @@ def _tree_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _key(code: Path, results: Path | None, data_digest: str, cfg: ChallengeConfig) -> str:
+def _key(code_digest: str, results: Path | None, data_digest: str, cfg: ChallengeConfig) -> str:
     settings = {
         k: v
         for k, v in asdict(cfg).items()
         if k in ("time_limit", "memory_limit", "device", "backend", "latency", "sandbox")
     }
     parts = [
-        _tree_digest(code),
+        code_digest,
         sha256_file(results) if results else "",
         data_digest,
         json.dumps(settings, sort_keys=True),
@@ -98,12 +98,16 @@ def _code_folder(code: Path, team_dir: Path) -> Path:
     return target
 
 
-def run_team(team: str, code: Path, results: Path | None, key: str, cfg: ChallengeConfig) -> dict[str, Any]:
-    """One team, start to end; every failure is this team's row, never an exception."""
+def run_team(
+    team: str, code: Path, results: Path | None, digests: tuple[str, str], cfg: ChallengeConfig
+) -> dict[str, Any]:
+    """One team, start to end (``digests``: the run's key and the submission's sha256); every failure is this
+    team's row, never an exception."""
     team_dir = (cfg.out / "teams" / team).resolve()
     team_dir.mkdir(parents=True, exist_ok=True)
     (team_dir / "row.json").unlink(missing_ok=True)
-    row: dict[str, Any] = {"team": team, "key": key, "submission_sha256": _tree_digest(code), "sandbox": cfg.sandbox}
+    key, code_digest = digests
+    row: dict[str, Any] = {"team": team, "key": key, "submission_sha256": code_digest, "sandbox": cfg.sandbox}
     t0 = time.perf_counter()
     try:
         folder = _code_folder(code, team_dir)
@@ -118,12 +122,16 @@ def run_team(team: str, code: Path, results: Path | None, key: str, cfg: Challen
     run_dir = team_dir / "job"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
-    spec: dict[str, Any] = {"submission": str(folder), "data": str(cfg.data.resolve()), "out": str(run_dir)}
-    spec |= {"backend": cfg.backend}
+    spec: dict[str, Any] = {
+        "submission": str(folder),
+        "data": str(cfg.data),
+        "out": str(run_dir),
+        "backend": cfg.backend,
+    }
     spec |= {"device": cfg.device, "latency": cfg.latency}
     outcome = run_sandboxed(
         [sys.executable, "-m", "harness.organise.job", json.dumps(spec)],
-        [folder, cfg.data.resolve()],
+        [folder, cfg.data],
         [run_dir],
         Limits(cfg.time_limit, cfg.memory_limit),
         team_dir / "job.log",
@@ -163,12 +171,14 @@ def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[di
     data_digest = _tree_digest(cfg.data)
     todo, rows = [], {}
     for team, (code, results) in teams.items():
-        key = _key(code, results, data_digest, cfg)
+        code_digest = _tree_digest(code)
+        key = _key(code_digest, results, data_digest, cfg)
         done = cfg.out / "teams" / team / "row.json"
-        if done.is_file() and read_json(done).get("key") == key:
-            rows[team] = read_json(done)
+        row = read_json(done) if done.is_file() else {}
+        if row.get("key") == key:
+            rows[team] = row
         else:
-            todo.append((team, code, results, key))
+            todo.append((team, code, results, (key, code_digest)))
     notify(progress, len(rows), len(teams), "teams")
     for row in (_on_slurm if cfg.executor == "slurm" else _here)(todo, cfg):
         rows[row["team"]] = row
@@ -176,7 +186,7 @@ def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[di
     return [rows[t] for t in teams]
 
 
-Todo = list[tuple[str, Path, Path | None, str]]
+Todo = list[tuple[str, Path, Path | None, tuple[str, str]]]
 
 
 def _here(todo: Todo, cfg: ChallengeConfig) -> Iterator[dict[str, Any]]:
@@ -201,8 +211,8 @@ def _on_slurm(todo: Todo, cfg: ChallengeConfig) -> Iterator[dict[str, Any]]:
         slurm_array_parallelism=max(1, cfg.jobs),
         name="harness-challenge",
     )
-    teams, codes, results, keys = (list(column) for column in zip(*todo))
-    jobs = executor.map_array(run_team, teams, codes, results, keys, [cfg] * len(todo))
+    teams, codes, results, digests = (list(column) for column in zip(*todo))
+    jobs = executor.map_array(run_team, teams, codes, results, digests, [cfg] * len(todo))
     for job, team in zip(jobs, teams):
         try:
             yield job.result()
