@@ -46,7 +46,7 @@ from harness.metrics import quantize_output
 from harness.options import EvalConfig, Split
 from harness.progress import Progress, notify
 from harness.registry import list_models, model_config, model_entry, model_multiple
-from harness.run import RunFolder, RunSettings, RunSummary, mean_scores
+from harness.run import RunFolder, RunSettings, RunSummary, table_fields
 from harness.scoring import score_pair
 from harness.sources import Args, ModelSource, parse_model_args
 
@@ -268,12 +268,8 @@ def _evaluate(
 def _summary(
     cfg: EvalConfig, prep: Prepared, table: pd.DataFrame, device: torch.device, wall: float, runtime: dict[str, Any]
 ) -> RunSummary:
-    scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
     return RunSummary(
-        **mean_scores(scored),
-        num_scenes=int(len(table)),
-        num_scored=int(len(scored)),
-        scenes=[str(s) for s in table["scene"]],
+        **table_fields(table),
         data=str(prep.data.resolve()),
         model=cfg.model,
         source=prep.source.as_dict(),

@@ -243,6 +243,17 @@ def summary_digest(summary: RunSummary) -> str:
     return hashlib.sha256(json.dumps(jsonable(fields), sort_keys=True).encode()).hexdigest()
 
 
+def table_fields(table: pd.DataFrame) -> dict[str, Any]:
+    """The summary's fields that follow from the metrics rows alone: mean scores and the scenes, scored or not."""
+    scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+    return {
+        **mean_scores(scored),
+        "num_scenes": int(len(table)),
+        "num_scored": int(len(scored)),
+        "scenes": [str(s) for s in table["scene"]],
+    }
+
+
 def mean_scores(rows: pd.DataFrame) -> dict[str, Any]:
     """Dataset score: the mean of the per-image values, as the server (None when nothing was scored)."""
     if rows.empty or "psnr" not in rows:

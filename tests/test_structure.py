@@ -104,7 +104,7 @@ LAYERS = [
         "harness.loading",
     ),
     ("harness.metrics", "harness.inference", "harness.backends"),
-    ("harness.scoring", "harness.run", "harness.tables"),
+    ("harness.scoring", "harness.run", "harness.merge", "harness.tables"),
     ("harness.evaluate", "harness.train", "harness.budget", "harness.bench", "harness.export"),
     ("harness.report", "harness.package", "harness.organise"),
     ("harness.cli",),

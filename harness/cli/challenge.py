@@ -46,9 +46,13 @@ def run_cmd(
     out: Annotated[Path, typer.Option(help="Challenge run folder (teams/, board.*).")] = Path("runs/challenge"),
     rule: RuleOpt = "psnr",
     rule_option: OptionsOpt = None,
-    jobs: Annotated[int, typer.Option(help="Teams run at once.", min=1)] = 1,
-    time_limit: Annotated[float, typer.Option(help="Seconds each team may take, all of it.", min=1)] = 1800.0,
-    memory_limit: Annotated[float, typer.Option(help="GB of address space each team may take.", min=0.5)] = 16.0,
+    jobs: Annotated[int, typer.Option(help="Jobs run at once (a team's, or one of its shards).", min=1)] = 1,
+    time_limit: Annotated[
+        float, typer.Option(help="Seconds each of a team's jobs may take (its own, and each of its shards).", min=1)
+    ] = 1800.0,
+    memory_limit: Annotated[
+        float, typer.Option(help="GB of address space each of a team's jobs may take.", min=0.5)
+    ] = 16.0,
     device: Annotated[str, typer.Option(help="cpu or cuda, the same for every team.")] = "cpu",
     backend: Annotated[str, typer.Option(help="The runner's backend, the same for every team.")] = "eager",
     latency: Annotated[bool, typer.Option(help="Time every team by the bench protocol.")] = True,
@@ -58,6 +62,9 @@ def run_cmd(
     executor: Annotated[
         str, typer.Option(help="local: here, --jobs at a time; slurm: one Slurm job per team (submitit).")
     ] = "local",
+    scene_shards: Annotated[
+        int, typer.Option(help="Jobs that share each team's scenes; merged into the run one job would write.", min=1)
+    ] = 1,
 ) -> None:
     """Lint, run (sandboxed), score, budget, time and replay every team; then write the board."""
     from harness.data.embedded import embedded_dataset
@@ -68,7 +75,7 @@ def run_cmd(
     options = _options(rule_option)
     cfg = ChallengeConfig(
         submissions, data or embedded_dataset(), out, rule, jobs, time_limit, memory_limit, device, backend, latency,
-        sandbox, executor,
+        sandbox, executor, scene_shards,
     )  # fmt: skip
     with progress_bar("teams", err_console) as advance:
         run_teams(cfg, advance)

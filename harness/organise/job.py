@@ -3,6 +3,9 @@
 Evaluates the submission on the test data through the harness runner (scored where ground truth exists), counts
 its budget at the challenge size (the official fvcore count and the complete analytic one), times it by the bench
 protocol, renders its run report, and writes everything a board needs to ``OUT/job.json``.
+
+A spec with ``scenes`` is one shard of a team's scenes: it evaluates those into ``OUT/run`` and does nothing else.
+A spec with ``parts`` (the shards' run folders) merges them into ``OUT/run`` instead of evaluating, then goes on.
 """
 
 from __future__ import annotations
@@ -23,21 +26,28 @@ def _latency(model: str, spec: dict[str, Any]) -> dict[str, float]:
     return {k: run[k] for k in ("median_seconds", "iqr_seconds", "peak_memory_mb")}
 
 
+def _eval_config(spec: dict[str, Any]) -> Any:
+    from harness.options import EvalConfig, Split
+
+    return EvalConfig(
+        f"submission:{spec['submission']}", data=Path(spec["data"]), split=Split.test, scenes=spec.get("scenes"),
+        out=Path(spec["out"]) / "run", trust_code=True, backend=spec["backend"], device=spec["device"],
+        threads=spec.get("threads"),
+    )  # fmt: skip
+
+
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.budget.budget import cached_budget
     from harness.challenge import IMAGE_SIZE
     from harness.evaluate import evaluate
-    from harness.options import REPORT_COUNTERS, EvalConfig, Split
+    from harness.merge import merge_runs
+    from harness.options import REPORT_COUNTERS
     from harness.report.render import render_run_report
     from harness.run import RunFolder
     from harness.sources import resolve_model
 
-    out = Path(spec["out"])
-    model = f"submission:{spec['submission']}"
-    cfg = EvalConfig(
-        model, data=Path(spec["data"]), split=Split.test, out=out / "run", trust_code=True, backend=spec["backend"],
-        device=spec["device"], threads=spec.get("threads"),
-    )  # fmt: skip
+    cfg = _eval_config(spec)
+    model = cfg.model
     phases: dict[str, float] = {}
     clock = [time.perf_counter()]
 
@@ -45,9 +55,11 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         phases[name] = round(time.perf_counter() - clock[0], 3)
         clock[0] = time.perf_counter()
 
-    summary = evaluate(cfg)
+    if spec.get("scenes"):
+        return {"scenes": evaluate(cfg).scenes}
+    summary = merge_runs([Path(p) for p in spec["parts"]], cfg.run_dir) if spec.get("parts") else evaluate(cfg)
     table = RunFolder(cfg.run_dir).scored_metrics()
-    lap("evaluate")
+    lap("merge" if spec.get("parts") else "evaluate")
     built, source = resolve_model(model, trust_code=True)  # counting needs the structure, not the weights
     budget = cached_budget(built.eval(), source, IMAGE_SIZE, list(REPORT_COUNTERS))
     lap("budget")

@@ -4,6 +4,7 @@ submission, absolute paths, and its checkpoint read weights-only. Each finding i
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from harness.submission import read_submission
 NETWORK = {"socket", "urllib", "http", "requests", "httpx", "ftplib", "smtplib", "paramiko", "aiohttp", "websocket"}
 KNOWN = {"torch", "numpy", "einops", "cv2", "timm", "torchvision", "scipy", "PIL", "skimage", "tifffile", "fvcore"}
 KNOWN |= {"models"}  # the submission's own package
+ABSOLUTE = re.compile(r"(/[\w.+-]+)+/?|[A-Za-z]:[\\/].*")  # a POSIX path of one segment or more, or a drive's
 
 
 def _imports(tree: ast.Module) -> list[tuple[str, int]]:
@@ -43,11 +45,7 @@ def _source_findings(path: Path, root: Path, local: set[str]) -> list[str]:
         elif name not in sys.stdlib_module_names and name not in KNOWN and name not in local:
             findings.append(f"{rel}:{line}: imports {name}, which is neither in the submission nor a common library")
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and node.value.startswith(("/home/", "/root/", "/data/", "/mnt/", "C:\\"))
-        ):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ABSOLUTE.fullmatch(node.value):
             findings.append(f"{rel}:{node.lineno}: absolute path {node.value[:60]!r} (outside the submission)")
     return findings
 

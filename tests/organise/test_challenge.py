@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from clihelp import invoke, one_error
+from same_run import assert_same_run
 from selenium.webdriver.common.by import By
 from team_code import toy_submission
 
@@ -107,6 +108,7 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     assert net["status"] == "failed" and ("ConnectionRefusedError" in net["error"] or "unreachable" in net["error"])
     assert "imports socket (network access" in " ".join(board["hostile_net"]["findings"])
     assert board["hostile_write"]["status"] == "failed" and "Read-only file system" in board["hostile_write"]["error"]
+    assert "absolute path" in " ".join(board["hostile_write"]["findings"])
     assert board["hostile_memory"]["status"] == "exceeded memory"
     assert board["hostile_sleep"]["status"] == "timed out"
     assert all(board[f"hostile_{n}"]["rank"] is None for n in HOSTILE)
@@ -139,6 +141,47 @@ def test_the_local_slurm_cluster_gives_the_same_board(challenge, local_run):
         t["team"]: (t["replay"] or {}).get("verdict") for t in json.loads((run / "board.json").read_text())["teams"]
     }
     assert verdicts(out) == verdicts(local_run)
+
+
+def _linked(challenge: dict, folder: Path, *names: str) -> dict:
+    """The challenge with only the named entries (and their results zips), linked into ``folder``."""
+    folder.mkdir()
+    for name in names:
+        os.symlink(challenge["subs"] / name, folder / name)
+        team = name.removesuffix(".zip")
+        if (challenge["subs"] / f"{team}.results.zip").is_file():
+            os.symlink(challenge["subs"] / f"{team}.results.zip", folder / f"{team}.results.zip")
+    return {**challenge, "subs": folder}
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_scene_shards_merge_into_the_run_one_job_writes(challenge, local_run, tmp_path, executor):
+    ch = _linked(challenge, tmp_path / "subs", "tiny.zip", "toy")
+    out = tmp_path / "sharded"
+    result = _challenge(ch, out, "--scene-shards", "3", "--executor", executor)
+    assert result.exit_code == 0, result.output
+    board, single = (
+        {t["team"]: t for t in json.loads((run / "board.json").read_text())["teams"]} for run in (out, local_run)
+    )
+    for team in ("tiny", "toy"):
+        shards = [json.loads((out / "teams" / team / "shards" / str(i) / "done.json").read_text()) for i in range(3)]
+        assert [s["scenes"] for s in shards] == [[0, 1], [2, 3], [280, 281, 282]]
+        merged, single_run = (run / "teams" / team / "job" / "run" for run in (out, local_run))
+        assert_same_run(merged, single_run, moved=(out, local_run))
+        for field in ("psnr", "ssim", "params", "fvcore_macs", "status", "within_limits"):
+            assert board[team][field] == single[team][field], field
+        assert board[team]["replay"]["verdict"] == single[team]["replay"]["verdict"]
+        assert len(board[team]["shard_seconds"]) == 3
+    assert board["tiny"]["rank"] == 1 and board["toy"]["rank"] == 2
+    if executor == "local":  # a team cut off after its shards: they are kept, its own job runs again
+        logs = sorted((out / "teams" / "toy" / "shards").glob("*/job.log"))
+        kept = [log.stat().st_mtime_ns for log in logs]
+        (out / "teams" / "toy" / "row.json").unlink()
+        assert _challenge(ch, out, "--scene-shards", "3").exit_code == 0
+        assert [log.stat().st_mtime_ns for log in logs] == kept and (out / "teams" / "toy" / "row.json").is_file()
+        assert_same_run(
+            out / "teams" / "toy" / "job" / "run", local_run / "teams" / "toy" / "job" / "run", (out, local_run)
+        )
 
 
 def test_an_interrupted_run_continues_and_gives_the_same_board(challenge, tmp_path):
