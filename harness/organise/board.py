@@ -16,7 +16,11 @@ from harness.io import atomic_write_text, read_json, write_csv, write_json
 from harness.organise.ranking import rank
 
 COLUMNS = ("rank", "team", "psnr", "ssim", "params", "fvcore_macs", "seconds", "status")
-FIELDS = (*COLUMNS, "error", "replay", "uncounted", "interval", "swap_with_next", "note", "sandbox", "findings")
+FIELDS = (
+    *COLUMNS,
+    *("error", "replay", "uncounted", "interval", "swap_with_next", "note", "sandbox", "findings"),
+    *("submission_sha256", "device", "backend", "versions", "shard_seconds"),
+)
 
 
 def _rows(out: Path) -> list[dict[str, Any]]:
@@ -64,6 +68,8 @@ def write_board(out: Path, rule: str = "psnr", options: dict[str, float] | None 
         "options": options or {},
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "harness": harness.__version__,
+        "settings": read_json(out / "challenge.json") if (out / "challenge.json").is_file() else None,
+        "versions": next((r["versions"] for r in board if r.get("versions")), None),
         "teams": board,
     }
     write_json(out / "board.json", doc)

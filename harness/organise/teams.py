@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.archive import safe_extract
+from harness.challenge import IMAGE_SIZE, MAC_LIMIT, PARAM_LIMIT
 from harness.data import discover_scenes, select_scenes
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file, write_json
@@ -226,6 +227,7 @@ def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[di
         raise HarnessError(f"no sandbox can be made: {problem}; --no-sandbox runs the teams' code without one")
     teams = entries(cfg.submissions)
     data_digest = _tree_digest(cfg.data)
+    write_json(cfg.out / "challenge.json", settings_record(cfg, data_digest))
     todo, rows = [], {}
     for name, (code, results) in teams.items():
         code_digest = _tree_digest(code)
@@ -251,6 +253,18 @@ def run_teams(cfg: ChallengeConfig, progress: Progress | None = None) -> list[di
         rows[row["team"]] = row
         notify(progress, len(rows), len(teams), row["team"])
     return [rows[t] for t in teams]
+
+
+def settings_record(cfg: ChallengeConfig, data_digest: str) -> dict[str, Any]:
+    """What the board says of the run: its settings, the data's sha256, the challenge's limits and the harness."""
+    import harness
+
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "data_sha256": data_digest,
+        "limits": {"parameters": PARAM_LIMIT, "fvcore_macs": MAC_LIMIT, "size": list(IMAGE_SIZE)},
+        "harness": harness.__version__,
+    }
 
 
 def scene_shards(numbers: list[int], k: int) -> list[list[int]]:

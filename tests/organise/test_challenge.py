@@ -123,6 +123,14 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     browser.get((out / "board.html").as_uri())
     rows = browser.find_elements(By.CSS_SELECTOR, "#board-table tbody tr")
     assert len(rows) == 7 and "not separable" in browser.find_element(By.ID, "board").text
+    said = browser.find_element(By.ID, "settings").text
+    assert "device cpu, backend eager, 45 s and 3 GB a job, in a bubblewrap sandbox" in said and "torch " in said
+    assert "parameters < 30.0 M, fvcore MACs < 4.0 T at 768x1536" in said
+    assert board["tiny"]["submission_sha256"][:12] in browser.find_element(By.ID, "details").text
+    assert "Read-only file system" in browser.find_element(By.ID, "details").text  # the reason, linked from its row
+    assert (
+        browser.execute_script("const s = document.querySelector('.scroll'); return s.scrollWidth - s.clientWidth") <= 0
+    )
     link = browser.find_element(By.CSS_SELECTOR, "#team-tiny a")
     assert link.get_attribute("href").endswith("teams/tiny/job/run/report.html")
     assert Path(link.get_attribute("href").removeprefix("file://")).is_file()
@@ -204,6 +212,10 @@ def test_an_interrupted_run_continues_and_gives_the_same_board(challenge, tmp_pa
     proc.wait()
     assert first.is_file() and not (cut / "teams" / "toy_b" / "row.json").is_file()
     kept = first.stat().st_mtime_ns
+    assert invoke("challenge", "board", cut).exit_code == 0  # what has finished, the rest pending
+    pending = {t["team"]: t for t in json.loads((cut / "board.json").read_text())["teams"]}
+    assert pending["toy"]["status"] == "ok" and pending["toy"]["rank"] == 1 and pending["toy_b"]["status"] == "pending"
+    assert "pending" in (cut / "board.html").read_text()
     assert _challenge(ch, cut).exit_code == 0
     assert first.stat().st_mtime_ns == kept  # the finished team was not run again
     columns = ["rank", "team", "psnr", "ssim", "params", "fvcore_macs", "status"]
