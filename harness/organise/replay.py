@@ -1,8 +1,9 @@
 """Replay: a team's uploaded results zip against the outputs the organiser re-ran from its code.
 
-Per scene: identical bytes or not, the largest difference in 8-bit levels, the share of values that differ;
-per team a verdict: ``reproduced`` (every scene identical), ``reproduced within 1 level`` (with the likely cause
-named), ``not reproduced``.
+Per scene: identical bytes or not, the largest difference in 8-bit levels, the share of values that differ and the
+server's PSNR of the upload against the re-run; per team a verdict: ``reproduced`` (every scene identical),
+``reproduced within 1 level`` (with the likely cause named), ``not reproduced``; and, where the ground truth is at
+hand, the upload's official scores, to set beside the re-run's.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from harness.archive import safe_extract
+from harness.challenge import scene_id
 from harness.errors import HarnessError
 from harness.io import read_output, sha256_file
-from harness.scoring import server_folder, server_outputs
+from harness.metrics import psnr
+from harness.run import mean_scores
+from harness.scoring import score_folder, server_folder, server_outputs
 
 
 def _cause(diffs: list[np.ndarray], uploaded: list[np.ndarray], rerun: list[np.ndarray]) -> str:
@@ -31,8 +35,9 @@ def _cause(diffs: list[np.ndarray], uploaded: list[np.ndarray], rerun: list[np.n
     return "arithmetic differences (another device, precision or library version)"
 
 
-def replay(results_zip: Path, rerun_res: Path) -> dict[str, Any]:
-    """Compare the outputs in ``results_zip`` (read as the server read it) with those in ``rerun_res``."""
+def replay(results_zip: Path, rerun_res: Path, gt_dir: Path | None = None) -> dict[str, Any]:
+    """Compare the outputs in ``results_zip`` (read as the server read it) with those in ``rerun_res``; with the
+    ground truth of every scene in ``gt_dir``, score the upload as the server did."""
     with tempfile.TemporaryDirectory(prefix="harness-replay-") as tmp:
         safe_extract(results_zip, Path(tmp))
         uploaded_files = server_outputs(server_folder(Path(tmp)))
@@ -47,19 +52,22 @@ def replay(results_zip: Path, rerun_res: Path) -> dict[str, Any]:
             same = sha256_file(uploaded_files[number]) == sha256_file(rerun_files[number])
             u, r = read_output(uploaded_files[number]), read_output(rerun_files[number])
             if u.shape != r.shape:
-                raise HarnessError(f"{results_zip}: Scene-{number:03d} is {u.shape}, the re-run's {r.shape}")
+                raise HarnessError(f"{results_zip}: {scene_id(number)} is {u.shape}, the re-run's {r.shape}")
             d = u.astype(np.int16) - r.astype(np.int16)
             scenes.append(
                 {
-                    "scene": f"Scene-{number:03d}",
+                    "scene": scene_id(number),
                     "identical": same,
                     "max_levels": int(np.abs(d).max()),
                     "differing": float(np.mean(d != 0)),
+                    "psnr_vs_rerun": None if same or not d.any() else psnr(r, u),  # None: infinite
                 }
             )
             diffs.append(d)
             uploaded.append(u)
             rerun.append(r)
+        has_gt = gt_dir is not None and all((gt_dir / f"{scene_id(n)}-gt.tif").is_file() for n in rerun_files)
+        official = mean_scores(score_folder(server_folder(Path(tmp)), gt_dir)) if has_gt and gt_dir else {}
     worst = max(s["max_levels"] for s in scenes)
     if all(s["identical"] for s in scenes) or worst == 0:
         verdict, cause = "reproduced", ""
@@ -68,4 +76,5 @@ def replay(results_zip: Path, rerun_res: Path) -> dict[str, Any]:
     else:
         verdict = "not reproduced"
         cause = "red and blue swapped" if _cause(diffs, uploaded, rerun) == "red and blue swapped" else ""
-    return {"verdict": verdict, "cause": cause, "max_levels": worst, "scenes": scenes}
+    uploaded_scores = {f"uploaded_{k}": official.get(k) for k in ("psnr", "ssim")}
+    return {"verdict": verdict, "cause": cause, "max_levels": worst, **uploaded_scores, "scenes": scenes}

@@ -203,7 +203,7 @@ def finish_team(
         row["error"] = _error_line(team_dir / "job.log")
     if team.results is not None and outcome.status == "ok":
         try:
-            row["replay"] = replay(team.results, run_dir / "run" / "res")
+            row["replay"] = replay(team.results, run_dir / "run" / "res", cfg.data)
         except HarnessError as exc:
             row["replay"] = {"verdict": "not reproduced", "cause": str(exc), "scenes": []}
     return _finish(team_dir, row)

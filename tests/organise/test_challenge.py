@@ -104,6 +104,10 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     assert "rounding" in board["toy"]["replay"]["cause"]
     assert board["toy_b"]["replay"]["verdict"] == "not reproduced"
     assert board["toy"]["psnr"] == board["toy_b"]["psnr"] and board["toy"]["swap_with_next"] is not None
+    assert board["tiny"]["replay"]["uploaded_psnr"] == board["tiny"]["psnr"]  # the upload scored as the server did
+    assert board["toy"]["replay"]["uploaded_psnr"] != board["toy"]["psnr"]
+    assert all(s["psnr_vs_rerun"] > 48 for s in board["toy"]["replay"]["scenes"])  # one level at most: >= 48.13 dB
+    assert all(s["psnr_vs_rerun"] is None for s in board["tiny"]["replay"]["scenes"])
     net = board["hostile_net"]
     assert net["status"] == "failed" and ("ConnectionRefusedError" in net["error"] or "unreachable" in net["error"])
     assert "imports socket (network access" in " ".join(board["hostile_net"]["findings"])
