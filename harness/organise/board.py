@@ -19,7 +19,7 @@ COLUMNS = ("rank", "team", "psnr", "ssim", "params", "fvcore_macs", "seconds", "
 FIELDS = (
     *COLUMNS,
     *("error", "replay", "uncounted", "interval", "swap_with_next", "note", "sandbox", "findings"),
-    *("submission_sha256", "device", "backend", "versions", "shard_seconds"),
+    *("submission_sha256", "device", "backend", "versions", "shard_seconds", "log"),
 )
 
 

@@ -176,7 +176,8 @@ def run_shard(team: Team, folder: Path, index: int, scenes: list[int], cfg: Chal
     numbers = ",".join(map(str, scenes))
     outcome = _sandboxed_job(folder, shard_dir / "job", {"scenes": numbers}, [], cfg)
     if outcome.status != "ok":
-        return {"status": outcome.status, "error": f"shard {index}: {_error_line(shard_dir / 'job.log')}"}
+        error = f"shard {index}: {_error_line(shard_dir / 'job.log')}"
+        return {"status": outcome.status, "error": error, "log": f"shards/{index}/job.log"}
     write_json(done, {**wanted, "seconds": round(outcome.seconds, 2)})
     return {"status": "ok", "seconds": round(outcome.seconds, 2)}
 
@@ -191,11 +192,11 @@ def finish_team(
         row["shard_seconds"] = [s.get("seconds") for s in shards]
         failed = next((s for s in shards if s["status"] != "ok"), None)
         if failed is not None:
-            return _finish(team_dir, {**row, "status": failed["status"], "error": failed.get("error", "")})
+            return _finish(team_dir, {**row, **{k: failed.get(k) for k in ("status", "error", "log")}})
     parts = [team_dir / "shards" / str(i) / "job" / "run" for i in range(len(shards))]
     extra = {"parts": [str(p) for p in parts]} if parts else {}
     outcome = _sandboxed_job(folder, team_dir / "job", extra, parts, cfg)
-    row |= {"status": outcome.status, "job_seconds": round(outcome.seconds, 2)}
+    row |= {"status": outcome.status, "job_seconds": round(outcome.seconds, 2), "log": "job.log"}
     run_dir = team_dir / "job"
     if outcome.status == "ok":
         row |= read_json(run_dir / "job.json")

@@ -139,6 +139,8 @@ def test_every_team_runs_in_its_sandbox_and_the_board_says_how_it_went(challenge
     assert link.get_attribute("href").endswith("teams/tiny/job/run/report.html")
     assert Path(link.get_attribute("href").removeprefix("file://")).is_file()
     assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
+    logs = [a.get_attribute("href") for a in browser.find_elements(By.LINK_TEXT, "log")]
+    assert len(logs) == 7 and all(Path(href.removeprefix("file://")).is_file() for href in logs)
     browser.set_window_size(1280, 2000)
 
 
@@ -168,7 +170,7 @@ def _linked(challenge: dict, folder: Path, *names: str) -> dict:
 
 @pytest.mark.parametrize("executor", ["local", "slurm"])
 def test_scene_shards_merge_into_the_run_one_job_writes(challenge, local_run, tmp_path, executor):
-    ch = _linked(challenge, tmp_path / "subs", "tiny.zip", "toy")
+    ch = _linked(challenge, tmp_path / "subs", "tiny.zip", "toy", "hostile_write")
     out = tmp_path / "sharded"
     result = _challenge(ch, out, "--scene-shards", "3", "--executor", executor)
     assert result.exit_code == 0, result.output
@@ -185,6 +187,9 @@ def test_scene_shards_merge_into_the_run_one_job_writes(challenge, local_run, tm
         assert board[team]["replay"]["verdict"] == single[team]["replay"]["verdict"]
         assert len(board[team]["shard_seconds"]) == 3
     assert board["tiny"]["rank"] == 1 and board["toy"]["rank"] == 2
+    failed = board["hostile_write"]  # its first shard failed: its reason and the shard's log
+    assert failed["status"] == "failed" and failed["error"].startswith("shard 0: ") and "Read-only" in failed["error"]
+    assert (out / "teams" / "hostile_write" / failed["log"]).is_file() and failed["log"] == "shards/0/job.log"
     if executor == "local":  # a team cut off after its shards: they are kept, its own job runs again
         logs = sorted((out / "teams" / "toy" / "shards").glob("*/job.log"))
         kept = [log.stat().st_mtime_ns for log in logs]
