@@ -290,21 +290,21 @@ def _run_shards(runnable: list[tuple[Team, Path, dict[str, Any]]], cfg: Challeng
     return outcomes
 
 
-def _finish_failed(call: tuple[Any, ...], exc: Exception) -> dict[str, Any]:
+Call = tuple[Any, ...]  # one job's arguments
+Job = Callable[..., dict[str, Any]]
+OnFailure = Callable[[Call, Exception], dict[str, Any]]  # what a job that died (node, scheduler) stands for
+
+
+def _finish_failed(call: Call, exc: Exception) -> dict[str, Any]:
     team, _, row = call[:3]
     return _finish(team.folder(call[-1]), {**row, "status": f"Slurm job failed: {exc}"})
 
 
-def _shard_failed(call: tuple[Any, ...], exc: Exception) -> dict[str, Any]:
+def _shard_failed(call: Call, exc: Exception) -> dict[str, Any]:
     return {"status": "failed", "error": f"shard {call[2]}: Slurm job failed: {exc}"}
 
 
-def _map(
-    fn: Callable[..., dict[str, Any]],
-    calls: list[tuple[Any, ...]],
-    cfg: ChallengeConfig,
-    failed: Callable[[tuple[Any, ...], Exception], dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
+def _map(fn: Job, calls: list[Call], cfg: ChallengeConfig, failed: OnFailure) -> Iterator[dict[str, Any]]:
     """``fn(*call)`` for every call, in order: here (``cfg.jobs`` at a time) or as one Slurm job array."""
     if not calls:
         return
@@ -315,12 +315,7 @@ def _map(
     yield from _on_slurm(fn, calls, cfg, failed)
 
 
-def _on_slurm(
-    fn: Callable[..., dict[str, Any]],
-    calls: list[tuple[Any, ...]],
-    cfg: ChallengeConfig,
-    failed: Callable[[tuple[Any, ...], Exception], dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
+def _on_slurm(fn: Job, calls: list[Call], cfg: ChallengeConfig, failed: OnFailure) -> Iterator[dict[str, Any]]:
     """One Slurm job per call (a job array, ``cfg.jobs`` at a time), each writing into the shared run folder; the
     team's own limits inside, the job's a little above them."""
     try:
