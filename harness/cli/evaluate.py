@@ -147,6 +147,27 @@ def score_cmd(
     console.print(f"wrote {target.summary_json}")
 
 
+def merge_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Evaluate runs of one model and settings over disjoint scenes.")],
+    out: Annotated[Path, typer.Option(help="The merged run folder (new, or empty).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge evaluate runs over disjoint scenes (one per machine, say) into the run one evaluate would have written."""
+    from harness.merge import merge_runs
+    from harness.run import RunFolder
+    from harness.tables import render_scores
+
+    for run in runs:
+        RunFolder(run).check_not_input(out)
+    summary = merge_runs(runs, out)
+    if as_json:
+        emit_json({**asdict(summary), "run": str(out.resolve())})
+        return
+    render_scores(console, RunFolder(out).read_metrics(), summary)
+    console.print(f"wrote {out} (`harness report {out}` renders its report)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("score")(score_cmd)
+    app.command("merge")(merge_cmd)

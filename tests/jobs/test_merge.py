@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from clihelp import invoke, one_error
 from same_run import assert_same_run
 
 from harness.errors import HarnessError
@@ -58,3 +59,15 @@ def test_what_does_not_merge_is_refused_and_nothing_is_written(runs, small_data,
     (edited / "metrics.csv").write_text((edited / "metrics.csv").read_text().replace("Scene-282", "Scene-283"))
     refused([runs["a"], edited], "metrics.csv was changed")
     refused([], "no runs to merge")
+
+
+def test_merge_command_merges_and_refuses_in_one_line(runs, tmp_path):
+    result = invoke("merge", runs["a"], runs["b"], runs["c"], "--out", tmp_path / "m", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_scenes"] == 7
+    assert_same_run(tmp_path / "m", runs["single"])
+    assert invoke("package", "results", tmp_path / "m", "--out", tmp_path / "m.zip").exit_code == 0
+    refused = invoke("merge", runs["a"], runs["single"], "--out", tmp_path / "n")
+    assert refused.exit_code == 2 and "Scene-001: in both" in one_error(refused.output)
+    inside = invoke("merge", runs["a"], runs["b"], "--out", runs["a"] / "res" / "merged")
+    assert inside.exit_code == 2 and "an input of this command" in one_error(inside.output)
