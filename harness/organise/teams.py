@@ -146,9 +146,11 @@ def _sandboxed_job(
     """``harness.organise.job`` on the team's code in the sandbox, writing ``job_dir`` only (emptied first)."""
     shutil.rmtree(job_dir, ignore_errors=True)
     job_dir.mkdir(parents=True)
-    spec: dict[str, Any] = {"submission": str(folder), "data": str(cfg.data), "out": str(job_dir)}
-    spec |= {"backend": cfg.backend}
-    spec |= {"device": cfg.device, "latency": cfg.latency, **extra}
+    spec = {
+        **{"submission": str(folder), "data": str(cfg.data), "out": str(job_dir)},
+        **{"backend": cfg.backend, "device": cfg.device, "latency": cfg.latency},
+        **extra,
+    }
     return run_sandboxed(
         [sys.executable, "-m", "harness.organise.job", json.dumps(spec)],
         [folder, cfg.data, *readable],
