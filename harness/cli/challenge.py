@@ -60,7 +60,7 @@ def run_cmd(
         bool, typer.Option(help="Run the teams' code in bubblewrap (off: with the same limits but no sandbox).")
     ] = True,
     executor: Annotated[
-        str, typer.Option(help="local: here, --jobs at a time; slurm: one Slurm job per team (submitit).")
+        str, typer.Option(help="local: here, --jobs at a time; slurm: one Slurm job per team or shard (submitit).")
     ] = "local",
     scene_shards: Annotated[
         int, typer.Option(help="Jobs that share each team's scenes; merged into the run one job would write.", min=1)
