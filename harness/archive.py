@@ -31,6 +31,15 @@ class ZipCheck:
         """The entries the server sees at the top of the extracted folder (folders and files alike)."""
         return sorted({n.replace("\\", "/").split("/")[0] for n in self.names if n.strip("/")})
 
+    def server_folder(self, root: Path) -> Path:
+        """Where the server reads the outputs once the zip is extracted into ``root``: into the only entry at the top
+        when every member lies under it (decided from every member, not only those extracted), else ``root``."""
+        top = self.top
+        descends = len(top) == 1 and all(n.replace("\\", "/").startswith(top[0] + "/") for n in self.names)
+        folder = root / top[0] if descends else root
+        folder.mkdir(exist_ok=True)  # the folder it looks into, even when none of its members was extracted
+        return folder
+
 
 MIN_RATIO_CHECKED = 64 * 1024  # below this, a high ratio is a tiny text file, not a bomb
 

@@ -233,8 +233,7 @@ class RunFolder:
 
     def scored_metrics(self) -> pd.DataFrame:
         """The rows with a PSNR (scenes with ground truth)."""
-        table = self.read_metrics()
-        return table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+        return scored_rows(self.read_metrics())
 
 
 def summary_digest(summary: RunSummary) -> str:
@@ -243,9 +242,14 @@ def summary_digest(summary: RunSummary) -> str:
     return hashlib.sha256(json.dumps(jsonable(fields), sort_keys=True).encode()).hexdigest()
 
 
+def scored_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a metrics table with a PSNR (scenes with ground truth)."""
+    return table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+
+
 def table_fields(table: pd.DataFrame) -> dict[str, Any]:
     """The summary's fields that follow from the metrics rows alone: mean scores and the scenes, scored or not."""
-    scored = table.dropna(subset=["psnr"]) if "psnr" in table else table.iloc[0:0]
+    scored = scored_rows(table)
     return {
         **mean_scores(scored),
         "num_scenes": int(len(table)),

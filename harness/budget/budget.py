@@ -115,10 +115,7 @@ def budget(model: nn.Module, size: tuple[int, int], counters: list[str]) -> dict
     t0 = time.perf_counter()
     try:
         analytic, analytic_failed = analytic_count(model, (1, NUM_FRAMES, h, w)), None
-    except (
-        Exception,
-        SystemExit,
-    ) as exc:  # somebody else's model: the other counters run, the strict verdict is undecided
+    except (Exception, SystemExit) as exc:  # somebody else's model: the others run, the strict verdict is undecided
         analytic, analytic_failed = AnalyticCount(), f"{type(exc).__name__}: {first_line(exc)}"
     results: dict[str, dict[str, Any]] = {}
     with contextlib.redirect_stdout(sys.stderr):  # what counters print is not the command's output (--json)

@@ -14,7 +14,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.options import EvalConfig
 
 
 def _latency(model: str, spec: dict[str, Any]) -> dict[str, float]:
@@ -26,7 +29,7 @@ def _latency(model: str, spec: dict[str, Any]) -> dict[str, float]:
     return {k: run[k] for k in ("median_seconds", "iqr_seconds", "peak_memory_mb")}
 
 
-def _eval_config(spec: dict[str, Any]) -> Any:
+def _eval_config(spec: dict[str, Any]) -> EvalConfig:
     from harness.options import EvalConfig, Split
 
     return EvalConfig(
@@ -47,6 +50,8 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.sources import resolve_model
 
     cfg = _eval_config(spec)
+    if spec.get("scenes"):  # a shard: its scenes, nothing else
+        return {"scenes": evaluate(cfg).scenes}
     model = cfg.model
     phases: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -55,8 +60,6 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         phases[name] = round(time.perf_counter() - clock[0], 3)
         clock[0] = time.perf_counter()
 
-    if spec.get("scenes"):
-        return {"scenes": evaluate(cfg).scenes}
     summary = merge_runs([Path(p) for p in spec["parts"]], cfg.run_dir) if spec.get("parts") else evaluate(cfg)
     table = RunFolder(cfg.run_dir).scored_metrics()
     lap("merge" if spec.get("parts") else "evaluate")

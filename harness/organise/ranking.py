@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,12 +56,6 @@ def esr_rule(rows: list[Row], options: dict[str, float]) -> tuple[dict[str, floa
 RULES: dict[str, Rule] = {"psnr": psnr_rule, "esr": esr_rule}
 
 
-@dataclass
-class Confidence:
-    low: float
-    high: float
-
-
 def bootstrap(rows: list[Row], ranked: list[str], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """A 95 % interval of each team's mean PSNR over its scenes, and for each pair of neighbours on the board the
     share of resamples of the scenes (the same resample for every team) in which they swap places."""
@@ -74,9 +67,9 @@ def bootstrap(rows: list[Row], ranked: list[str], resamples: int = 2000, seed: i
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(scenes), size=(resamples, len(scenes)))
     means = table[:, picks].mean(axis=2)  # teams x resamples
-    intervals = {t: Confidence(*np.percentile(means[i], [2.5, 97.5]).tolist()) for i, t in enumerate(ranked)}
+    intervals = {t: np.percentile(means[i], [2.5, 97.5]).tolist() for i, t in enumerate(ranked)}
     swap = {f"{a} / {b}": float(np.mean(means[i + 1] >= means[i])) for i, (a, b) in enumerate(zip(ranked, ranked[1:]))}
-    return {"intervals": {t: [c.low, c.high] for t, c in intervals.items()}, "swap": swap, "scenes": len(scenes)}
+    return {"intervals": intervals, "swap": swap, "scenes": len(scenes)}
 
 
 def rank(rows: list[Row], rule: str, options: dict[str, float] | None = None) -> list[Row]:

@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 from harness.io import read_output, sha256_file
 from harness.metrics import psnr
 from harness.run import mean_scores
-from harness.scoring import score_folder, server_folder, server_outputs
+from harness.scoring import score_folder, server_outputs
 
 
 def _cause(diffs: list[np.ndarray], uploaded: list[np.ndarray], rerun: list[np.ndarray]) -> str:
@@ -39,8 +39,8 @@ def replay(results_zip: Path, rerun_res: Path, gt_dir: Path | None = None) -> di
     """Compare the outputs in ``results_zip`` (read as the server read it) with those in ``rerun_res``; with the
     ground truth of every scene in ``gt_dir``, score the upload as the server did."""
     with tempfile.TemporaryDirectory(prefix="harness-replay-") as tmp:
-        safe_extract(results_zip, Path(tmp))
-        uploaded_files = server_outputs(server_folder(Path(tmp)))
+        uploaded_folder = safe_extract(results_zip, Path(tmp)).server_folder(Path(tmp))
+        uploaded_files = server_outputs(uploaded_folder)
         rerun_files = server_outputs(rerun_res)
         if set(uploaded_files) != set(rerun_files):
             raise HarnessError(
@@ -66,8 +66,11 @@ def replay(results_zip: Path, rerun_res: Path, gt_dir: Path | None = None) -> di
             diffs.append(d)
             uploaded.append(u)
             rerun.append(r)
-        has_gt = gt_dir is not None and all((gt_dir / f"{scene_id(n)}-gt.tif").is_file() for n in rerun_files)
-        official = mean_scores(score_folder(server_folder(Path(tmp)), gt_dir)) if has_gt and gt_dir else {}
+        official = (
+            mean_scores(score_folder(uploaded_folder, gt_dir))
+            if gt_dir is not None and all((gt_dir / f"{scene_id(n)}-gt.tif").is_file() for n in rerun_files)
+            else {}
+        )
     worst = max(s["max_levels"] for s in scenes)
     if all(s["identical"] for s in scenes) or worst == 0:
         verdict, cause = "reproduced", ""

@@ -171,9 +171,7 @@ def verify_zip(zip_path: Path, gt: Path | None = None, expect_scenes: str | None
 def _verify_extracted(zip_path: Path, tmp: Path, gt: Path | None, expect_scenes: str | None) -> dict[str, Any]:
     check = safe_extract(zip_path, Path(tmp))
     top = check.top
-    descends = len(top) == 1 and all(n.replace("\\", "/").startswith(top[0] + "/") for n in check.names)
-    folder = Path(tmp) / top[0] if descends else Path(tmp)  # as the server: from every member, not just the TIFFs
-    folder.mkdir(exist_ok=True)
+    folder = check.server_folder(Path(tmp))
     if len(top) > 1 and not any(folder.glob("*.tif")):
         raise HarnessError(
             f"{zip_path}: the server sees {len(top)} entries at the top ({', '.join(top[:4])}), so it descends into "
